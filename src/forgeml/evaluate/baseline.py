@@ -1,0 +1,88 @@
+"""A strong non-deep baseline on the same split, so a user sees whether the network helped.
+
+tables: LightGBM (trained once; it is also a candidate of `model: auto`); text: TF-IDF + logistic/ridge
+regression; images: a linear model on the normalized pixels.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forgeml.data.preprocess import _joined_text
+
+
+def kind_for(feature_types: set[str]) -> str:
+    if "image" in feature_types:
+        return "linear-pixels"
+    if feature_types == {"text"}:
+        return "tfidf-linear"
+    if "text" in feature_types:
+        return "lightgbm+tfidf"
+    return "lightgbm"
+
+
+def _linear(task, seed):
+    from sklearn.linear_model import LogisticRegression, Ridge
+
+    if task.name == "classification":
+        return LogisticRegression(max_iter=2000, C=1.0, random_state=seed)
+    return Ridge(alpha=1.0)
+
+
+def _raw_from_sklearn(model, x, task) -> np.ndarray:
+    if task.name == "classification":
+        proba = np.clip(model.predict_proba(x), 1e-9, 1)
+        return np.log(proba)  # log-probabilities act as logits for Task.outputs
+    return model.predict(x).astype(np.float64)
+
+
+def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataFrame], text_columns: list[str], seed: int, threads=None) -> dict[str, np.ndarray]:
+    """Fit on train, return raw outputs for 'val' and 'test' (same form as the torch models')."""
+    if kind == "linear-pixels":
+        flat = {s: enc[s]["image"].reshape(len(enc[s]["image"]), -1) for s in enc}
+        model = _linear(task, seed).fit(flat["train"], y["train"])
+        return {s: _raw_from_sklearn(model, flat[s], task) for s in ("val", "test")}
+    if kind == "tfidf-linear":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)
+        x = {"train": vec.fit_transform(_joined_text(raw_df["train"], text_columns))}
+        for s in ("val", "test"):
+            x[s] = vec.transform(_joined_text(raw_df[s], text_columns))
+        model = _linear(task, seed).fit(x["train"], y["train"])
+        return {s: _raw_from_sklearn(model, x[s], task) for s in ("val", "test")}
+    if kind == "lightgbm+tfidf":
+        import scipy.sparse as sp
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        from forgeml.models.gbdt import _matrix
+
+        vec = TfidfVectorizer(min_df=2, max_features=5000, sublinear_tf=True)
+        texts = {s: _joined_text(raw_df[s], text_columns) for s in raw_df}
+        vec.fit(texts["train"])
+        tab = {s: {k: v for k, v in enc[s].items() if k in ("numeric", "categorical")} for s in enc}
+        x = {s: sp.hstack([sp.csr_matrix(_matrix(tab[s])) if tab[s] else None, vec.transform(texts[s])]).tocsr()
+             for s in enc} if any(tab.values()) else {s: vec.transform(texts[s]) for s in enc}
+        return _fit_lightgbm_matrix(task, x, y, seed, threads)
+    from forgeml.config import LightGBMParams
+    from forgeml.models import gbdt
+
+    booster = gbdt.fit(LightGBMParams(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)
+    return {s: gbdt.raw_outputs(booster, enc[s], task) for s in ("val", "test")} | {"booster": booster}
+
+
+def _fit_lightgbm_matrix(task, x, y, seed, threads):
+    import lightgbm as lgb
+
+    common = dict(n_estimators=500, learning_rate=0.05, random_state=seed, verbose=-1, n_jobs=threads or -1)
+    model = lgb.LGBMClassifier(**common) if task.name == "classification" else lgb.LGBMRegressor(**common)
+    model.fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])], callbacks=[lgb.early_stopping(30, verbose=False)])
+    out = {}
+    for s in ("val", "test"):
+        raw = model.booster_.predict(x[s], raw_score=True)
+        if task.name == "classification":
+            raw = raw.reshape(len(raw), -1)
+            if raw.shape[1] == 1:
+                raw = np.concatenate([np.zeros_like(raw), raw], axis=1)
+        out[s] = np.asarray(raw, dtype=np.float64)
+    return out

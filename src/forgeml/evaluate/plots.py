@@ -1,0 +1,95 @@
+"""PNG plots a person wants to look at: learning curves, confusion matrix, ROC and PR curves, residuals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import io
+
+    from forgeml.artifacts import atomic_write_bytes
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=110)
+    _plt().close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def learning_curves(history: list[dict], monitor: str, path: Path) -> Path:
+    plt = _plt()
+    epochs = [h["epoch"] + 1 for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    axes[0].plot(epochs, [h["val_loss"] for h in history], label="validation loss")
+    axes[0].set_xlabel("epoch"), axes[0].set_title("loss"), axes[0].legend()
+    key = monitor if monitor != "val_loss" else next((k for k in ("val_accuracy", "val_rmse") if k in history[0]), "val_loss")
+    axes[1].plot(epochs, [h[key] for h in history], color="tab:green")
+    axes[1].set_xlabel("epoch"), axes[1].set_title(key.replace("_", " "))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def confusion(cm: list[list[int]], labels: list, path: Path) -> Path:
+    plt = _plt()
+    cm = np.asarray(cm)
+    k = len(labels)
+    fig, ax = plt.subplots(figsize=(min(2 + 0.6 * k, 12), min(1.6 + 0.6 * k, 11)))
+    norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
+    ax.set_xticks(range(k), [str(x) for x in labels], rotation=45 if k > 6 else 0)
+    ax.set_yticks(range(k), [str(x) for x in labels])
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title("confusion matrix (test; colour = row share)")
+    return _save(fig, path)
+
+
+def roc_pr(y: np.ndarray, proba: np.ndarray, labels: list, path_roc: Path, path_pr: Path) -> list[Path]:
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    plt = _plt()
+    classes = [1] if len(labels) == 2 else range(len(labels))
+    fig_r, ax_r = plt.subplots(figsize=(5, 4.5))
+    fig_p, ax_p = plt.subplots(figsize=(5, 4.5))
+    for c in classes:
+        pos = (y == c).astype(int)
+        if pos.min() == pos.max():
+            continue
+        fpr, tpr, _ = roc_curve(pos, proba[:, c])
+        prec, rec, _ = precision_recall_curve(pos, proba[:, c])
+        name = str(labels[c])
+        ax_r.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(pos, proba[:, c]):.3f})")
+        ax_p.plot(rec, prec, label=f"{name} (AP {average_precision_score(pos, proba[:, c]):.3f})")
+    ax_r.plot([0, 1], [0, 1], "k--", lw=0.8)
+    ax_r.set_xlabel("false positive rate"), ax_r.set_ylabel("true positive rate"), ax_r.set_title("ROC (test)")
+    ax_p.set_xlabel("recall"), ax_p.set_ylabel("precision"), ax_p.set_title("precision-recall (test)")
+    for ax in (ax_r, ax_p):
+        ax.legend(fontsize=7, loc="lower right" if ax is ax_r else "lower left"), ax.grid(alpha=0.3)
+    return [_save(fig_r, path_roc), _save(fig_p, path_pr)]
+
+
+def regression_fit(y: np.ndarray, pred: np.ndarray, path: Path) -> Path:
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].scatter(y, pred, s=8, alpha=0.6)
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    axes[0].plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    axes[0].set_xlabel("actual"), axes[0].set_ylabel("predicted"), axes[0].set_title("predicted vs actual (test)")
+    axes[1].hist(pred - y, bins=30, color="tab:orange")
+    axes[1].set_xlabel("residual (predicted - actual)"), axes[1].set_title("residuals (test)")
+    return _save(fig, path)

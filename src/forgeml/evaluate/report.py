@@ -1,0 +1,76 @@
+"""A self-contained report.html (plots embedded as base64) with metric tables, the baseline and the config."""
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}
+pre{background:#f7f7f7;padding:1em;overflow:auto}.good{color:#0a0}.bad{color:#b00}.note{color:#555}"""
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return html.escape(str(v))
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots: list[Path]) -> str:
+    task = manifest["task"]
+    keys = [k for k in SUMMARY_KEYS[task] if metrics["test"].get(k) is not None]
+    model_name = manifest["model"]["name"]
+    base = metrics.get("baseline")
+    rows = [[f"{model_name} (chosen)", *[metrics["test"].get(k) for k in keys]]]
+    if base:
+        rows.append([f"baseline: {base['name']}", *[base["test"].get(k) for k in keys]])
+    parts = [
+        f"<h1>forgeml run: {html.escape(run_dir.name)}</h1>",
+        f"<p class=note>task: {task} · model: {html.escape(model_name)} · data: {html.escape(manifest['data']['source'])} · "
+        f"rows train/val/test: {manifest['data']['rows']['train']}/{manifest['data']['rows']['val']}/{manifest['data']['rows']['test']}</p>",
+        "<h2>Test metrics</h2>",
+        _table(["model", *keys], rows),
+    ]
+    if base:
+        primary = metrics.get("primary_metric")
+        m, b = metrics["test"].get(primary), base["test"].get(primary)
+        if m is not None and b is not None:
+            from forgeml.tasks import better
+
+            won = better(primary, m, b)
+            parts.append(f"<p class={'good' if won else 'bad'}>On test {primary}, the model {'beats' if won else 'does not beat'} "
+                         f"the baseline ({m:.4f} vs {b:.4f}).</p>")
+    if len(metrics.get("candidates", [])) > 1:
+        parts.append("<h2>Model selection (validation)</h2>")
+        parts.append(_table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
+                            [[c["model"], c["val"].get(metrics["primary_metric"]), c.get("seconds")] for c in metrics["candidates"]]))
+    if task == "classification":
+        per = metrics["test"]["per_class"]
+        parts.append("<h2>Per class (test)</h2>")
+        parts.append(_table(["class", "precision", "recall", "f1", "support"],
+                            [[lab, v["precision"], v["recall"], v["f1"], v["support"]] for lab, v in per.items()]))
+    if metrics.get("training"):
+        t = metrics["training"]
+        parts.append(f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
+                     f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>")
+    parts.append("<h2>Plots</h2>")
+    parts += [_img(p) for p in plots]
+    parts.append("<h2>Config</h2>")
+    parts.append(f"<pre>{html.escape(config_yaml)}</pre>")
+    return f"<!doctype html><html><head><meta charset=utf-8><title>forgeml {html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"

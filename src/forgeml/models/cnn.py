@@ -1,0 +1,46 @@
+"""A small residual CNN for images (ResNet-style basic blocks, global average pooling)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from forgeml.models import register_model
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.skip = (
+            nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+            if stride != 1 or c_in != c_out
+            else nn.Identity()
+        )
+
+    def forward(self, x):
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.skip(x))
+
+
+class ResidualCNN(nn.Module):
+    def __init__(self, in_channels: int, out_dim: int, channels: list[int], blocks_per_stage: int, dropout: float):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, channels[0], 3, 1, 1, bias=False), nn.BatchNorm2d(channels[0]), nn.ReLU())
+        blocks, c_in = [], channels[0]
+        for i, c in enumerate(channels):
+            for b in range(blocks_per_stage):
+                blocks.append(BasicBlock(c_in, c, stride=2 if (i > 0 and b == 0) else 1))
+                c_in = c
+        self.blocks = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, out_dim))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(batch["image"])))
+
+
+@register_model("cnn", supports={"image"})
+def build(params, shapes: dict, out_dim: int) -> nn.Module:
+    return ResidualCNN(shapes["image"][0], out_dim, params.channels, params.blocks_per_stage, params.dropout)

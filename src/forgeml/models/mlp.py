@@ -1,0 +1,38 @@
+"""MLP for tables: standardized numerics + categorical embeddings + mean word embeddings of text columns."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from forgeml.models import register_model
+
+
+class TabularMLP(nn.Module):
+    def __init__(self, shapes: dict, out_dim: int, hidden: list[int], dropout: float, embedding_dim, text_dim: int):
+        super().__init__()
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(card, embedding_dim or min(16, (card + 1) // 2)) for card in shapes["categorical"]
+        )
+        self.text = nn.EmbeddingBag(shapes["text_vocab"], text_dim, mode="mean", padding_idx=0) if shapes["text_vocab"] else None
+        width = shapes["numeric"] + sum(e.embedding_dim for e in self.embeddings) + (text_dim if self.text else 0)
+        layers = []
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if "numeric" in batch:
+            parts.append(batch["numeric"])
+        for j, emb in enumerate(self.embeddings):
+            parts.append(emb(batch["categorical"][:, j]))
+        if self.text is not None:
+            parts.append(self.text(batch["tokens"]))
+        return self.net(torch.cat(parts, dim=1))
+
+
+@register_model("mlp", supports={"numeric", "categorical", "text"})
+def build(params, shapes: dict, out_dim: int) -> nn.Module:
+    return TabularMLP(shapes, out_dim, params.hidden, params.dropout, params.embedding_dim, params.text_dim)

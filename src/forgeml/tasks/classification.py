@@ -1,0 +1,56 @@
+"""Classification (binary and multiclass): cross-entropy on logits, softmax probabilities."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forgeml.tasks import Task, register_task
+
+
+@register_task("classification")
+class Classification(Task):
+    @classmethod
+    def fit(cls, y: pd.Series) -> "Classification":
+        labels = sorted(pd.unique(y.dropna()).tolist(), key=lambda v: (str(type(v)), v))
+        return cls({"labels": [v.item() if hasattr(v, "item") else v for v in labels]})
+
+    @property
+    def labels(self) -> list:
+        return self.state["labels"]
+
+    @property
+    def primary_metric(self) -> str:
+        return "roc_auc" if len(self.labels) == 2 else "accuracy"
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.labels)
+
+    def encode(self, y: pd.Series) -> np.ndarray:
+        index = {str(v): i for i, v in enumerate(self.labels)}
+        codes = y.astype(str).map(index)
+        if codes.isna().any():
+            unseen = sorted(set(y[codes.isna()].astype(str)))[:5]
+            from forgeml.errors import DataError
+
+            raise DataError(f"target values {unseen} were not seen in training; known labels: {self.labels}")
+        return codes.to_numpy(dtype=np.int64)
+
+    def loss(self, out, y):
+        import torch.nn.functional as F
+
+        return F.cross_entropy(out.float(), y)
+
+    def outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        z = raw - raw.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        return {"pred": p.argmax(axis=1), "proba": p}
+
+    def decode(self, pred: np.ndarray) -> np.ndarray:
+        return np.asarray(self.labels, dtype=object)[pred]
+
+    def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+        from forgeml.evaluate.metrics import classification_metrics
+
+        return classification_metrics(y, outputs["proba"], self.labels)

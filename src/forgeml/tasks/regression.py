@@ -1,0 +1,41 @@
+"""Regression: the target is standardized for training; predictions come back on the original scale."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from forgeml.tasks import Task, register_task
+
+
+@register_task("regression")
+class Regression(Task):
+    primary_metric = "rmse"
+
+    @classmethod
+    def fit(cls, y: pd.Series) -> "Regression":
+        values = y.to_numpy(dtype=np.float64)
+        std = float(values.std())
+        return cls({"mean": float(values.mean()), "std": std if std > 1e-12 else 1.0})
+
+    @property
+    def out_dim(self) -> int:
+        return 1
+
+    def encode(self, y: pd.Series) -> np.ndarray:
+        return ((y.to_numpy(dtype=np.float64) - self.state["mean"]) / self.state["std"]).astype(np.float32)
+
+    def loss(self, out, y):
+        import torch.nn.functional as F
+
+        return F.mse_loss(out.float().squeeze(-1), y)
+
+    def outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        return {"pred": raw.reshape(-1).astype(np.float64)}
+
+    def decode(self, pred: np.ndarray) -> np.ndarray:
+        return pred * self.state["std"] + self.state["mean"]
+
+    def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+        from forgeml.evaluate.metrics import regression_metrics
+
+        return regression_metrics(self.decode(y), self.decode(outputs["pred"]))

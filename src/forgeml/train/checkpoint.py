@@ -1,0 +1,66 @@
+"""Checkpoints as safetensors (model, optimizer tensors, RNG states) + JSON (everything else). No pickle."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from forgeml.artifacts import load_tensors, read_json, save_tensors, write_json
+
+LAST = "last"
+BEST = "best.safetensors"
+
+
+def _split_optimizer(state: dict) -> tuple[dict, dict]:
+    tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
+    for pid, entries in state["state"].items():
+        meta["state"][str(pid)] = {}
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optim/{pid}/{key}"] = value
+            else:
+                meta["state"][str(pid)][key] = value
+    return tensors, meta
+
+
+def _join_optimizer(tensors: dict, meta: dict) -> dict:
+    state = {int(pid): dict(entries) for pid, entries in meta["state"].items()}
+    for name, value in tensors.items():
+        if name.startswith("optim/"):
+            _, pid, key = name.split("/", 2)
+            state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Generator, progress: dict) -> None:
+    """Write the checkpoint: tensors first, then the JSON whose presence marks the checkpoint complete."""
+    opt_tensors, opt_meta = _split_optimizer(optimizer.state_dict())
+    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    tensors.update(opt_tensors)
+    tensors["rng/torch"] = torch.get_rng_state()
+    tensors["rng/shuffle"] = generator.get_state()
+    save_tensors(folder / f"{LAST}.safetensors", tensors)
+    write_json(folder / f"{LAST}.json", {
+        **progress,
+        "optimizer": opt_meta,
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+    })
+
+
+def exists(folder: Path) -> bool:
+    return (folder / f"{LAST}.json").is_file() and (folder / f"{LAST}.safetensors").is_file()
+
+
+def restore(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Generator) -> dict:
+    """Load the last checkpoint into the given objects; returns the saved progress (epoch, history, ...)."""
+    meta = read_json(folder / f"{LAST}.json")
+    tensors = load_tensors(folder / f"{LAST}.safetensors")
+    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
+    scheduler.load_state_dict(meta["scheduler"])
+    if meta.get("scaler"):
+        scaler.load_state_dict(meta["scaler"])
+    torch.set_rng_state(tensors["rng/torch"])
+    generator.set_state(tensors["rng/shuffle"])
+    return meta

@@ -1,0 +1,25 @@
+"""Shared fixtures: every test works in its own folder with tracking in a per-session SQLite store."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def fast_train(**train):
+    """Small, quick training settings for tests (the real defaults are for real data)."""
+    return {"epochs": 3, "batch_size": 64, "early_stopping": None, **train}
