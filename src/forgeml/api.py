@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -98,6 +97,7 @@ def train(
     overwrite: bool = False,
     quiet: bool = False,
     say: Optional[Say] = None,
+    source: str = "options",
     **options,
 ) -> RunResult:
     """Train, evaluate, report and track one run. ``options`` are config keys, e.g. data={'source': ...}."""
@@ -111,7 +111,7 @@ def train(
     from forgeml.train.loop import fit, predict_raw
 
     say = say or _stderr_say(quiet)
-    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options})
+    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
     run_dir = cfg.run_dir
     if resume:
         if not (run_dir / "config.yaml").is_file() or not any((run_dir / "checkpoints").glob("*/last.json")):
@@ -120,14 +120,14 @@ def train(
 
         cfg = build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
         say(f"resuming [bold]{run_dir}[/] from its last checkpoint")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
+    elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
+
+    data = prepare(cfg, say)  # data problems surface before anything is written or replaced
+    if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
-
-    data = prepare(cfg, say)
     task = data.task
     say(f"[bold]config[/] ({'model: auto -> ' + ' vs '.join(data.candidates) if cfg.model.name == 'auto' else 'model: ' + cfg.model.name}):\n"
         + cfg.model_copy(update={"task": task.name}).to_yaml())

@@ -104,7 +104,8 @@ def train(
         cfg_dict.setdefault("data", {"source": "(from the run)"})
     if not cfg_dict.get("data", {}).get("source"):
         raise _usage("give the data with --data PATH (or data.source in --config)")
-    _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet))
+    _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet,
+                            source=f"{config} + options" if config else "options"))
 
 
 def _default_name(data: Optional[str]) -> Optional[str]:

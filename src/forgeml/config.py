@@ -236,13 +236,13 @@ def load_config(path: str | Path) -> dict:
 
 
 def merge(base: dict, overrides: dict) -> dict:
-    """Deep-merge overrides (from CLI flags) into a config dict; None values are ignored."""
+    """Deep-merge overrides (from CLI flags) into a config dict; None values (flags not given) are dropped."""
     out = dict(base)
     for key, value in overrides.items():
-        if value is None:
-            continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
-        else:
+        if isinstance(value, dict):
+            nested = merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            if nested:
+                out[key] = nested
+        elif value is not None:
             out[key] = value
     return out

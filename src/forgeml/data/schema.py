@@ -89,8 +89,10 @@ def check_task(y: pd.Series, task: str) -> None:
     if task == "classification":
         n = y.nunique()
         if n < 2:
+            value = y.iloc[0].item() if hasattr(y.iloc[0], "item") else y.iloc[0]
             raise DataError(
-                f"target {y.name!r} has a single class ({y.iloc[0]!r}); classification needs at least two"
+                f"target {y.name!r} has a single class ({value!r}); classification needs at least two: "
+                "check the target column, or use --task regression for a numeric target"
             )
     elif task == "regression":
         if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):

@@ -51,38 +51,22 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
             x[s] = vec.transform(_joined_text(raw_df[s], text_columns))
         model = _linear(task, seed).fit(x["train"], y["train"])
         return {s: _raw_from_sklearn(model, x[s], task) for s in ("val", "test")}
+    from forgeml.config import LightGBMParams
+    from forgeml.models import gbdt
+
     if kind == "lightgbm+tfidf":
         import scipy.sparse as sp
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        from forgeml.models.gbdt import _matrix
-
         vec = TfidfVectorizer(min_df=2, max_features=5000, sublinear_tf=True)
         texts = {s: _joined_text(raw_df[s], text_columns) for s in raw_df}
         vec.fit(texts["train"])
-        tab = {s: {k: v for k, v in enc[s].items() if k in ("numeric", "categorical")} for s in enc}
-        x = {s: sp.hstack([sp.csr_matrix(_matrix(tab[s])) if tab[s] else None, vec.transform(texts[s])]).tocsr()
-             for s in enc} if any(tab.values()) else {s: vec.transform(texts[s]) for s in enc}
-        return _fit_lightgbm_matrix(task, x, y, seed, threads)
-    from forgeml.config import LightGBMParams
-    from forgeml.models import gbdt
-
+        x = {}
+        for s in enc:
+            tab = {k: v for k, v in enc[s].items() if k in ("numeric", "categorical")}
+            blocks = ([sp.csr_matrix(gbdt._matrix(tab))] if tab else []) + [vec.transform(texts[s])]
+            x[s] = sp.hstack(blocks).tocsr().astype(np.float64)
+        booster = gbdt.fit_matrix(LightGBMParams(), task, x["train"], y["train"], x["val"], y["val"], seed, threads)
+        return {s: gbdt.raw_matrix_outputs(booster, x[s], task) for s in ("val", "test")}
     booster = gbdt.fit(LightGBMParams(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)
-    return {s: gbdt.raw_outputs(booster, enc[s], task) for s in ("val", "test")} | {"booster": booster}
-
-
-def _fit_lightgbm_matrix(task, x, y, seed, threads):
-    import lightgbm as lgb
-
-    common = dict(n_estimators=500, learning_rate=0.05, random_state=seed, verbose=-1, n_jobs=threads or -1)
-    model = lgb.LGBMClassifier(**common) if task.name == "classification" else lgb.LGBMRegressor(**common)
-    model.fit(x["train"], y["train"], eval_set=[(x["val"], y["val"])], callbacks=[lgb.early_stopping(30, verbose=False)])
-    out = {}
-    for s in ("val", "test"):
-        raw = model.booster_.predict(x[s], raw_score=True)
-        if task.name == "classification":
-            raw = raw.reshape(len(raw), -1)
-            if raw.shape[1] == 1:
-                raw = np.concatenate([np.zeros_like(raw), raw], axis=1)
-        out[s] = np.asarray(raw, dtype=np.float64)
-    return out
+    return {s: gbdt.raw_outputs(booster, enc[s], task) for s in ("val", "test")}

@@ -19,25 +19,33 @@ def _categorical_indices(arrays: dict[str, np.ndarray]) -> list[int]:
     return list(range(n_num, n_num + n_cat))
 
 
-def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None):
+def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads, categorical=()):
+    """Boost on a dense or sparse matrix; the validation split picks the number of trees (early stopping)."""
     import lightgbm as lgb
 
-    common = dict(
-        n_estimators=params.n_estimators, learning_rate=params.learning_rate, num_leaves=params.num_leaves,
-        min_child_samples=params.min_child_samples, random_state=seed, verbose=-1, n_jobs=threads or -1,
-    )
-    model = lgb.LGBMClassifier(**common) if task.name == "classification" else lgb.LGBMRegressor(**common)
-    cats = _categorical_indices(train)
-    model.fit(
-        _matrix(train), y_train, eval_set=[(_matrix(val), y_val)], categorical_feature=cats or "auto",
-        callbacks=[lgb.early_stopping(30, verbose=False)],
-    )
-    return model.booster_
+    if task.name == "classification":
+        k = task.out_dim
+        objective = {"objective": "binary"} if k == 2 else {"objective": "multiclass", "num_class": k}
+    else:
+        objective = {"objective": "regression"}
+    booster_params = {
+        **objective, "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
+        "min_child_samples": params.min_child_samples, "seed": seed, "verbose": -1, "num_threads": threads or 0,
+    }
+    cats = list(categorical) or "auto"
+    train = lgb.Dataset(x_train, y_train, categorical_feature=cats, free_raw_data=True)
+    val = lgb.Dataset(x_val, y_val, reference=train, categorical_feature=cats)
+    return lgb.train(booster_params, train, num_boost_round=params.n_estimators, valid_sets=[val],
+                     callbacks=[lgb.early_stopping(30, verbose=False)])
 
 
-def raw_outputs(booster, arrays: dict, task) -> np.ndarray:
+def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None):
+    return fit_matrix(params, task, _matrix(train), y_train, _matrix(val), y_val, seed, threads, _categorical_indices(train))
+
+
+def raw_matrix_outputs(booster, x, task) -> np.ndarray:
     """Outputs in the same form the torch models give: logits (classification) or standardized values."""
-    raw = booster.predict(_matrix(arrays), raw_score=True)
+    raw = booster.predict(x, raw_score=True, num_iteration=booster.best_iteration or None)
     if task.name == "classification":
         raw = raw.reshape(len(raw), -1)
         if raw.shape[1] == 1:  # binary: one margin -> two logits
@@ -45,10 +53,14 @@ def raw_outputs(booster, arrays: dict, task) -> np.ndarray:
     return np.asarray(raw, dtype=np.float64)
 
 
+def raw_outputs(booster, arrays: dict, task) -> np.ndarray:
+    return raw_matrix_outputs(booster, _matrix(arrays), task)
+
+
 def save(booster, run_dir: Path) -> None:
     from forgeml.artifacts import write_text
 
-    write_text(run_dir / MODEL_FILE, booster.model_to_string())
+    write_text(run_dir / MODEL_FILE, booster.model_to_string(num_iteration=booster.best_iteration or None))
 
 
 def load(run_dir: Path):
