@@ -165,27 +165,14 @@ def datasets():
 
 
 def main(argv: Optional[List[str]] = None) -> None:
+    """Typer handles usage errors itself (exit 2 with usage); forgeml's own errors become one line + exit 2."""
     from forgeml.errors import ForgeMLError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="forgeml")
     except ForgeMLError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        raise SystemExit(130)
-    except Exception as exc:  # click usage errors keep their exit code 2 and message
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            raise SystemExit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Exit):
-            raise SystemExit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            raise SystemExit(1)
-        raise
+        raise SystemExit(exc.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ class Preprocessor:
             codes = np.zeros((len(df), len(cat["columns"])), dtype=np.int64)
             for j, (name, levels) in enumerate(zip(cat["columns"], cat["levels"])):
                 col = df[name]
-                c = pd.Categorical(col.astype(str), categories=levels).codes.astype(np.int64) + 1  # -1 (unseen) -> 0
+                c = pd.Index(levels).get_indexer(col.astype(str)).astype(np.int64) + 1  # -1 (unseen) -> 0
                 c[col.isna().to_numpy()] = 0
                 codes[:, j] = c
             out["categorical"] = codes

@@ -1,0 +1,127 @@
+"""Training throughput (samples/s) of forgeml's `fit` vs a plain hand-written PyTorch loop.
+
+Same model (built by forgeml from the same seed), same prepared data, batch size, epochs, optimizer (AdamW, same lr
+and weight decay), torch thread count, fp32 on CPU. forgeml's fit runs with schedule=constant and grad_clip=None so
+the two do the same arithmetic per step; early_stopping=None, progress=None.
+
+  (a) end-to-end: our fit() call as a user pays for it, i.e. including its per-epoch validation pass, best-state copy
+      and checkpoint (written to a temp dir), vs the plain loop (which does none of that).
+  (b) train steps only: the training phase of each epoch (randperm + all steps) on both sides; for fit it is timed by a
+      `progress` object (fit calls it after the last batch and after each epoch), checkpoint_dir=None.
+
+Runs alternate (plain, ours-a, ours-b, then the reverse order, ...) after one warm-up each; medians of the repeats.
+
+    .venv/bin/python benchmarks/loop_throughput.py [--repeats 5] [--threads 2] [--no-mlp]
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from _common import DEFAULT_THREADS, PlainLoop, TrainPhaseTimer, machine, median, setup, spread, table
+
+TARGET = 0.95
+
+CASES = {
+    "cnn/digits": dict(
+        config={"data": {"source": "bundled:digits", "split": {"val": 0.1, "test": 0.2, "seed": 0}},
+                "model": {"name": "cnn", "channels": [64, 128], "dropout": 0.2}},
+        epochs=4, batch_size=64, lr=2e-3, weight_decay=5e-4,
+    ),
+    "mlp/breast_cancer": dict(
+        config={"data": {"source": "bundled:breast_cancer"}, "model": {"name": "mlp"}},
+        epochs=40, batch_size=64, lr=1e-3, weight_decay=1e-4,
+    ),
+}
+
+
+def bench_case(name: str, case: dict, repeats: int, threads: int) -> list[list]:
+    from forgeml.train.loop import fit
+
+    cfg, data, build = setup(case["config"])
+    tcfg = cfg.train.model_copy(update=dict(
+        epochs=case["epochs"], batch_size=case["batch_size"], lr=case["lr"], weight_decay=case["weight_decay"],
+        schedule="constant", grad_clip=None, early_stopping=None, threads=threads, precision="fp32", device="cpu"))
+    x, y, xv, yv = data.enc["train"], data.y["train"], data.enc["val"], data.y["val"]
+
+    def plain(epochs: int):
+        model = build()
+        tic = time.perf_counter()
+        loop = PlainLoop(model, x, y, tcfg.batch_size, tcfg.lr, tcfg.weight_decay, seed=tcfg.seed)
+        train_s = []
+        for _ in range(epochs):
+            t = time.perf_counter()
+            loop.epoch()
+            train_s.append(time.perf_counter() - t)
+        return time.perf_counter() - tic, sum(train_s), loop.samples_per_epoch() * epochs
+
+    def ours_e2e(epochs: int):
+        model = build()
+        with tempfile.TemporaryDirectory(prefix="forgeml-bench-ckpt-") as ckpt:
+            tic = time.perf_counter()
+            fit(model, data.task, x, y, xv, yv, tcfg.model_copy(update={"epochs": epochs}),
+                checkpoint_dir=Path(ckpt), progress=None)
+            return time.perf_counter() - tic
+
+    def ours_steps(epochs: int):
+        model, timer = build(), TrainPhaseTimer()
+        fit(model, data.task, x, y, xv, yv, tcfg.model_copy(update={"epochs": epochs}), checkpoint_dir=None, progress=timer)
+        return sum(timer.train_s)
+
+    torch.set_num_threads(threads)
+    plain(1), ours_e2e(1), ours_steps(1)  # warm-up (oneDNN kernels, lazy imports, allocator)
+    E = tcfg.epochs
+    samples = plain(1)[2] * E
+    res = {"plain_e2e": [], "plain_steps": [], "ours_e2e": [], "ours_steps": []}
+    for r in range(repeats):
+        order = ["plain", "ours_e2e", "ours_steps"]
+        for what in order if r % 2 == 0 else order[::-1]:
+            torch.set_num_threads(threads)
+            if what == "plain":
+                e2e, steps, _ = plain(E)
+                res["plain_e2e"].append(samples / e2e)
+                res["plain_steps"].append(samples / steps)
+            elif what == "ours_e2e":
+                res["ours_e2e"].append(samples / ours_e2e(E))
+            else:
+                res["ours_steps"].append(samples / ours_steps(E))
+
+    rows = []
+    for label, mine, base in (("(a) end-to-end (ours: + val + checkpoint each epoch)", "ours_e2e", "plain_e2e"),
+                              ("(b) train steps only", "ours_steps", "plain_steps")):
+        m, b = median(res[mine]), median(res[base])
+        rows.append([name, label, f"{b:,.0f} ({spread(res[base])})", f"{m:,.0f} ({spread(res[mine])})", f"{m / b:.3f}",
+                     "ok" if m / b >= TARGET else "BELOW"])
+    return rows, f"{name}: {len(y)} train rows, batch {tcfg.batch_size}, {E} epochs/run, {len(yv)} val rows"
+
+
+def main(argv=None) -> str:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    ap.add_argument("--no-mlp", action="store_true")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    rows, notes = [], []
+    for name, case in CASES.items():
+        if a.no_mlp and name.startswith("mlp"):
+            continue
+        r, note = bench_case(name, case, a.repeats, a.threads)
+        rows += r
+        notes.append(note)
+    text = "\n".join([
+        f"## loop_throughput: forgeml fit vs plain PyTorch loop (samples/s, median of {a.repeats}, min-max in brackets)",
+        f"machine: {machine()}",
+        *notes, "",
+        table(["model/data", "measure", "plain loop", "forgeml fit", "ratio ours/plain", f"target >= {TARGET}"], rows, "llrrrl"),
+    ])
+    print(text, flush=True)
+    return text
+
+
+if __name__ == "__main__":
+    main()

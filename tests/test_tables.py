@@ -1,0 +1,108 @@
+"""Tables: model auto (MLP vs LightGBM), regression, mixed feature types, predict and evaluate round trips."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgeml import api
+from forgeml.config import build_config
+from forgeml.data.bundled import load_bundled
+
+from conftest import fast_train
+
+
+def _train(name, data, tracking="none", **cfg):
+    return api.train({"name": name, "data": data, "tracking": {"uri": tracking}, "train": fast_train(), **cfg}, quiet=True)
+
+
+def test_auto_trains_mlp_and_lightgbm_reports_both_and_keeps_the_better(in_tmp):
+    result = _train("default", {"source": "bundled:default"}, train=fast_train(epochs=4))
+    m = result.metrics
+    assert [c["model"] for c in m["candidates"]] == ["mlp", "lightgbm"]
+    vals = {c["model"]: c["val"]["roc_auc"] for c in m["candidates"]}
+    assert m["model"] == max(vals, key=vals.get)
+    assert m["baseline"]["name"] == "lightgbm"
+    # the issue's metrics.json contract
+    for key in ("accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss", "ece", "confusion_matrix"):
+        assert key in m["test"] and key in m["val"]
+    assert set(m["test"]["per_class"]) == {"No", "Yes"}
+    assert set(m["test"]["per_class"]["Yes"]) == {"precision", "recall", "f1", "support"}
+    assert m["test"]["per_class"]["Yes"]["support"] + m["test"]["per_class"]["No"]["support"] == m["test"]["n"] == 1500
+    assert set(m["baseline"]) >= {"name", "test", "val"}
+    # real data, real signal: balance predicts default well
+    assert m["test"]["roc_auc"] > 0.9 and m["baseline"]["test"]["roc_auc"] > 0.9
+    on_disk = json.loads((result.run_dir / "metrics.json").read_text())
+    assert on_disk["test"]["accuracy"] == m["test"]["accuracy"]
+
+
+def test_lightgbm_run_predicts_from_its_text_model_file(in_tmp):
+    result = _train("gbm", {"source": "bundled:breast_cancer"}, model={"name": "lightgbm"})
+    assert (result.run_dir / "model.lightgbm.txt").is_file()
+    assert not (result.run_dir / "model.safetensors").exists()
+    df, target = load_bundled("breast_cancer")
+    pred = api.load(result.run_dir).predict(df.drop(columns=[target]))
+    assert list(pred.columns) == ["prediction", "proba_benign", "proba_malignant"]
+    assert np.allclose(pred[["proba_benign", "proba_malignant"]].sum(axis=1), 1.0)
+    assert (pred["prediction"] == df[target]).mean() > 0.95
+
+
+def test_predict_and_evaluate_reproduce_the_training_metrics(in_tmp):
+    result = _train("bc", {"source": "bundled:breast_cancer"}, model={"name": "mlp"}, train=fast_train(epochs=8))
+    again = api.evaluate(result.run_dir)  # recomputes the same test split from the saved config
+    assert again["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+    assert again["log_loss"] == pytest.approx(result.metrics["test"]["log_loss"], rel=1e-5)
+    df, target = load_bundled("breast_cancer")
+    df.to_csv("labelled.csv", index=False)
+    df.drop(columns=[target]).head(7).to_json("rows.jsonl", orient="records", lines=True)
+    out = api.predict(result.run_dir, "rows.jsonl", "pred.parquet")
+    assert len(out) == 7 and pd.read_parquet("pred.parquet").equals(out)
+    full = api.evaluate(result.run_dir, "labelled.csv")
+    assert full["n"] == len(df) and full["accuracy"] > 0.9
+
+
+def test_regression_reports_errors_on_the_original_scale(in_tmp):
+    result = _train("diab", {"source": "bundled:diabetes"}, train=fast_train(epochs=20))
+    m = result.metrics
+    assert set(m["test"]) >= {"mae", "rmse", "r2"} and "accuracy" not in m["test"]
+    df, target = load_bundled("diabetes")
+    pred = api.load(result.run_dir).predict(df.drop(columns=[target]))
+    assert list(pred.columns) == ["prediction"]
+    # predictions live on the target's scale (25..346), not the standardized one
+    assert 50 < pred["prediction"].mean() < 250
+    assert m["test"]["r2"] > 0.0 and m["baseline"]["test"]["rmse"] > 0
+    assert (result.run_dir / "plots" / "regression.png").is_file()
+
+
+def mixed_table(n=600, seed=0):
+    """numeric + categorical + free text; the label needs all three."""
+    rng = np.random.default_rng(seed)
+    amount = rng.normal(0, 1, n)
+    plan = rng.choice(["basic", "pro", "team"], n)
+    words = rng.choice(["great support", "terrible latency", "fine overall", "billing was wrong"], n)
+    score = amount + (plan == "pro") - 1.5 * np.isin(words, ["terrible latency", "billing was wrong"])
+    notes = [f"customer says {w} about the product today" for w in words]
+    return pd.DataFrame({"amount": amount, "plan": plan, "notes": notes, "churn": np.where(score < 0, "yes", "no")})
+
+
+def test_mixed_numeric_categorical_text_table(in_tmp):
+    mixed_table().to_csv("mixed.csv", index=False)
+    result = _train("mixed", {"source": "mixed.csv", "target": "churn"}, train=fast_train(epochs=15, lr=3e-3))
+    types = {f["name"]: f["type"] for f in result.manifest["features"]}
+    assert types == {"amount": "numeric", "plan": "categorical", "notes": "text"}
+    assert result.metrics["model"] == "mlp" and result.metrics["baseline"]["name"] == "lightgbm+tfidf"
+    assert result.metrics["test"]["accuracy"] > 0.85
+    # unseen category and missing values at predict time do not break anything
+    rows = [{"amount": 0.3, "plan": "enterprise", "notes": "billing was wrong again"}, {"amount": None, "plan": None, "notes": None}]
+    assert len(api.load(result.run_dir).predict(rows)) == 2
+
+
+def test_feature_type_override_from_config(in_tmp):
+    df = mixed_table(200)
+    df["zip"] = np.random.default_rng(1).integers(10000, 10010, len(df))
+    df.to_csv("mixed.csv", index=False)
+    cfg = build_config({"name": "ov", "data": {"source": "mixed.csv", "target": "churn", "features": {"zip": "categorical", "notes": "ignore"}},
+                        "tracking": {"uri": "none"}, "train": fast_train(epochs=1)})
+    result = api.train(cfg, quiet=True)
+    types = {f["name"]: f["type"] for f in result.manifest["features"]}
+    assert types == {"amount": "numeric", "plan": "categorical", "zip": "categorical"}
