@@ -127,7 +127,8 @@ def fit(
                 loss = task.loss(model(batch), target)
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
-            scaler.scale(loss / cfg.grad_accum).backward()
+            group = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
+            scaler.scale(loss / group).backward()
             if (b + 1) % cfg.grad_accum == 0 or b + 1 == batches_per_epoch:
                 if cfg.grad_clip:
                     scaler.unscale_(optimizer)
