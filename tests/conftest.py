@@ -23,3 +23,14 @@ def in_tmp(tmp_path, monkeypatch):
 def fast_train(**train):
     """Small, quick training settings for tests (the real defaults are for real data)."""
     return {"epochs": 3, "batch_size": 64, "early_stopping": None, **train}
+
+
+def cli(*args) -> int:
+    """Run the CLI in-process; returns its exit code."""
+    from forgeml.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        return exc.code or 0
+    return 0

