@@ -154,3 +154,49 @@ def table(header: list[str], rows: list[list], align: Optional[str] = None) -> s
     out = ["| " + " | ".join(header) + " |", sep]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def _cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return sum(v[:8]) - idle, sum(v[:8])
+
+
+def other_load(window: float = 0.5) -> float:
+    """CPU cores kept busy by other processes over a short window (we sleep meanwhile): 0.0 on a quiet machine."""
+    try:
+        b0, t0 = _cpu_jiffies()
+        time.sleep(window)
+        b1, t1 = _cpu_jiffies()
+    except OSError:
+        return 0.0
+    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
+
+
+class QuietGate:
+    """Before each timed run, wait (up to max_wait s) until other processes use < threshold cores.
+
+    This machine is shared (tests may run beside the benchmark); a 2-thread torch run sharing 2 cores with another
+    busy process slows down by 2-10x (OpenMP threads wait on each other), which would swamp what is measured.
+    Runs that started while the machine was still busy are counted and reported, not hidden.
+    """
+
+    def __init__(self, threshold: float = 0.3, max_wait: float = 60.0):
+        self.threshold, self.max_wait = threshold, max_wait
+        self.runs, self.contended, self.waited = 0, 0, 0.0
+
+    def wait(self) -> None:
+        self.runs += 1
+        tic = time.perf_counter()
+        while (load := other_load()) >= self.threshold:
+            if time.perf_counter() - tic > self.max_wait:
+                self.contended += 1
+                break
+            time.sleep(1.5)
+        self.waited += time.perf_counter() - tic
+
+    def note(self) -> str:
+        return (f"timed runs: {self.runs}; started on a busy machine (other processes >= {self.threshold} core after "
+                f"waiting {self.max_wait:.0f} s): {self.contended}; total wait for a quiet machine {self.waited:.0f} s")

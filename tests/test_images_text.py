@@ -75,3 +75,18 @@ def test_minilm_fine_tunes_offline_and_reloads_identically(in_tmp, monkeypatch):
     b = model.predict(df.head(8))
     assert np.allclose(a["proba_iPhone"], b["proba_iPhone"])
     assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+
+
+def test_table_column_of_relative_image_paths(in_tmp, digit_folder):
+    """A CSV elsewhere listing images relative to itself: paths resolve against the CSV's folder."""
+    data = in_tmp / "project" / "data"
+    rows = [{"file": str(p.relative_to(digit_folder)), "digit": p.parent.name} for p in sorted(digit_folder.rglob("*.png"))]
+    import shutil
+
+    shutil.copytree(digit_folder, data / digit_folder.name)
+    pd.DataFrame([{"file": f"{digit_folder.name}/{r['file']}", "digit": r["digit"]} for r in rows]).to_csv(data / "index.csv", index=False)
+    result = api.train({"name": "paths", "data": {"source": str(data / "index.csv"), "target": "digit"},
+                        "tracking": {"uri": "none"}, "train": fast_train(epochs=2)}, quiet=True)
+    assert result.manifest["features"] == [{"name": "file", "type": "image"}]
+    pd.DataFrame({"file": [f"{digit_folder.name}/{rows[0]['file']}"]}).to_csv(data / "new.csv", index=False)
+    assert len(api.predict(result.run_dir, str(data / "new.csv"))) == 1

@@ -91,3 +91,9 @@ def test_datasets_lists_bundled_sets(capsys):
     out = capsys.readouterr().out
     for name in ("digits", "breast_cancer", "default", "tweets", "diabetes"):
         assert f"bundled:{name}" in out
+
+
+def test_config_reference_is_generated_from_the_current_schema():
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "docs" / "gen_config_reference.py")], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (root / "docs" / "config-reference.md").read_text().strip(), "run: make docs"

@@ -353,7 +353,9 @@ def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
         if not paths:
             raise DataError(f"no images found in {path}")
         return pd.DataFrame({image: [str(p) for p in paths]})
-    return read_table(path)
+    from forgeml.data.sources import anchor_image_paths
+
+    return anchor_image_paths(read_table(path), path.parent)
 
 
 def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:

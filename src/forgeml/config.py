@@ -36,6 +36,8 @@ class SplitConfig(_Strict):
 
 
 class DataConfig(_Strict):
+    """Where the rows come from, what to predict, and how features are typed and encoded."""
+
     source: str = Field(..., description="csv/parquet/jsonl file, an image folder (one sub-folder per class) or bundled:NAME")
     target: Optional[str] = Field(None, description="column to predict (for an image folder: 'label')")
     features: dict[str, FeatureType] = Field(
@@ -114,6 +116,8 @@ MODEL_PARAMS: dict[str, type[BaseModel]] = {
 
 
 class EarlyStopping(_Strict):
+    """Stop when the monitored validation metric has not improved for `patience` epochs; keep the best epoch."""
+
     monitor: str = Field(
         "val_loss", description="val_loss or val_<metric> (classification: accuracy, f1_macro, roc_auc; regression: rmse, mae, r2)"
     )
@@ -129,6 +133,8 @@ class EarlyStopping(_Strict):
 
 
 class TrainConfig(_Strict):
+    """The training loop: optimizer, schedule, regularization, precision, device, early stopping."""
+
     epochs: int = Field(30, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: Literal["adamw", "sgd"] = "adamw"
@@ -150,6 +156,8 @@ class TrainConfig(_Strict):
 
 
 class TrackingConfig(_Strict):
+    """MLflow experiment tracking."""
+
     uri: Optional[str] = Field(
         None, description="MLflow tracking URI; default sqlite:///<runs_dir>/mlflow.db; 'none' disables tracking"
     )
@@ -157,6 +165,8 @@ class TrackingConfig(_Strict):
 
 
 class Config(_Strict):
+    """One experiment: a file of these keys (--config) or flags; everything but data.source has a default."""
+
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name: runs/<name>/")
     task: TaskName = Field("auto", description="auto: classification for text/categorical/few-valued integer targets, else regression")
     data: DataConfig

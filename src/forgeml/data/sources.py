@@ -29,7 +29,21 @@ def read_source(source: str) -> tuple[pd.DataFrame, str | None]:
         raise DataError(f"data not found: {source}")
     if path.is_dir():
         return read_image_folder(path), "label"
-    return read_table(path), None
+    return anchor_image_paths(read_table(path), path.parent), None
+
+
+def anchor_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
+    """Relative image paths in a table are relative to the table's folder (not to where forgeml runs)."""
+    for name in df.columns:
+        col = df[name]
+        if col.dtype != object and not pd.api.types.is_string_dtype(col):
+            continue
+        values = col.dropna().astype(str)
+        if values.empty or values.str.lower().str.endswith(tuple(IMAGE_EXTS)).mean() <= 0.9:
+            continue
+        relative = col.notna() & ~col.astype(str).map(lambda p: Path(p).is_absolute())
+        df.loc[relative, name] = col[relative].map(lambda p: str(base / p))
+    return df
 
 
 def read_table(path: Path) -> pd.DataFrame:
