@@ -175,28 +175,50 @@ def other_load(window: float = 0.5) -> float:
     return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
 
 
+def _own_cpu_jiffies() -> float:
+    import resource
+
+    r, c = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (r.ru_utime + r.ru_stime + c.ru_utime + c.ru_stime) * os.sysconf("SC_CLK_TCK")
+
+
+class Meter:
+    """Times a block and measures how many cores *other* processes kept busy meanwhile (machine busy - our CPU)."""
+
+    def __enter__(self):
+        self.b0, self.t0 = _cpu_jiffies()
+        self.own0, self.w0 = _own_cpu_jiffies(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.w0
+        b1, t1 = _cpu_jiffies()
+        other = (b1 - self.b0) - (_own_cpu_jiffies() - self.own0)
+        self.other = max(0.0, other / max(1, t1 - self.t0) * (os.cpu_count() or 1))
+        return False
+
+
 class QuietGate:
-    """Before each timed run, wait (up to max_wait s) until other processes use < threshold cores.
+    """Before each timed run, wait until other processes use < `threshold` cores, within a total waiting budget.
 
     This machine is shared (tests may run beside the benchmark); a 2-thread torch run sharing 2 cores with another
-    busy process slows down by 2-10x (OpenMP threads wait on each other), which would swamp what is measured.
-    Runs that started while the machine was still busy are counted and reported, not hidden.
+    busy process slows down 2-10x (OpenMP threads wait on each other), which would swamp what is measured. Each run
+    also records the load other processes put on the machine while it ran (Meter); `pick` keeps the quiet runs.
     """
 
-    def __init__(self, threshold: float = 0.3, max_wait: float = 60.0):
-        self.threshold, self.max_wait = threshold, max_wait
-        self.runs, self.contended, self.waited = 0, 0, 0.0
+    def __init__(self, threshold: float = 0.3, budget: float = 90.0):
+        self.threshold, self.budget = threshold, budget
+        self.waited = 0.0
 
     def wait(self) -> None:
-        self.runs += 1
         tic = time.perf_counter()
-        while (load := other_load()) >= self.threshold:
-            if time.perf_counter() - tic > self.max_wait:
-                self.contended += 1
-                break
-            time.sleep(1.5)
+        while self.waited + (time.perf_counter() - tic) < self.budget and other_load() >= self.threshold:
+            time.sleep(1.0)
         self.waited += time.perf_counter() - tic
 
-    def note(self) -> str:
-        return (f"timed runs: {self.runs}; started on a busy machine (other processes >= {self.threshold} core after "
-                f"waiting {self.max_wait:.0f} s): {self.contended}; total wait for a quiet machine {self.waited:.0f} s")
+    def pick(self, runs: list[tuple[float, float]], need: int = 3) -> tuple[list[float], str]:
+        """runs: (value, other_load). The values of quiet runs if there are `need` of them, else all values."""
+        quiet = [v for v, load in runs if load < self.threshold]
+        if len(quiet) >= need:
+            return quiet, f"{len(quiet)}/{len(runs)} quiet"
+        return [v for v, _ in runs], f"{len(quiet)}/{len(runs)} quiet: all used"

@@ -222,7 +222,7 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
     pdir = run_dir / "plots"
     made = []
     if fit_info is not None and fit_info.history:
-        made.append(plots.learning_curves(fit_info.history, fit_info.monitor, pdir / "learning_curves.png"))
+        made.append(plots.learning_curves(fit_info.history, fit_info.monitor, pdir / "learning_curves.png", fit_info.best_epoch))
     if task.name == "classification":
         made.append(plots.confusion(metrics["test"]["confusion_matrix"], task.labels, pdir / "confusion_matrix.png"))
         made += plots.roc_pr(data.y["test"], outputs["test"]["proba"], task.labels, pdir / "roc.png", pdir / "pr.png")

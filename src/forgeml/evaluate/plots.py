@@ -28,7 +28,7 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def learning_curves(history: list[dict], monitor: str, path: Path) -> Path:
+def learning_curves(history: list[dict], monitor: str, path: Path, best_epoch: int | None = None) -> Path:
     plt = _plt()
     epochs = [h["epoch"] + 1 for h in history]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -40,6 +40,10 @@ def learning_curves(history: list[dict], monitor: str, path: Path) -> Path:
     axes[1].set_xlabel("epoch"), axes[1].set_title(key.replace("_", " "))
     for ax in axes:
         ax.grid(alpha=0.3)
+        if best_epoch is not None:
+            ax.axvline(best_epoch + 1, color="grey", ls=":", lw=1)
+    if best_epoch is not None:
+        axes[0].text(best_epoch + 1, axes[0].get_ylim()[1], " kept", va="top", color="grey", fontsize=8)
     return _save(fig, path)
 
 
