@@ -97,3 +97,9 @@ def test_config_reference_is_generated_from_the_current_schema():
     root = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, str(root / "docs" / "gen_config_reference.py")], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (root / "docs" / "config-reference.md").read_text().strip(), "run: make docs"
+
+
+def test_unusable_tracking_uri_is_a_clear_error_before_training(in_tmp, capsys):
+    assert cli("train", "--data", "bundled:iris", "--tracking-uri", "bogus://nowhere", "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "MLflow tracking at bogus://nowhere failed" in err and "--tracking-uri none" in err and "Traceback" not in err

@@ -156,7 +156,8 @@ def train(
             val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
             candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info,
                                "val": val_metrics, "seconds": time.perf_counter() - tic})
-            say(f"  {name}: val {task.primary_metric} = {val_metrics[task.primary_metric]:.4f} ({candidates[-1]['seconds']:.1f} s)")
+            score = val_metrics[task.primary_metric]
+            say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
 
         chosen = _choose(candidates, task.primary_metric)
         if len(candidates) > 1:

@@ -31,18 +31,27 @@ class Tracker:
         if not self.enabled:
             return
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")  # an unreachable server fails in seconds
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         import mlflow
 
         for name in ("mlflow", "alembic"):  # after the import: mlflow sets up its own loggers
             logging.getLogger(name).setLevel(logging.WARNING)
 
         self.uri = uri or default_uri(runs_dir)
-        mlflow.set_tracking_uri(self.uri)
-        if mlflow.get_experiment_by_name(experiment) is None:
-            artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None
-            mlflow.create_experiment(experiment, artifact_location=artifacts)
-        mlflow.set_experiment(experiment)
-        self._run = mlflow.start_run(run_name=run_name)
+        try:
+            mlflow.set_tracking_uri(self.uri)
+            if mlflow.get_experiment_by_name(experiment) is None:
+                artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None
+                mlflow.create_experiment(experiment, artifact_location=artifacts)
+            mlflow.set_experiment(experiment)
+            self._run = mlflow.start_run(run_name=run_name)
+        except Exception as exc:  # unreachable server, bad URI scheme, unwritable store
+            from forgeml.errors import ConfigError
+
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"MLflow tracking at {self.uri} failed: {first[:300]}; "
+                              "fix --tracking-uri, or pass --tracking-uri none to train without tracking") from None
         self.run_id = self._run.info.run_id
 
     def params(self, config: dict) -> None:
