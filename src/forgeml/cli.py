@@ -28,7 +28,7 @@ def _metric_table(title: str, rows: list[tuple[str, dict]], keys: list[str]):
     from rich.table import Table
 
     table = Table(title=title)
-    table.add_column("model")
+    table.add_column("model", no_wrap=True)
     for k in keys:
         table.add_column(k, justify="right")
     for name, m in rows:
