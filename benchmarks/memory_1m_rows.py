@@ -100,6 +100,21 @@ wrap(loop, "fit", "mlp fit", after="mlp predict val")
 wrap(gbdt, "fit", "lightgbm fit", after="lightgbm predict val")
 wrap(api, "_finish", "evaluate, plots, report")
 
+calls = {}
+def count(mod, attr, label):
+    fn = getattr(mod, attr)
+    def counted(*a, **k):
+        tic = time.perf_counter()
+        try:
+            return fn(*a, **k)
+        finally:
+            n, s = calls.get(label, (0, 0.0))
+            calls[label] = (n + 1, s + time.perf_counter() - tic)
+    setattr(mod, attr, counted)
+
+count(gbdt, "raw_outputs", "lightgbm predictions (gbdt.raw_outputs)")
+count(loop, "predict_raw", "torch predictions (loop.predict_raw, incl. per-epoch validation)")
+
 tic = time.perf_counter()
 result = api.train({
     "name": "mem1m", "runs_dir": args["runs_dir"], "tracking": {"uri": "none"},
@@ -113,6 +128,7 @@ print("RESULT " + json.dumps({
     "wall_s": wall,
     "ru_maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     "stages": [(s, peaks.get(s, 0), stage_seconds.get(s)) for s in order],
+    "calls": calls,
     "model": result.metrics["model"],
     "candidates": result.metrics["candidates"],
     "test_auc": result.metrics["test"]["roc_auc"],
@@ -120,7 +136,9 @@ print("RESULT " + json.dumps({
 '''
 
 
-def run(rows: int = 1_000_000, epochs: int = 1, threads: int | None = None) -> dict:
+def run(rows: int = 1_000_000, epochs: int = 1, max_wait: float = 90.0) -> dict:
+    from _common import Meter, QuietGate
+
     with tempfile.TemporaryDirectory(prefix="forgeml-bench-mem-") as tmp:
         tmp = Path(tmp)
         data = tmp / "table_1m.parquet"
@@ -128,12 +146,11 @@ def run(rows: int = 1_000_000, epochs: int = 1, threads: int | None = None) -> d
         make_table(rows, data)
         gen_s = time.perf_counter() - tic
         args = {"source": str(data), "runs_dir": str(tmp / "runs"), "epochs": epochs}
-        env = dict(os.environ)
-        if threads:
-            env["OMP_NUM_THREADS"] = str(threads)
-        tic = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - tic
+        gate = QuietGate(budget=max_wait)
+        gate.wait()
+        with Meter() as m:
+            proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], capture_output=True, text=True)
+        wall = m.seconds
         if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-4000:])
             raise SystemExit(f"training subprocess failed with exit code {proc.returncode}")
@@ -141,10 +158,13 @@ def run(rows: int = 1_000_000, epochs: int = 1, threads: int | None = None) -> d
         out = json.loads(line[len("RESULT "):])
     out["children_maxrss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # kB on Linux
     out["subprocess_wall_s"], out["generate_s"], out["rows"], out["epochs"] = wall, gen_s, rows, epochs
+    out["other_load"], out["waited"] = m.other, gate.waited
     return out
 
 
 def report(r: dict) -> str:
+    from _common import machine
+
     peak = r["children_maxrss"]
     lines = [
         f"## memory_1m_rows: forgeml.api.train on {r['rows']:,} rows x 20 features (model auto, {r['epochs']} epoch(s), batch 1024)",
@@ -155,6 +175,8 @@ def report(r: dict) -> str:
         f"| wall time of the training process (incl. start-up, imports) | {r['subprocess_wall_s']:.1f} s | | |",
         f"| wall time of api.train() | {r['wall_s']:.1f} s | | |",
         "",
+        f"machine: {machine()}; other processes kept {r['other_load']:.2f} of {os.cpu_count()} cores busy during the run"
+        + (" (NOISY: wall times are inflated)" if r["other_load"] >= 0.3 else " (quiet)"),
         "candidates: " + ", ".join(f"{c['model']} val roc_auc {c['val']['roc_auc']:.4f} ({c['seconds']:.1f} s)" for c in r["candidates"])
         + f"; kept {r['model']}, test roc_auc {r['test_auc']:.4f}",
         "",
@@ -163,6 +185,8 @@ def report(r: dict) -> str:
     ]
     for name, p, s in r["stages"]:
         lines.append(f"| {name} | {p / GB:.2f} GB | {'' if s is None else f'{s:.1f}'} |")
+    lines += ["", "| prediction calls over the whole run | calls | seconds |", "|---|---:|---:|"]
+    lines += [f"| {k} | {n} | {sec:.1f} |" for k, (n, sec) in r["calls"].items()]
     return "\n".join(lines)
 
 
@@ -170,8 +194,9 @@ def main(argv=None) -> str:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--max-wait", type=float, default=90.0, help="seconds to wait for a quiet machine before starting")
     a = ap.parse_args(argv)
-    text = report(run(a.rows, a.epochs))
+    text = report(run(a.rows, a.epochs, a.max_wait))
     print(text, flush=True)
     return text
 

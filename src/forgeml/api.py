@@ -154,7 +154,7 @@ def train(
                                progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."))
                 val_raw = predict_raw(model, data.enc["val"], device=next(model.parameters()).device)
             val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
-            candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info,
+            candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info, "raw": {"val": val_raw},
                                "val": val_metrics, "seconds": time.perf_counter() - tic})
             score = val_metrics[task.primary_metric]
             say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
@@ -190,6 +190,13 @@ def _raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
     return predict_raw(estimator, arrays, device=next(estimator.parameters()).device)
 
 
+def _candidate_raw(candidate: dict, split: str, data: Prepared) -> np.ndarray:
+    """A candidate's raw outputs on a split, computed once (LightGBM prediction is slow on big tables)."""
+    if split not in candidate["raw"]:
+        candidate["raw"][split] = _raw_outputs(candidate["estimator"], candidate["model"], data.enc[split], data.task)
+    return candidate["raw"][split]
+
+
 def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say) -> RunResult:
     from forgeml.evaluate import plots
     from forgeml.evaluate.baseline import kind_for, run_baseline
@@ -197,7 +204,7 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
     from forgeml.models import gbdt
 
     task, name, est = data.task, chosen["model"], chosen["estimator"]
-    outputs = {s: task.outputs(_raw_outputs(est, name, data.enc[s], task)) for s in ("val", "test")}
+    outputs = {s: task.outputs(_candidate_raw(chosen, s, data)) for s in ("val", "test")}
     metrics: dict[str, Any] = {s: task.metrics(data.y[s], outputs[s]) for s in ("val", "test")}
     metrics["primary_metric"] = task.primary_metric
     metrics["model"] = name
@@ -206,7 +213,7 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
     kind = kind_for({f.type for f in data.features})
     lgb_candidate = next((c for c in candidates if c["model"] == "lightgbm"), None)
     if kind == "lightgbm" and lgb_candidate is not None:
-        base_raw = {s: gbdt.raw_outputs(lgb_candidate["estimator"], data.enc[s], task) for s in ("val", "test")}
+        base_raw = {s: _candidate_raw(lgb_candidate, s, data) for s in ("val", "test")}
     else:
         text_cols = data.preprocessor.state.get("text", {}).get("columns", [])
         base_raw = run_baseline(kind, task, data.enc, data.y, data.raw, text_cols, cfg.train.seed, cfg.train.threads)

@@ -52,6 +52,10 @@ class Task:
     def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
         raise NotImplementedError
 
+    def quick_metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        """Cheap metrics computed every epoch (the full suite runs once, at the end)."""
+        raise NotImplementedError
+
 
 def make_task(name: str, state: dict) -> Task:
     _load_builtin()

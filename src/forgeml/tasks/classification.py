@@ -54,3 +54,6 @@ class Classification(Task):
         from forgeml.evaluate.metrics import classification_metrics
 
         return classification_metrics(y, outputs["proba"], self.labels)
+
+    def quick_metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
+        return {"accuracy": float((outputs["pred"] == y).mean())}

@@ -53,11 +53,15 @@ def predict_raw(model, arrays: dict, batch_size: int = 512, device=None, precisi
     return torch.cat(outs).numpy().astype(np.float64)
 
 
-def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision) -> dict:
+def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision, monitor: str = "val_loss") -> dict:
+    """Per-epoch validation: the loss and the task's cheap metrics; the full suite only when it is monitored."""
     raw = predict_raw(model, arrays, batch_size, device, precision)
-    y_t = torch.from_numpy(y)
-    metrics = task.metrics(y, task.outputs(raw))
-    metrics["loss"] = float(task.loss(torch.from_numpy(raw).float(), y_t))
+    outputs = task.outputs(raw)
+    metrics = task.quick_metrics(y, outputs)
+    name = monitor.removeprefix("val_")
+    if name != "loss" and name not in metrics:
+        metrics = task.metrics(y, outputs)
+    metrics["loss"] = float(task.loss(torch.from_numpy(raw).float(), torch.from_numpy(y)))
     return metrics
 
 
@@ -117,7 +121,7 @@ def fit(
         model.train()
         tic = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
-        running, seen = torch.zeros((), dtype=torch.float64), 0
+        running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         optimizer.zero_grad(set_to_none=True)
         for b in range(batches_per_epoch):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -128,7 +132,7 @@ def fit(
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
             group = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
-            scaler.scale(loss / group).backward()
+            scaler.scale(loss / group if group > 1 else loss).backward()
             if (b + 1) % cfg.grad_accum == 0 or b + 1 == batches_per_epoch:
                 if cfg.grad_clip:
                     scaler.unscale_(optimizer)
@@ -137,13 +141,13 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            running += loss.detach().double().cpu() * len(idx)
+            running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
             seen += len(idx)
             if progress and (b % 10 == 0 or b + 1 == batches_per_epoch):
                 progress.step(b + 1, float(running) / seen)
 
         # ---- validate, early-stop, checkpoint ----
-        val_metrics = evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device, precision)
+        val_metrics = evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device, precision, result.monitor)
         logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": scheduler.get_last_lr()[0],
                 "seconds": time.perf_counter() - tic}
         logs.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float)) and k != "n"})
