@@ -21,7 +21,8 @@ TRACKING = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (defau
 def _stdout():
     from rich.console import Console
 
-    return Console()
+    # piped or redirected output has no terminal width; don't squeeze tables to Rich's 80-column default
+    return Console(width=None if sys.stdout.isatty() else 120)
 
 
 def _metric_table(title: str, rows: list[tuple[str, dict]], keys: list[str]):
