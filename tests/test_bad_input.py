@@ -287,3 +287,11 @@ def test_failed_data_check_does_not_block_a_retry(in_tmp, capsys):
         err = capsys.readouterr().err
         assert exc.code in (0, None), f"retry after fixing the input failed: {err}"
     assert (in_tmp / "runs" / "d" / "manifest.json").is_file()
+
+
+def test_resume_without_a_run_name_asks_for_it(in_tmp, capsys):
+    from conftest import cli
+
+    assert cli("train", "--resume") == 2
+    err = capsys.readouterr().err
+    assert "--resume needs the name of the run" in err and "Traceback" not in err

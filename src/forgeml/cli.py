@@ -101,6 +101,8 @@ def train(
         "tracking": {"uri": tracking_uri},
     }
     cfg_dict = merge(base, overrides)
+    if resume and not cfg_dict.get("name"):
+        raise _usage("--resume needs the name of the run to continue: forgeml train --name NAME --resume")
     if resume and "data" not in base and data is None:
         cfg_dict.setdefault("data", {"source": "(from the run)"})
     if not cfg_dict.get("data", {}).get("source"):
