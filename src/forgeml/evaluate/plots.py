@@ -51,7 +51,7 @@ def confusion(cm: list[list[int]], labels: list, path: Path) -> Path:
     plt = _plt()
     cm = np.asarray(cm)
     k = len(labels)
-    fig, ax = plt.subplots(figsize=(min(2 + 0.6 * k, 12), min(1.6 + 0.6 * k, 11)))
+    fig, ax = plt.subplots(figsize=(min(max(4.5, 2 + 0.6 * k), 12), min(max(4.0, 1.6 + 0.6 * k), 11)))
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(k):
@@ -59,7 +59,7 @@ def confusion(cm: list[list[int]], labels: list, path: Path) -> Path:
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", color="white" if norm[i, j] > 0.5 else "black", fontsize=9)
     ax.set_xticks(range(k), [str(x) for x in labels], rotation=45 if k > 6 else 0)
     ax.set_yticks(range(k), [str(x) for x in labels])
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title("confusion matrix (test; colour = row share)")
+    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title("confusion matrix (test)\ncolour: share of the true class", fontsize=10)
     return _save(fig, path)
 
 
