@@ -90,3 +90,22 @@ def test_table_column_of_relative_image_paths(in_tmp, digit_folder):
     assert result.manifest["features"] == [{"name": "file", "type": "image"}]
     pd.DataFrame({"file": [f"{digit_folder.name}/{rows[0]['file']}"]}).to_csv(data / "new.csv", index=False)
     assert len(api.predict(result.run_dir, str(data / "new.csv"))) == 1
+
+
+def test_model_trained_on_arrays_predicts_image_files_at_the_same_scale(in_tmp, digit_folder):
+    """Digits arrays hold 0..16, PNG files 0..255: both must reach the network on one scale."""
+    result = api.train({"name": "arrays", "data": {"source": "bundled:digits"}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=4, lr=2e-3)}, quiet=True)
+    assert result.manifest["preprocessing"]["image"]["array_scale"] == 16.0
+    files = sorted((digit_folder / "7").glob("*.png"))
+    pred = api.load(result.run_dir).predict([str(p) for p in files])
+    assert (pred["prediction"] == 7).mean() > 0.8
+
+
+def test_transformer_gives_finite_probabilities_for_empty_text(in_tmp):
+    tweets(600).to_csv("tweets.csv", index=False)
+    result = api.train({"name": "tr", "data": {"source": "tweets.csv", "target": "source"}, "tracking": {"uri": "none"},
+                        "model": {"name": "text", "encoder": "transformer", "hidden": 32, "embedding_dim": 32},
+                        "train": fast_train(epochs=1)}, quiet=True)
+    pred = api.load(result.run_dir).predict(pd.DataFrame({"text": ["", None, "Make America Great Again!"]}))
+    assert np.isfinite(pred[["proba_Android", "proba_iPhone"]].to_numpy()).all()

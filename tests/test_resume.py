@@ -52,3 +52,18 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(in_tmp):
 def test_resume_without_checkpoint_is_a_clear_error(in_tmp):
     with pytest.raises(RunError, match="no checkpoint"):
         api.train({"name": "nothing", "data": {"source": "bundled:iris"}, "tracking": {"uri": "none"}}, resume=True, quiet=True)
+
+
+def test_resuming_a_run_that_already_stopped_trains_no_more_epochs(in_tmp):
+    from forgeml.train import checkpoint
+
+    cfg = {"name": "done", "data": {"source": "bundled:iris"}, "model": {"name": "mlp"}, "tracking": {"uri": "none"},
+           "train": {"epochs": 200, "lr": 0.05, "early_stopping": {"patience": 2}}}
+    first = api.train(cfg, quiet=True)
+    assert first.metrics["training"]["stopped_early"]
+    (first.run_dir / "manifest.json").unlink()  # as if the process died after training, before writing the run
+    again = api.train(cfg, resume=True, quiet=True)
+    assert again.metrics["training"]["epochs_run"] == first.metrics["training"]["epochs_run"]
+    assert again.metrics["training"]["stopped_early"]
+    assert again.metrics["test"]["log_loss"] == pytest.approx(first.metrics["test"]["log_loss"])
+    assert checkpoint.exists(first.run_dir / "checkpoints" / "mlp")

@@ -106,3 +106,54 @@ def test_feature_type_override_from_config(in_tmp):
     result = api.train(cfg, quiet=True)
     types = {f["name"]: f["type"] for f in result.manifest["features"]}
     assert types == {"amount": "numeric", "plan": "categorical", "zip": "categorical"}
+
+
+def test_numbers_read_as_floats_match_the_same_numbers_as_ints(in_tmp):
+    """A blank cell makes pandas read ints as floats (94110.0); predicting with 94110 must hit the same category."""
+    rng = np.random.default_rng(0)
+    zips = rng.choice([94110, 10001, 60601], 400)
+    df = pd.DataFrame({"zip": zips.astype(float), "noise": rng.normal(size=400), "label": (zips == 94110).astype(float)})
+    df.loc[5, "zip"] = np.nan
+    df.loc[7, "label"] = np.nan  # an unlabelled row: dropped, and the target column stays float
+    df.to_csv("train.csv", index=False)
+    result = _train("zips", {"source": "train.csv", "target": "label", "features": {"zip": "categorical"}},
+                    model={"name": "lightgbm"})
+    assert result.manifest["target"]["labels"] == [0, 1]
+    model = api.load(result.run_dir)
+    pred = model.predict([{"zip": 94110, "noise": 0.0}, {"zip": 10001, "noise": 0.0}])
+    assert pred["prediction"].tolist() == [1, 0]
+    clean = pd.DataFrame({"zip": [94110, 60601], "noise": [0.1, 0.2], "label": [1, 0]})
+    clean.to_csv("clean.csv", index=False)
+    assert api.evaluate(result.run_dir, "clean.csv")["accuracy"] == 1.0
+
+
+def test_predictions_keep_the_callers_index(in_tmp):
+    result = _train("idx", {"source": "bundled:iris"}, model={"name": "lightgbm"})
+    df, target = load_bundled("iris")
+    subset = df[df["petal length (cm)"] > 5].drop(columns=[target])
+    pred = api.load(result.run_dir).predict(subset)
+    assert pred.index.equals(subset.index)
+    subset["pred"] = pred["prediction"]
+    assert subset["pred"].notna().all()
+
+
+def test_many_classes_with_few_rows_each_still_split(in_tmp):
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(20), 4)
+    pd.DataFrame({"x": y + rng.normal(0, 0.1, len(y)), "y": [f"c{i}" for i in y]}).to_csv("many.csv", index=False)
+    with pytest.warns(UserWarning, match="stratif"):
+        result = _train("many", {"source": "many.csv", "target": "y"}, model={"name": "mlp"})
+    assert sum(result.manifest["data"]["rows"].values()) == 80
+
+
+def test_baseline_probabilities_cover_a_class_missing_from_training():
+    from sklearn.linear_model import LogisticRegression
+
+    from forgeml.evaluate.baseline import _raw_from_sklearn
+    from forgeml.tasks import fit_task
+
+    task = fit_task("classification", pd.Series(["a", "b", "c"]))
+    model = LogisticRegression().fit(np.array([[0.0], [1.0], [0.1], [0.9]]), [0, 2, 0, 2])  # class 1 never seen
+    raw = _raw_from_sklearn(model, np.array([[0.5], [0.2]]), task)
+    proba = task.outputs(raw)["proba"]
+    assert proba.shape == (2, 3) and (proba[:, 1] < 1e-6).all() and np.allclose(proba.sum(axis=1), 1)

@@ -333,7 +333,8 @@ class LoadedModel:
         if len(df) == 0:
             raise DataError("no rows to predict")
         out = self.task.outputs(self.raw(df))
-        result = pd.DataFrame({"prediction": self.task.decode(out["pred"])})
+        # keep the caller's index so `df["pred"] = model.predict(df)["prediction"]` aligns row by row
+        result = pd.DataFrame({"prediction": self.task.decode(out["pred"])}, index=df.index)
         if "proba" in out:
             for i, label in enumerate(self.labels):
                 result[f"proba_{label}"] = out["proba"][:, i]

@@ -37,12 +37,19 @@ def describe(values) -> tuple[str, tuple[int, int]]:
     return modes.most_common(1)[0][0], sizes.most_common(1)[0][0]
 
 
-def to_array(value, mode: str, size: tuple[int, int]) -> np.ndarray:
-    """One image as float32 [C, H, W]; files are scaled to [0, 1], arrays keep their own scale."""
+def array_scale(values) -> float:
+    """The value range of in-memory float arrays in training (digits: 16), so every input lands in [0, 1]."""
+    floats = [v for v in values if isinstance(v, np.ndarray) and not np.issubdtype(v.dtype, np.integer)]
+    return float(max((np.nanmax(v) for v in floats), default=1.0)) or 1.0
+
+
+def to_array(value, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    """One image as float32 [C, H, W] in [0, 1]: files and integer arrays are 8-bit (/255), float arrays are
+    divided by the training arrays' range, so a model trained on arrays can predict files and vice versa."""
     from PIL import Image
 
     if isinstance(value, np.ndarray):
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value, dtype=np.float32) / (255.0 if np.issubdtype(value.dtype, np.integer) else scale)
         if arr.ndim == 2:
             arr = arr[:, :, None]
         if arr.ndim != 3:
@@ -66,8 +73,8 @@ def to_array(value, mode: str, size: tuple[int, int]) -> np.ndarray:
     return arr.transpose(2, 0, 1)
 
 
-def to_batch(values, mode: str, size: tuple[int, int]) -> np.ndarray:
-    return np.stack([to_array(v, mode, size) for v in values]).astype(np.float32)
+def to_batch(values, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
+    return np.stack([to_array(v, mode, size, scale) for v in values]).astype(np.float32)
 
 
 def is_path_like(value) -> bool:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from forgeml.data import images as img
 from forgeml.data import text as txt
-from forgeml.data.schema import Feature
+from forgeml.data.schema import Feature, category_keys
 from forgeml.errors import DataError
 
 TEXT_SEPARATOR = " . "
@@ -41,7 +41,7 @@ class Preprocessor:
         if by_type["categorical"]:
             levels = []
             for name in by_type["categorical"]:
-                counts = df[name].dropna().astype(str).value_counts()
+                counts = category_keys(df[name].dropna()).value_counts()
                 levels.append(counts.index[: data_cfg.max_categories].tolist())
             state["categorical"] = {"columns": by_type["categorical"], "levels": levels}
         if by_type["text"]:
@@ -55,15 +55,19 @@ class Preprocessor:
             state["text"] = entry
         if by_type["image"]:
             name = by_type["image"][0]
-            mode, size = img.describe(df[name].tolist())
+            # a seeded sample across classes (an image folder lists its rows class by class)
+            values = df[name].iloc[np.random.default_rng(0).permutation(len(df))[:2000]].tolist()
+            mode, size = img.describe(values)
             mode = mode if data_cfg.image_mode == "auto" else data_cfg.image_mode
             size = tuple(data_cfg.image_size or size)
-            sample = img.to_batch(df[name].iloc[:2000].tolist(), mode, size)
+            scale = img.array_scale(values)
+            sample = img.to_batch(values, mode, size, scale)
             std = sample.std(axis=(0, 2, 3))
             state["image"] = {
                 "column": name,
                 "mode": mode,
                 "size": list(size),
+                "array_scale": scale,
                 "mean": sample.mean(axis=(0, 2, 3)).tolist(),
                 "std": np.where(std > 1e-12, std, 1.0).tolist(),
             }
@@ -87,7 +91,7 @@ class Preprocessor:
             codes = np.zeros((len(df), len(cat["columns"])), dtype=np.int64)
             for j, (name, levels) in enumerate(zip(cat["columns"], cat["levels"])):
                 col = df[name]
-                c = pd.Index(levels).get_indexer(col.astype(str)).astype(np.int64) + 1  # -1 (unseen) -> 0
+                c = pd.Index(levels).get_indexer(category_keys(col)).astype(np.int64) + 1  # -1 (unseen) -> 0
                 c[col.isna().to_numpy()] = 0
                 codes[:, j] = c
             out["categorical"] = codes
@@ -99,7 +103,7 @@ class Preprocessor:
                 self._tokenizer = self._tokenizer or txt.minilm_tokenizer()
                 out.update(txt.encode_minilm(texts, tx["max_len"], self._tokenizer))
         if im := self.state.get("image"):
-            batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]))
+            batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]), im.get("array_scale", 1.0))
             mean = np.asarray(im["mean"], dtype=np.float32)[None, :, None, None]
             std = np.asarray(im["std"], dtype=np.float32)[None, :, None, None]
             out["image"] = (batch - mean) / std

@@ -101,3 +101,24 @@ def check_task(y: pd.Series, task: str) -> None:
                 f"regression needs a numeric target, but {y.name!r} holds values like {sample}; "
                 "use --task classification or convert the column to numbers"
             )
+
+
+def canonical(value):
+    """The key of one categorical value or label: 1, 1.0 and np.int64(1) are the same category."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def category_keys(col: pd.Series) -> pd.Series:
+    """String keys for a column, vectorized where the dtype allows: the same at fit, predict and serve time."""
+    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_integer_dtype(col):
+        return col.astype(str)
+    if pd.api.types.is_float_dtype(col):
+        out = col.astype(str)
+        integral = col.notna() & (col % 1 == 0)
+        out[integral] = col[integral].astype("int64").astype(str)
+        return out
+    return col.map(lambda v: str(canonical(v)))

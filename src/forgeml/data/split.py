@@ -13,9 +13,14 @@ def split_indices(y: np.ndarray, classification: bool, cfg) -> tuple[np.ndarray,
     if strat is not None and np.bincount(y).min(initial=len(y)) < 3:
         warnings.warn("a class has fewer than 3 rows: splitting without stratification")
         strat = None
-    rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed, stratify=strat)
-    val_frac = cfg.val / (1 - cfg.test)
-    train, val = train_test_split(
-        rest, test_size=val_frac, random_state=cfg.seed, stratify=None if strat is None else y[rest]
-    )
+    try:
+        rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed, stratify=strat)
+        train, val = train_test_split(rest, test_size=cfg.val / (1 - cfg.test), random_state=cfg.seed,
+                                      stratify=None if strat is None else y[rest])
+    except ValueError:  # more classes than rows in a split: stratification is impossible
+        if strat is None:
+            raise
+        warnings.warn("too few rows per class to stratify the split: splitting without stratification")
+        rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed)
+        train, val = train_test_split(rest, test_size=cfg.val / (1 - cfg.test), random_state=cfg.seed)
     return np.sort(train), np.sort(val), np.sort(test)

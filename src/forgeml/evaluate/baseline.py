@@ -31,7 +31,9 @@ def _linear(task, seed):
 
 def _raw_from_sklearn(model, x, task) -> np.ndarray:
     if task.name == "classification":
-        proba = np.clip(model.predict_proba(x), 1e-9, 1)
+        # a class absent from the training split gets no column from sklearn: put columns back by class id
+        proba = np.full((x.shape[0], task.out_dim), 1e-9)
+        proba[:, model.classes_] = np.clip(model.predict_proba(x), 1e-9, 1)
         return np.log(proba)  # log-probabilities act as logits for Task.outputs
     return model.predict(x).astype(np.float64)
 

@@ -28,7 +28,9 @@ class TextEncoderClassifier(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids = batch["tokens"]
-        mask = (ids != 0).unsqueeze(-1)
+        pad = ids == 0
+        pad[:, 0] &= ~pad.all(dim=1)  # an empty text attends to its first (pad) position instead of nothing (NaN)
+        mask = (~pad).unsqueeze(-1)
         x = self.embed(ids)
         if self.encoder_kind == "bilstm":
             h, _ = self.encoder(x)
@@ -38,7 +40,7 @@ class TextEncoderClassifier(nn.Module):
             pooled = torch.cat([mean, mx], dim=1)
         else:
             x = x + self.pos(torch.arange(ids.shape[1], device=ids.device))
-            h = self.encoder(x, src_key_padding_mask=(ids == 0))
+            h = self.encoder(x, src_key_padding_mask=pad)
             pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.head(pooled)
 

@@ -11,8 +11,10 @@ from forgeml.tasks import Task, register_task
 class Classification(Task):
     @classmethod
     def fit(cls, y: pd.Series) -> "Classification":
-        labels = sorted(pd.unique(y.dropna()).tolist(), key=lambda v: (str(type(v)), v))
-        return cls({"labels": [v.item() if hasattr(v, "item") else v for v in labels]})
+        from forgeml.data.schema import canonical
+
+        labels = sorted({canonical(v) for v in pd.unique(y.dropna())}, key=lambda v: (str(type(v)), v))
+        return cls({"labels": labels})
 
     @property
     def labels(self) -> list:
@@ -27,8 +29,10 @@ class Classification(Task):
         return len(self.labels)
 
     def encode(self, y: pd.Series) -> np.ndarray:
+        from forgeml.data.schema import category_keys
+
         index = {str(v): i for i, v in enumerate(self.labels)}
-        codes = y.astype(str).map(index)
+        codes = category_keys(y).map(index)
         if codes.isna().any():
             unseen = sorted(set(y[codes.isna()].astype(str)))[:5]
             from forgeml.errors import DataError

@@ -39,6 +39,9 @@ def save(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Gen
     tensors.update(opt_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/shuffle"] = generator.get_state()
+    if torch.cuda.is_available():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng/cuda/{i}"] = state
     save_tensors(folder / f"{LAST}.safetensors", tensors)
     write_json(folder / f"{LAST}.json", {
         **progress,
@@ -63,4 +66,7 @@ def restore(folder: Path, model, optimizer, scheduler, scaler, generator: torch.
         scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(tensors["rng/torch"])
     generator.set_state(tensors["rng/shuffle"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("rng/cuda/")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
     return meta

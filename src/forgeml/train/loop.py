@@ -106,6 +106,8 @@ def fit(
             raise RunError(f"--resume: no checkpoint in {checkpoint_dir}; train without --resume to start fresh")
         saved = checkpoint.restore(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle)
         start_epoch, bad_epochs = saved["epoch"] + 1, saved["bad_epochs"]
+        if saved.get("finished"):  # stopped (early or at the last epoch) before the run was written: no more epochs
+            start_epoch, result.stopped_early = cfg.epochs, saved.get("stopped_early", False)
         result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
         if (checkpoint_dir / checkpoint.BEST).is_file():
             from forgeml.artifacts import load_tensors
@@ -170,6 +172,7 @@ def fit(
             checkpoint.save(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle, {
                 "epoch": epoch, "bad_epochs": bad_epochs, "history": result.history,
                 "best_epoch": result.best_epoch, "best_score": result.best_score, "finished": stop or epoch + 1 == cfg.epochs,
+                "stopped_early": stop,
             })
         if progress:
             progress.epoch(epoch, logs, result.monitor)
