@@ -109,3 +109,15 @@ def test_transformer_gives_finite_probabilities_for_empty_text(in_tmp):
                         "train": fast_train(epochs=1)}, quiet=True)
     pred = api.load(result.run_dir).predict(pd.DataFrame({"text": ["", None, "Make America Great Again!"]}))
     assert np.isfinite(pred[["proba_Android", "proba_iPhone"]].to_numpy()).all()
+
+
+def test_several_text_columns_are_read_together(in_tmp):
+    df = tweets(800)
+    words = df["text"].str.split()
+    df = pd.DataFrame({"opening": words.str[:6].str.join(" "), "rest": words.str[6:].str.join(" "), "source": df["source"]})
+    df.to_csv("split_text.csv", index=False)
+    result = api.train({"name": "two", "data": {"source": "split_text.csv", "target": "source", "features": {"rest": "text"}},
+                        "tracking": {"uri": "none"}, "train": fast_train(epochs=2)}, quiet=True)
+    assert result.manifest["preprocessing"]["text"]["columns"] == ["opening", "rest"]
+    assert result.metrics["model"] == "text"
+    assert len(api.load(result.run_dir).predict([{"opening": "Thank you Ohio", "rest": "see you soon!"}])) == 1
