@@ -121,3 +121,27 @@ def test_several_text_columns_are_read_together(in_tmp):
     assert result.manifest["preprocessing"]["text"]["columns"] == ["opening", "rest"]
     assert result.metrics["model"] == "text"
     assert len(api.load(result.run_dir).predict([{"opening": "Thank you Ohio", "rest": "see you soon!"}])) == 1
+
+
+def test_large_photos_are_shrunk_by_default_and_the_size_can_be_chosen(in_tmp):
+    rng = np.random.default_rng(0)
+    root = in_tmp / "photos"
+    for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+        (root / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = np.clip(rng.normal(colour, 25, (300, 400, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.jpg")
+    auto = api.train({"name": "auto", "data": {"source": str(root)}, "tracking": {"uri": "none"},
+                      "train": fast_train(epochs=1)}, quiet=True)
+    assert auto.manifest["preprocessing"]["image"]["size"] == [48, 64] and auto.manifest["preprocessing"]["image"]["mode"] == "RGB"
+    chosen = api.train({"name": "chosen", "data": {"source": str(root), "image_size": [30, 40]}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=1)}, quiet=True)
+    assert chosen.manifest["preprocessing"]["image"]["size"] == [30, 40]
+
+
+def test_images_that_would_not_fit_in_memory_are_refused_clearly(monkeypatch):
+    from forgeml.data import images
+    from forgeml.errors import DataError
+
+    with pytest.raises(DataError, match="set a smaller data.image_size"):
+        images.check_memory(100_000, 3, (512, 512))

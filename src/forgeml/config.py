@@ -47,7 +47,7 @@ class DataConfig(_Strict):
     max_text_tokens: int = Field(128, ge=8, le=4096, description="text is truncated to this many tokens")
     text_vocab_size: int = Field(20000, ge=100, description="most frequent words kept by the word tokenizer")
     max_categories: int = Field(1000, ge=2, description="most frequent levels kept per categorical column")
-    image_size: Optional[tuple[int, int]] = Field(None, description="(height, width) images are resized to; default: the most common size")
+    image_size: Optional[tuple[int, int]] = Field(None, description="(height, width) images are resized to; default: the most common size, shrunk to at most 64 px on its longest side")
     image_mode: Literal["auto", "L", "RGB"] = Field("auto", description="grayscale (L), colour (RGB) or as the images are")
 
 

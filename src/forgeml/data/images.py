@@ -37,6 +37,27 @@ def describe(values) -> tuple[str, tuple[int, int]]:
     return modes.most_common(1)[0][0], sizes.most_common(1)[0][0]
 
 
+AUTO_MAX_SIDE = 64  # default longest side: a CPU trains a small CNN on 64 px images in minutes, not hours
+MEMORY_LIMIT_BYTES = 8 * 1024**3
+
+
+def auto_size(size: tuple[int, int], max_side: int = AUTO_MAX_SIDE) -> tuple[int, int]:
+    """Shrink the most common size to fit max_side, keeping the aspect ratio (never enlarge)."""
+    h, w = size
+    factor = min(1.0, max_side / max(h, w))
+    return max(1, round(h * factor)), max(1, round(w * factor))
+
+
+def check_memory(rows: int, channels: int, size: tuple[int, int]) -> None:
+    """Images are decoded into memory once; refuse clearly rather than run out of memory half-way."""
+    need = rows * channels * size[0] * size[1] * 4
+    if need > MEMORY_LIMIT_BYTES:
+        raise DataError(
+            f"{rows} images at {size[0]}x{size[1]}x{channels} would take {need / 1024**3:.1f} GB in memory "
+            f"(limit {MEMORY_LIMIT_BYTES / 1024**3:.0f} GB); set a smaller data.image_size"
+        )
+
+
 def array_scale(values) -> float:
     """The value range of in-memory float arrays in training (digits: 16), so every input lands in [0, 1]."""
     floats = [v for v in values if isinstance(v, np.ndarray) and not np.issubdtype(v.dtype, np.integer)]

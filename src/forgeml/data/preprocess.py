@@ -59,7 +59,8 @@ class Preprocessor:
             values = df[name].iloc[np.random.default_rng(0).permutation(len(df))[:2000]].tolist()
             mode, size = img.describe(values)
             mode = mode if data_cfg.image_mode == "auto" else data_cfg.image_mode
-            size = tuple(data_cfg.image_size or size)
+            size = tuple(data_cfg.image_size or img.auto_size(size))
+            img.check_memory(len(df), 1 if mode == "L" else 3, size)
             scale = img.array_scale(values)
             sample = img.to_batch(values, mode, size, scale)
             std = sample.std(axis=(0, 2, 3))
