@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 
@@ -97,6 +96,3 @@ def to_array(value, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.
 def to_batch(values, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     return np.stack([to_array(v, mode, size, scale) for v in values]).astype(np.float32)
 
-
-def is_path_like(value) -> bool:
-    return isinstance(value, (str, Path))
