@@ -18,7 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from _common import DEFAULT_THREADS, Meter, PlainLoop, QuietGate, machine, median, n_batches, setup, table

@@ -57,7 +57,7 @@ def section(title: str, model: type[BaseModel], prefix: str) -> list[str]:
             lines.append(f"| `{prefix}{name}` | section | | see below |")
             continue
         if name == "model":
-            lines.append(f"| `model` | section | `{{name: auto}}` | one of the models below, chosen by `name` |")
+            lines.append("| `model` | section | `{name: auto}` | one of the models below, chosen by `name` |")
             continue
         lines.append(f"| `{prefix}{name}` | {_type(ann)} | {_default(field)} | {field.description or ''} |")
     lines.append("")

@@ -1,6 +1,5 @@
 """`forgeml train --resume` after the process is killed continues where it stopped and loses nothing."""
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -6,7 +6,6 @@ so a resumed run ends where an uninterrupted one would.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
