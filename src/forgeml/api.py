@@ -30,24 +30,27 @@ def _stderr_say(quiet: bool) -> Say:
 
 # --------------------------------------------------------------------------------------------- data preparation
 @dataclass
-class Prepared:
+class Splits:
     target: str
     task: Any
     features: list
-    preprocessor: Any
-    raw: dict[str, pd.DataFrame]  # train / val / test rows as read
-    enc: dict[str, dict[str, np.ndarray]]  # model inputs per split
-    y: dict[str, np.ndarray]  # encoded targets per split
     candidates: list[str]
+    raw: dict[str, pd.DataFrame]  # train / val / test rows as read
+    y: dict[str, np.ndarray]  # encoded targets per split
 
 
-def prepare(cfg: Config, say: Say = lambda m: None, preprocessor_state: Optional[dict] = None) -> Prepared:
-    """Read, type, split and preprocess (fitted on the training split only)."""
-    from forgeml.data.preprocess import Preprocessor
+@dataclass
+class Prepared(Splits):
+    preprocessor: Any = None
+    enc: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model inputs per split
+
+
+def split_data(cfg: Config) -> Splits:
+    """Read, check, type and split the data (deterministic for a config: evaluate replays it)."""
     from forgeml.data.schema import check_target, check_task, infer_features, infer_task
     from forgeml.data.sources import read_source
     from forgeml.data.split import split_indices
-    from forgeml.models import check_supports, get_model, resolve_auto
+    from forgeml.models import check_supports, resolve_auto
     from forgeml.tasks import fit_task
 
     df, implied_target = read_source(cfg.data.source)
@@ -56,26 +59,32 @@ def prepare(cfg: Config, say: Say = lambda m: None, preprocessor_state: Optional
     task_name = cfg.task if cfg.task != "auto" else infer_task(df[target])
     check_task(df[target], task_name)
     features = infer_features(df, target, cfg.data.features)
-    types = {f.type for f in features}
-    candidates = resolve_auto(types) if cfg.model.name == "auto" else [cfg.model.name]
+    candidates = resolve_auto({f.type for f in features}) if cfg.model.name == "auto" else [cfg.model.name]
     for name in candidates:
         check_supports(name, features)
 
     task = fit_task(task_name, df[target])
     y_all = task.encode(df[target])
-    train_i, val_i, test_i = split_indices(y_all, task_name == "classification", cfg.data.split)
-    raw = {s: df.iloc[i].reset_index(drop=True) for s, i in (("train", train_i), ("val", val_i), ("test", test_i))}
-    y = {"train": y_all[train_i], "val": y_all[val_i], "test": y_all[test_i]}
-    torch_models = [c for c in candidates if c != "lightgbm"]
+    idx = dict(zip(("train", "val", "test"), split_indices(y_all, task_name == "classification", cfg.data.split)))
+    raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
+    return Splits(target, task, features, candidates, raw, {s: y_all[i] for s, i in idx.items()})
+
+
+def prepare(cfg: Config, say: Say = lambda m: None) -> Prepared:
+    """Split, then fit the preprocessing on the training split only and encode every split with it."""
+    from forgeml.data.preprocess import Preprocessor
+    from forgeml.models import get_model
+
+    splits = split_data(cfg)
+    torch_models = [c for c in splits.candidates if c != "lightgbm"]
     tokenizer = get_model(torch_models[0]).text_tokenizer if torch_models else "words"
-    if preprocessor_state is not None:
-        pre = Preprocessor(preprocessor_state)
-    else:
-        pre = Preprocessor.fit(raw["train"], features, cfg.data, text_tokenizer=tokenizer)
-    enc = {s: pre.transform(raw[s]) for s in raw}
-    say(f"[dim]{len(df)} rows -> train {len(train_i)} / val {len(val_i)} / test {len(test_i)}; task {task_name}; "
-        f"features: {', '.join(f'{f.name}:{f.type}' for f in features[:12])}{' ...' if len(features) > 12 else ''}[/]")
-    return Prepared(target, task, features, pre, raw, enc, y, candidates)
+    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=tokenizer)
+    enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
+    n = {s: len(rows) for s, rows in splits.raw.items()}
+    feats = splits.features
+    say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task {splits.task.name}; "
+        f"features: {', '.join(f'{f.name}:{f.type}' for f in feats[:12])}{' ...' if len(feats) > 12 else ''}[/]")
+    return Prepared(**vars(splits), preprocessor=pre, enc=enc)
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -205,7 +214,7 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
 
     task, name, est = data.task, chosen["model"], chosen["estimator"]
     outputs = {s: task.outputs(_candidate_raw(chosen, s, data)) for s in ("val", "test")}
-    metrics: dict[str, Any] = {s: task.metrics(data.y[s], outputs[s]) for s in ("val", "test")}
+    metrics: dict[str, Any] = {"val": chosen["val"], "test": task.metrics(data.y["test"], outputs["test"])}
     metrics["primary_metric"] = task.primary_metric
     metrics["model"] = name
 
@@ -404,7 +413,7 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
     target = model.manifest["target"]["name"]
     if data is None:
         cfg = build_config(load_config(model.run_dir / "config.yaml"))
-        df = prepare(cfg, preprocessor_state=model.manifest["preprocessing"]).raw["test"]
+        df = split_data(cfg).raw["test"]
         where = f"test split of {cfg.data.source}"
     else:
         df = read_inputs(data, model.manifest)

@@ -88,10 +88,11 @@ def train(
     """Train a model on a data file; prints the config it chose, the test metrics and the report's path."""
     from forgeml import api
     from forgeml.config import load_config, merge
+    from forgeml.errors import ConfigError
 
     base = load_config(config) if config else {}
-    if model:
-        base = merge(base, {"model": {"name": model}}) if base.get("model", {}).get("name") == model else {**base, "model": {"name": model}}
+    if model and base.get("model", {}).get("name") != model:
+        base = {**base, "model": {"name": model}}  # another model: the file's model keys belong to the old one
     overrides = {
         "name": name or (None if base.get("name") else _default_name(data)),
         "task": task,
@@ -102,11 +103,11 @@ def train(
     }
     cfg_dict = merge(base, overrides)
     if resume and not cfg_dict.get("name"):
-        raise _usage("--resume needs the name of the run to continue: forgeml train --name NAME --resume")
+        raise ConfigError("--resume needs the name of the run to continue: forgeml train --name NAME --resume")
     if resume and "data" not in base and data is None:
         cfg_dict.setdefault("data", {"source": "(from the run)"})
     if not cfg_dict.get("data", {}).get("source"):
-        raise _usage("give the data with --data PATH (or data.source in --config)")
+        raise ConfigError("give the data with --data PATH (or data.source in --config)")
     _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet,
                             source=f"{config} + options" if config else "options"))
 
@@ -118,12 +119,6 @@ def _default_name(data: Optional[str]) -> Optional[str]:
 
     stem = Path(data.split(":", 1)[1] if data.startswith("bundled:") else data.rstrip("/")).stem
     return re.sub(r"[^A-Za-z0-9_.-]", "-", stem) or "run"
-
-
-def _usage(msg: str):
-    from forgeml.errors import ConfigError
-
-    return ConfigError(msg)
 
 
 @app.command()

@@ -45,7 +45,7 @@ class Preprocessor:
                 levels.append(counts.index[: data_cfg.max_categories].tolist())
             state["categorical"] = {"columns": by_type["categorical"], "levels": levels}
         if by_type["text"]:
-            texts = _joined_text(df, by_type["text"])
+            texts = joined_text(df, by_type["text"])
             entry = {"columns": by_type["text"], "tokenizer": text_tokenizer}
             if text_tokenizer == "words":
                 entry["vocab"] = txt.fit_vocab(texts, data_cfg.text_vocab_size)
@@ -97,7 +97,7 @@ class Preprocessor:
                 codes[:, j] = c
             out["categorical"] = codes
         if tx := self.state.get("text"):
-            texts = _joined_text(df, tx["columns"])
+            texts = joined_text(df, tx["columns"])
             if tx["tokenizer"] == "words":
                 out["tokens"] = txt.encode_words(texts, tx["vocab"], tx["max_len"])
             else:
@@ -133,7 +133,7 @@ def _numeric_frame(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     return converted.to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def _joined_text(df: pd.DataFrame, columns: list[str]) -> list[str]:
+def joined_text(df: pd.DataFrame, columns: list[str]) -> list[str]:
     parts = df[columns].fillna("").astype(str)
     joined = parts.iloc[:, 0] if len(columns) == 1 else parts.agg(TEXT_SEPARATOR.join, axis=1)
     return joined.tolist()

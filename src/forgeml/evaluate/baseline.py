@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forgeml.data.preprocess import _joined_text
+from forgeml.data.preprocess import joined_text
 
 
 def kind_for(feature_types: set[str]) -> str:
@@ -48,9 +48,9 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)
-        x = {"train": vec.fit_transform(_joined_text(raw_df["train"], text_columns))}
+        x = {"train": vec.fit_transform(joined_text(raw_df["train"], text_columns))}
         for s in ("val", "test"):
-            x[s] = vec.transform(_joined_text(raw_df[s], text_columns))
+            x[s] = vec.transform(joined_text(raw_df[s], text_columns))
         model = _linear(task, seed).fit(x["train"], y["train"])
         return {s: _raw_from_sklearn(model, x[s], task) for s in ("val", "test")}
     from forgeml.config import LightGBMParams
@@ -61,12 +61,12 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         vec = TfidfVectorizer(min_df=2, max_features=5000, sublinear_tf=True)
-        texts = {s: _joined_text(raw_df[s], text_columns) for s in raw_df}
+        texts = {s: joined_text(raw_df[s], text_columns) for s in raw_df}
         vec.fit(texts["train"])
         x = {}
         for s in enc:
             tab = {k: v for k, v in enc[s].items() if k in ("numeric", "categorical")}
-            blocks = ([sp.csr_matrix(gbdt._matrix(tab))] if tab else []) + [vec.transform(texts[s])]
+            blocks = ([sp.csr_matrix(gbdt.feature_matrix(tab))] if tab else []) + [vec.transform(texts[s])]
             x[s] = sp.hstack(blocks).tocsr().astype(np.float64)
         booster = gbdt.fit_matrix(LightGBMParams(), task, x["train"], y["train"], x["val"], y["val"], seed, threads)
         return {s: gbdt.raw_matrix_outputs(booster, x[s], task) for s in ("val", "test")}

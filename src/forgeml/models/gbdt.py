@@ -8,7 +8,7 @@ import numpy as np
 MODEL_FILE = "model.lightgbm.txt"
 
 
-def _matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
+def feature_matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
     parts = [arrays[k].astype(np.float64) for k in ("numeric", "categorical") if k in arrays]
     return np.concatenate(parts, axis=1)
 
@@ -40,7 +40,7 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
 
 
 def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None):
-    return fit_matrix(params, task, _matrix(train), y_train, _matrix(val), y_val, seed, threads, _categorical_indices(train))
+    return fit_matrix(params, task, feature_matrix(train), y_train, feature_matrix(val), y_val, seed, threads, _categorical_indices(train))
 
 
 def raw_matrix_outputs(booster, x, task) -> np.ndarray:
@@ -54,7 +54,7 @@ def raw_matrix_outputs(booster, x, task) -> np.ndarray:
 
 
 def raw_outputs(booster, arrays: dict, task) -> np.ndarray:
-    return raw_matrix_outputs(booster, _matrix(arrays), task)
+    return raw_matrix_outputs(booster, feature_matrix(arrays), task)
 
 
 def save(booster, run_dir: Path) -> None:

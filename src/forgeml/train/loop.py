@@ -15,6 +15,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
+from forgeml.artifacts import load_tensors, save_tensors
 from forgeml.errors import RunError
 from forgeml.tasks import Task, better
 from forgeml.train import checkpoint
@@ -109,8 +110,6 @@ def fit(
             start_epoch, result.stopped_early = cfg.epochs, saved.get("stopped_early", False)
         result.history, result.best_epoch, result.best_score = saved["history"], saved["best_epoch"], saved["best_score"]
         if (checkpoint_dir / checkpoint.BEST).is_file():
-            from forgeml.artifacts import load_tensors
-
             best_state = load_tensors(checkpoint_dir / checkpoint.BEST)
 
     weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -161,8 +160,6 @@ def fit(
             result.best_epoch, result.best_score, bad_epochs = epoch, score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if checkpoint_dir:
-                from forgeml.artifacts import save_tensors
-
                 save_tensors(checkpoint_dir / checkpoint.BEST, best_state)
         else:
             bad_epochs += 1
