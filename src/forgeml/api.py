@@ -429,6 +429,41 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
     return metrics
 
 
+# --------------------------------------------------------------------------------------------- export
+def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.DataFrame]:
+    """The run's own test split (None if its data can no longer be read)."""
+    from forgeml.config import load_config
+
+    try:
+        rows = split_data(build_config(load_config(model.run_dir / "config.yaml"))).raw["test"]
+    except DataError:
+        return None
+    return rows if limit is None else rows.iloc[:limit]
+
+
+def export(run: Union[str, Path], format: str = "onnx", output: Optional[Union[str, Path]] = None, check_rows: int = 256) -> dict:
+    """Write the run's model as ONNX (runs with onnxruntime alone) and record its inputs in the manifest."""
+    from forgeml.errors import ConfigError
+    from forgeml.export.onnx import export_run
+
+    if format != "onnx":
+        raise ConfigError(f"unknown export format {format!r}; forgeml exports onnx")
+    model = load(run)
+    path = Path(output) if output else model.run_dir / "model.onnx"
+    info = export_run(model, path, test_rows(model, check_rows))
+    manifest = artifacts.read_manifest(model.run_dir)
+    manifest.setdefault("export", {})["onnx"] = info
+    artifacts.write_json(model.run_dir / artifacts.MANIFEST, manifest)
+    return info
+
+
+def compress(run: Union[str, Path], *, quiet: bool = False, say: Optional[Say] = None, **options) -> dict:
+    """Quantize / prune / distill a trained run and measure every variant (see forgeml.compress.run.CompressOptions)."""
+    from forgeml.compress.run import CompressOptions, compress as run_compress
+
+    return run_compress(run, CompressOptions(**options), say or _stderr_say(quiet), quiet=quiet)
+
+
 # --------------------------------------------------------------------------------------------- quickstart
 QUICKSTART = {
     "name": "quickstart",

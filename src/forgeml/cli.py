@@ -153,6 +153,74 @@ def predict(
         result.to_csv(sys.stdout, index=False)
 
 
+@app.command()
+def export(
+    run: str = typer.Argument(..., help="run folder, e.g. runs/quickstart"),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="where to write it (default RUN/model.onnx)"),
+):
+    """Export a trained run as ONNX that runs with onnxruntime alone; its inputs are documented in the manifest."""
+    from forgeml import api
+
+    info = api.export(run, format, output)
+    con = _stdout()
+    path = output or Path(run) / info["file"]
+    con.print(f"wrote {path} ({info['size_bytes'] / 1e6:.2f} MB, opset {info['opset']})")
+    for spec in info["inputs"]:
+        con.print(f"  input  {spec['name']}: {spec['dtype']}{spec['shape']} - {spec['how']}")
+    for spec in info["outputs"]:
+        con.print(f"  output {spec['name']}: {spec['dtype']}{spec['shape']}")
+    if "parity" in info:
+        p = info["parity"]
+        con.print(f"parity with the trained model on {p['rows']} test rows: max |difference| = {p['max_abs_diff']:.2e}")
+
+
+@app.command()
+def compress(
+    run: str = typer.Argument(..., help="run folder, e.g. runs/quickstart"),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help="int8: ONNX Runtime static (QDQ) and/or dynamic quantization"),
+    prune: Optional[str] = typer.Option(None, "--prune", help="ratio of channels/neurons to remove, e.g. 0.5; "
+                                        "several (0.25,0.5,0.75) sweep"),
+    distill: bool = typer.Option(False, "--distill", help="train a smaller student on the model's soft targets"),
+    student: Optional[str] = typer.Option(None, "--student", help="student model for --distill: text, mlp or cnn"),
+    calibration: int = typer.Option(256, help="training rows used to calibrate static int8 ranges"),
+    fine_tune_epochs: int = typer.Option(5, help="recovery epochs after pruning"),
+    distill_epochs: Optional[int] = typer.Option(None, help="student epochs (default: the run's train.epochs)"),
+    temperature: float = typer.Option(4.0, help="distillation temperature T"),
+    alpha: float = typer.Option(0.7, help="weight of the soft (teacher) loss; 1 - alpha goes to the hard labels"),
+    threads: Optional[int] = typer.Option(None, help="threads for inference while measuring (default: all cores)"),
+    quiet: bool = QUIET,
+):
+    """Make a trained model smaller and faster; writes every variant, compression.json, a plot and a report section."""
+    from forgeml import api
+    from forgeml.errors import ConfigError
+
+    try:
+        ratios = [float(r) for r in prune.split(",")] if prune else []
+    except ValueError:
+        raise ConfigError(f"--prune takes a ratio or comma-separated ratios such as 0.5 or 0.25,0.5,0.75; got {prune!r}") from None
+    result = api.compress(run, quiet=quiet, quantize=quantize, prune=ratios, distill=distill, student=student,
+                          calibration=calibration, fine_tune_epochs=fine_tune_epochs, distill_epochs=distill_epochs,
+                          temperature=temperature, alpha=alpha, threads=threads)
+    _stdout().print(_compression_table(result))
+    typer.echo(f"wrote {Path(run) / 'compression.json'}, {Path(run) / 'plots' / 'compression.png'} and the report section", err=True)
+
+
+def _compression_table(result: dict):
+    from rich.table import Table
+
+    metric = "test_" + result["metric"]
+    base = next(v for v in result["variants"] if v["variant"] == "fp32")
+    table = Table(title=f"compression of {result['run']} ({result['test_rows']} test rows, {result['threads']} threads)")
+    for col in ("variant", "size MB", "smaller", result["metric"], "p50 ms", "p95 ms", "faster", "rows/s @64"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for v in result["variants"]:
+        table.add_row(v["variant"], f"{v['size_bytes'] / 1e6:.3f}", f"{base['size_bytes'] / v['size_bytes']:.2f}x",
+                      f"{v[metric]:.4f}", f"{v['latency_ms_p50']:.3f}", f"{v['latency_ms_p95']:.3f}",
+                      f"{base['latency_ms_p50'] / v['latency_ms_p50']:.2f}x", f"{v['throughput_per_s']:.0f}")
+    return table
+
+
 @app.command("datasets")
 def datasets():
     """List the bundled real data sets (use as --data bundled:NAME)."""

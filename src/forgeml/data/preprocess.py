@@ -30,7 +30,7 @@ class Preprocessor:
         by_type = {t: [f.name for f in features if f.type == t] for t in ("numeric", "categorical", "text", "image")}
         state: dict[str, Any] = {"features": [f.to_json() for f in features]}
         if by_type["numeric"]:
-            values = _numeric_frame(df, by_type["numeric"])
+            values = numeric_frame(df, by_type["numeric"])
             mean = np.nanmean(values, axis=0)
             std = np.nanstd(values, axis=0)
             state["numeric"] = {
@@ -85,7 +85,7 @@ class Preprocessor:
             raise DataError(f"input is missing feature columns {missing}; the model needs {[f.name for f in self.features]}")
         out: dict[str, np.ndarray] = {}
         if num := self.state.get("numeric"):
-            values = _numeric_frame(df, num["columns"])
+            values = numeric_frame(df, num["columns"])
             values = (values - np.asarray(num["mean"], dtype=np.float32)) / np.asarray(num["std"], dtype=np.float32)
             out["numeric"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
         if cat := self.state.get("categorical"):
@@ -122,7 +122,7 @@ class Preprocessor:
         }
 
 
-def _numeric_frame(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
+def numeric_frame(df: pd.DataFrame, columns: list[str]) -> np.ndarray:
     block = df[columns]
     converted = block.apply(pd.to_numeric, errors="coerce")
     bad = converted.isna() & block.notna()

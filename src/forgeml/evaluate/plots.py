@@ -97,3 +97,24 @@ def regression_fit(y: np.ndarray, pred: np.ndarray, path: Path) -> Path:
     axes[1].hist(pred - y, bins=30, color="tab:orange")
     axes[1].set_xlabel("residual (predicted - actual)"), axes[1].set_title("residuals (test)")
     return _save(fig, path)
+
+
+def compression(result: dict, path: Path) -> Path:
+    """Test metric against batch-1 latency for each variant; the marker's area is proportional to the size on disk."""
+    plt = _plt()
+    metric = "test_" + result["metric"]
+    variants = result["variants"]
+    sizes = np.array([v["size_bytes"] for v in variants], dtype=float)
+    area = 60 + 900 * sizes / sizes.max()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for v, a in zip(variants, area):
+        ax.scatter(v["latency_ms_p50"], v[metric], s=a, alpha=0.55)
+        ax.annotate(f"{v['variant']}\n{v['size_bytes'] / 1e6:.2f} MB", (v["latency_ms_p50"], v[metric]),
+                    textcoords="offset points", xytext=(8, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency at batch 1, p50 (ms, log scale)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_title(f"compression of {result['run']}: {result['metric']} vs latency (marker area = model size)")
+    ax.grid(alpha=0.3, which="both")
+    ax.margins(x=0.25, y=0.15)
+    return _save(fig, path)

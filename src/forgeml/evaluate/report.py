@@ -71,6 +71,43 @@ def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots
                      f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>")
     parts.append("<h2>Plots</h2>")
     parts += [_img(p) for p in plots]
+    if (run_dir / "compression.json").is_file():
+        parts += _compression(run_dir)
     parts.append("<h2>Config</h2>")
     parts.append(f"<pre>{html.escape(config_yaml)}</pre>")
     return f"<!doctype html><html><head><meta charset=utf-8><title>forgeml {html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+
+
+TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")
+
+
+def _compression(run_dir: Path) -> list[str]:
+    import json
+
+    result = json.loads((run_dir / "compression.json").read_text())
+    metric = "test_" + result["metric"]
+    base = next(v for v in result["variants"] if v["variant"] == "fp32")
+    rows = [[v["variant"], v["runtime"], v["size_bytes"] / 1e6, f"{base['size_bytes'] / v['size_bytes']:.2f}x", v[metric],
+             v["latency_ms_p50"], v["latency_ms_p95"], f"{base['latency_ms_p50'] / v['latency_ms_p50']:.2f}x",
+             round(v["throughput_per_s"])] for v in result["variants"]]
+    parts = ["<h2>Compression</h2>",
+             f"<p class=note>test split ({result['test_rows']} rows), {result['threads']} threads; ratios against fp32 "
+             f"({html.escape(base['runtime'])}).</p>",
+             _table(["variant", "runtime", "size (MB)", "smaller", result["metric"], "p50 ms (batch 1)", "p95 ms",
+                     "faster (p50)", "rows/s (batch 64)"], rows)]
+    plot = run_dir / "plots" / "compression.png"
+    if plot.is_file():
+        parts.append(_img(plot))
+    return parts
+
+
+def rerender(run_dir: Path) -> None:
+    """Rebuild report.html from what the run folder holds (after compress or explain add sections)."""
+    import json
+
+    from forgeml.artifacts import read_manifest, write_text
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    plots = [run_dir / "plots" / f"{name}.png" for name in TRAINING_PLOTS]
+    write_text(run_dir / "report.html", render(run_dir, read_manifest(run_dir), metrics,
+                                               (run_dir / "config.yaml").read_text(), [p for p in plots if p.is_file()]))

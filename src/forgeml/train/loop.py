@@ -77,7 +77,12 @@ def fit(
     resume: bool = False,
     progress=None,
     on_epoch: Optional[Callable[[dict], None]] = None,
+    loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
 ) -> FitResult:
+    """Train with ``cfg``, keeping the best epoch on validation. ``loss(outputs, y_train rows)`` replaces the task's loss
+    for the training step only (y_train may then carry extra columns, e.g. a teacher's outputs); validation always
+    uses the task's loss on y_val."""
+    criterion = task.loss if loss is None else loss
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -128,7 +133,7 @@ def fit(
             batch = {k: v[idx].to(device, non_blocking=True) for k, v in x_train.items()}
             target = y_train_t[idx].to(device, non_blocking=True)
             with autocast(precision, device):
-                loss = task.loss(model(batch), target)
+                loss = criterion(model(batch), target)
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
             group = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group

@@ -1,0 +1,1 @@
+"""Model compression: knowledge distillation, pruning, quantization and their measurement."""

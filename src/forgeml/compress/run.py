@@ -1,0 +1,251 @@
+"""`forgeml compress RUN`: make the run's model smaller and faster, and measure what each variant costs.
+
+Every variant is written into the run (``model.<variant>.onnx``; torch weights as safetensors where the variant is a
+new network) and measured the same way on the run's own test split: size on disk, the task's test metric, batch-1
+latency (p50/p95) and batch-64 throughput. ``compression.json`` holds the table, ``plots/compression.png`` the
+trade-off, and the report gains a "Compression" section.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from forgeml import artifacts
+from forgeml.compress.measure import speed
+from forgeml.errors import ConfigError, DataError, RunError
+
+COMPRESSION = "compression.json"
+
+
+@dataclass
+class CompressOptions:
+    quantize: Optional[str] = None  # "int8"
+    prune: list[float] = field(default_factory=list)  # one ratio, or several for a sweep
+    distill: bool = False
+    student: Optional[str] = None
+    calibration: int = 256  # training rows for static-quantization ranges
+    fine_tune_epochs: int = 5
+    distill_epochs: Optional[int] = None
+    temperature: float = 4.0
+    alpha: float = 0.7
+    threads: Optional[int] = None  # onnxruntime/torch threads while measuring (default: the library's own)
+
+    def check(self) -> None:
+        if not (self.quantize or self.prune or self.distill):
+            raise ConfigError("nothing to do: give --quantize int8, --prune RATIO and/or --distill --student MODEL")
+        if self.quantize not in (None, "int8"):
+            raise ConfigError(f"unknown --quantize {self.quantize!r}; forgeml quantizes to int8")
+        for r in self.prune:
+            if not 0 < r < 1:
+                raise ConfigError(f"--prune ratio must be strictly between 0 and 1 (0.5 removes half the channels), got {r}")
+        if self.calibration < 1:
+            raise ConfigError(f"--calibration must be at least 1 row, got {self.calibration}")
+        if self.fine_tune_epochs < 1:
+            raise ConfigError(f"--fine-tune-epochs must be at least 1, got {self.fine_tune_epochs}")
+
+
+def _metric_name(task) -> str:
+    return "accuracy" if task.name == "classification" else task.primary_metric
+
+
+def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda m: None, quiet: bool = True) -> dict:
+    from forgeml.api import load, split_data
+    from forgeml.compress import quantize as quant
+    from forgeml.config import build_config, load_config
+    from forgeml.export import onnx as ox
+
+    options.check()
+    model = _load_trained(run, load)
+    run_dir, manifest, task = model.run_dir, model.manifest, model.task
+    name, kind = manifest["model"]["name"], manifest["model"]["kind"]
+    # fail before any work on requests the model cannot honour
+    q_methods = quant.methods_for(name) if options.quantize else ()
+    if options.prune:
+        from forgeml.compress.prune import SUPPORTED
+
+        if name not in SUPPORTED:
+            raise ConfigError(f"pruning removes channels/neurons of {', '.join(SUPPORTED)} models; this run's model is {name!r}"
+                              + (" (use --quantize int8 or --distill instead)" if name in quant.METHODS else " (use --distill instead)"))
+    if options.distill and not options.student:
+        raise ConfigError("--distill needs --student MODEL (e.g. text, mlp or cnn)")
+    cfg = build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    try:
+        splits = split_data(cfg)
+    except DataError as exc:
+        raise DataError(f"compress needs the run's training data again ({cfg.data.source}): {exc}") from None
+    if options.distill:
+        from forgeml.compress.distill import student_params
+
+        student = student_params(options.student, task, splits.features)
+    if q_methods and "static" in q_methods and options.calibration > len(splits.raw["train"]):
+        raise ConfigError(f"--calibration {options.calibration} is larger than the training split "
+                          f"({len(splits.raw['train'])} rows); use at most that many")
+
+    enc = {s: model.preprocessor.transform(rows) for s, rows in splits.raw.items()}
+    y_test = splits.y["test"]
+    test_feed = ox.feeds(splits.raw["test"], model.preprocessor)
+    variants: list[dict] = []
+
+    def score(outputs: dict) -> dict:
+        m = task.metrics(y_test, outputs)
+        return {"test_" + _metric_name(task): m[_metric_name(task)], "test_metrics": _summary(task.name, m)}
+
+    def measure_onnx(variant: str, path: Path, extra: dict, feed=test_feed) -> dict:
+        sess = ox.session(path, options.threads)
+        say(f"  measuring {variant} ...")
+        entry = {"variant": variant, "file": path.name, "runtime": "onnxruntime", "size_bytes": path.stat().st_size,
+                 **score(ox.outputs_of(sess, feed, task)), **speed(lambda f: sess.run(None, f), feed), **extra}
+        variants.append(entry)
+        return entry
+
+    # ---- the model as trained (torch eager / LightGBM native) and its ONNX export
+    say(f"[bold]compress[/] {run_dir} ({name}, {len(splits.raw['test'])} test rows)")
+    weights = run_dir / manifest["model"]["file"]
+    native = _native_runner(model, kind)
+    variants.append({"variant": "fp32", "file": weights.name, "runtime": "torch" if kind == "torch" else "lightgbm",
+                     "size_bytes": weights.stat().st_size, **score(task.outputs(model.raw(splits.raw["test"]))),
+                     **speed(native, enc["test"])})
+    onnx_path = run_dir / "model.onnx"
+    export_info = ox.export_run(model, onnx_path, splits.raw["test"].iloc[:256])
+    measure_onnx("onnx-fp32", onnx_path, {"parity_max_abs_diff": export_info["parity"]["max_abs_diff"]})
+    manifest.setdefault("export", {})["onnx"] = export_info
+    manifest_variants = manifest.setdefault("variants", {})
+
+    # ---- int8
+    for i, method in enumerate(q_methods):
+        variant = "int8" if i == 0 else f"int8-{method}"
+        path = run_dir / f"model.{variant}.onnx"
+        tic = time.perf_counter()
+        calibration = None
+        if method == "static":
+            rows = np.random.default_rng(0).permutation(len(splits.raw["train"]))[: options.calibration]
+            calibration = ox.feeds(splits.raw["train"].iloc[np.sort(rows)], model.preprocessor)
+        say(f"  quantizing ({method}{f', {options.calibration} calibration rows' if calibration else ''}) ...")
+        quant.quantize(onnx_path, path, method, calibration)
+        measure_onnx(variant, path, {"method": method, "seconds": round(time.perf_counter() - tic, 2)})
+        manifest_variants[variant] = {"file": path.name, "kind": "onnx", "method": f"int8 {method}"}
+
+    # ---- structured pruning (+ fine-tune), one variant per ratio
+    for ratio in options.prune:
+        manifest_variants.update(_prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, quiet))
+
+    # ---- distillation into a smaller student
+    if options.distill:
+        manifest_variants.update(_distill_variant(model, student, enc, splits, cfg, options, measure_onnx, say, quiet))
+
+    result = {"run": run_dir.name, "model": name, "task": task.name, "metric": _metric_name(task),
+              "test_rows": len(splits.raw["test"]), "threads": torch.get_num_threads(), "variants": variants,
+              "versions": artifacts.library_versions()}
+    _write(run_dir, result, manifest)
+    return result
+
+
+def _load_trained(run, load):
+    run_dir = artifacts.run_dir_of(run)
+    try:
+        model = load(run_dir)
+    except FileNotFoundError as exc:
+        raise RunError(f"{run_dir} has no trained model ({Path(exc.filename).name} is missing); "
+                       "train it to the end first (forgeml train ..., or --resume an interrupted run)") from None
+    return model
+
+
+def _native_runner(model, kind: str):
+    if kind == "lightgbm":
+        from forgeml.models import gbdt
+
+        return lambda arrays: gbdt.raw_outputs(model.estimator, arrays, model.task)
+    net = model.estimator.eval()
+
+    @torch.no_grad()
+    def run(arrays):
+        return net({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()})
+
+    return run
+
+
+def _summary(task_name: str, m: dict) -> dict:
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+    return {k: m.get(k) for k in SUMMARY_KEYS[task_name]}
+
+
+def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
+    from forgeml.compress import prune as pr
+    from forgeml.config import MODEL_PARAMS
+    from forgeml.export import onnx as ox
+    from forgeml.progress import TrainProgress
+
+    m = model.manifest["model"]
+    variant = f"pruned-{ratio:g}"
+    tic = time.perf_counter()
+    example = {k: torch.from_numpy(np.ascontiguousarray(v[:4])) for k, v in enc["train"].items()}
+    say(f"  pruning {ratio:.0%} of channels/neurons, then fine-tuning {options.fine_tune_epochs} epochs ...")
+    pruned = pr.prune(model.estimator, m["name"], ratio, example)
+    data = SimpleNamespace(enc=enc, y=splits.y)
+    before = model.task.metrics(splits.y["test"], model.task.outputs(_raw(pruned, enc["test"])))[_metric_name(model.task)]
+    pr.fine_tune(pruned, model.task, data, cfg.train, options.fine_tune_epochs, lr_scale=0.5,
+                 progress=TrainProgress(variant, quiet))
+    pruned.eval()
+    path = model.run_dir / f"model.{variant}.onnx"
+    ox.save(ox.build(pruned, "torch", model.task, model.manifest["preprocessing"], m["input_shapes"]), path)
+    params = pr.pruned_params(m["name"], MODEL_PARAMS[m["name"]].model_validate(m["params"]), pruned)
+    weights = model.run_dir / f"model.{variant}.safetensors"
+    artifacts.save_tensors(weights, pruned.state_dict(), metadata={"model": m["name"], "variant": variant})
+    n_params = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    measure_onnx(variant, path, {"ratio": ratio, "params": n_params(pruned), "params_before": n_params(model.estimator),
+                                 f"test_{_metric_name(model.task)}_before_fine_tune": before,
+                                 "fine_tune_epochs": options.fine_tune_epochs, "seconds": round(time.perf_counter() - tic, 2)})
+    return {variant: {"file": path.name, "kind": "onnx", "weights": weights.name, "model": m["name"],
+                      "params": params.model_dump(mode="json") if params is not None else None}}
+
+
+def _raw(net, arrays) -> np.ndarray:
+    from forgeml.train.loop import predict_raw
+
+    return predict_raw(net, arrays, device=torch.device("cpu"))
+
+
+def _distill_variant(model, student_params, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
+    from forgeml.api import _raw_outputs
+    from forgeml.compress.distill import distill
+    from forgeml.export import onnx as ox
+    from forgeml.progress import TrainProgress
+
+    tic = time.perf_counter()
+    say(f"  teacher ({model.model_name}) outputs on {len(splits.raw['train'])} training rows ...")
+    teacher = _raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
+    say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={options.alpha:g}) ...")
+    result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, options.alpha,
+                     options.distill_epochs, progress=TrainProgress("student", quiet))
+    net = result.model.cpu().eval()
+    pre = result.preprocessor
+    path = model.run_dir / "model.distilled.onnx"
+    ox.save(ox.build(net, "torch", model.task, pre.state, pre.input_shapes()), path)
+    weights = model.run_dir / "model.distilled.safetensors"
+    artifacts.save_tensors(weights, net.state_dict(), metadata={"model": result.student, "variant": "distilled"})
+    measure_onnx("distilled", path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
+                                     "temperature": options.temperature, "alpha": options.alpha,
+                                     "epochs_run": len(result.fit.history), "seconds": round(time.perf_counter() - tic, 2)},
+                 feed=ox.feeds(splits.raw["test"], pre))
+    return {"distilled": {"file": path.name, "kind": "onnx", "weights": weights.name, "model": result.student,
+                          "params": result.params.model_dump(mode="json"), "preprocessing": pre.state,
+                          "input_shapes": pre.input_shapes(), "inputs": ox.input_spec(pre.state)}}
+
+
+def _write(run_dir: Path, result: dict, manifest: dict) -> None:
+    from forgeml.evaluate import plots
+    from forgeml.evaluate.report import rerender
+
+    plots.compression(result, run_dir / "plots" / "compression.png")
+    artifacts.write_json(run_dir / COMPRESSION, result)
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    rerender(run_dir)

@@ -1,0 +1,394 @@
+"""ONNX export: one ``model.onnx`` that takes raw feature values and runs with onnxruntime alone.
+
+The graph is three parts joined by name:
+
+    raw inputs ─► preprocessing (ONNX ops, from the manifest) ─► the model (torch.onnx / onnxmltools) ─► outputs
+
+Preprocessing in the graph: numerics are standardized (NaN and inf mean "missing" -> the training mean), categorical
+strings become level codes (``ai.onnx.ml.LabelEncoder``; unseen or empty -> 0), image pixels are scaled and
+normalized per channel. Resizing images and tokenizing text stay outside the graph; the manifest says how
+(``export.onnx.inputs``). Outputs: ``probabilities`` [N, classes] for classification, ``prediction`` [N] on the
+target's own scale for regression.
+
+Preprocessing nodes are named ``pre/...`` and output nodes ``post/...`` so quantization can leave them alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forgeml.errors import require
+
+ML_DOMAIN = "ai.onnx.ml"
+MIN_OPSET = 17  # IsInf, Unsqueeze-with-axes-input, LayerNormalization
+TEXT_INPUTS = ("tokens", "input_ids", "attention_mask")
+# what each preprocessed group is called inside the graph (the model's own inputs)
+INTERNAL = {"numeric": "numeric_std", "categorical": "categorical_codes", "image": "image_norm"}
+
+
+# --------------------------------------------------------------------------------------------- the documented inputs
+def input_spec(pre_state: dict) -> list[dict]:
+    """The graph's inputs as a user must feed them (stored in the manifest under export.onnx.inputs)."""
+    spec = []
+    if num := pre_state.get("numeric"):
+        spec.append({"name": "numeric", "dtype": "float32", "shape": ["batch", len(num["columns"])], "columns": num["columns"],
+                     "how": "raw values in column order; NaN means missing"})
+    if cat := pre_state.get("categorical"):
+        spec.append({"name": "categorical", "dtype": "string", "shape": ["batch", len(cat["columns"])], "columns": cat["columns"],
+                     "how": "values as text in column order (whole numbers without '.0'); '' means missing; unseen levels are allowed"})
+    if tx := pre_state.get("text"):
+        how = ("word ids from the manifest's preprocessing.text.vocab (id = index + 2, 1 = unknown, 0 = padding), "
+               "lower-cased words as forgeml.data.text tokenizes them"
+               if tx["tokenizer"] == "words" else "MiniLM (BERT WordPiece) tokenizer output, padded with 0")
+        names = ["tokens"] if tx["tokenizer"] == "words" else ["input_ids", "attention_mask"]
+        spec += [{"name": n, "dtype": "int64", "shape": ["batch", "length"], "columns": tx["columns"], "how": how} for n in names]
+    if im := pre_state.get("image"):
+        spec.append({"name": "image", "dtype": "float32", "shape": ["batch", len(im["mean"]), *im["size"]], "columns": [im["column"]],
+                     "how": f"{im['mode']} pixels resized to height x width {im['size'][0]}x{im['size'][1]}, channels first, "
+                            f"values 0..{pixel_range(im):g} as in the source images/arrays"})
+    return spec
+
+
+def pixel_range(image_state: dict) -> float:
+    """The largest pixel value of the source: 255 for image files and 8-bit arrays, else the arrays' own maximum."""
+    scale = image_state.get("array_scale", 1.0)
+    return 255.0 if scale == 1.0 else float(scale)
+
+
+def output_spec(task_name: str, labels: list | None) -> list[dict]:
+    if task_name == "classification":
+        return [{"name": "probabilities", "dtype": "float32", "shape": ["batch", len(labels)], "labels": labels}]
+    return [{"name": "prediction", "dtype": "float32", "shape": ["batch"]}]
+
+
+def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
+    """Raw ONNX inputs for rows of a DataFrame (what a user of model.onnx would compute)."""
+    from forgeml.data import images as img
+    from forgeml.data.preprocess import numeric_frame
+    from forgeml.data.schema import category_keys
+
+    state = preprocessor.state
+    out: dict[str, np.ndarray] = {}
+    if num := state.get("numeric"):
+        out["numeric"] = numeric_frame(df, num["columns"])
+    if cat := state.get("categorical"):
+        cols = [np.where(df[c].isna().to_numpy(), "", category_keys(df[c]).to_numpy(dtype=object)) for c in cat["columns"]]
+        out["categorical"] = np.stack(cols, axis=1).astype(object)
+    if "text" in state:
+        encoded = preprocessor.transform(df)
+        out.update({k: encoded[k] for k in TEXT_INPUTS if k in encoded})
+    if im := state.get("image"):
+        batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]), im.get("array_scale", 1.0))
+        out["image"] = (batch * pixel_range(im)).astype(np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- the model's part
+def _torch_core(model, task, pre_state: dict, input_shapes: dict):
+    groups = _groups(pre_state)
+    internal = [INTERNAL.get(g, g) for g in groups]
+    core = TorchCore(model, task)
+    example = _example_inputs(pre_state, input_shapes)
+    batch = torch.export.Dim("batch", min=1)
+    length = torch.export.Dim("length", min=1, max=4096)
+    dynamic = {name: ({0: batch, 1: length} if name in TEXT_INPUTS else {0: batch}) for name in internal}
+    out_name = "probabilities" if task.name == "classification" else "prediction"
+    # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exporter_log.setLevel(logging.ERROR)
+        program = torch.onnx.export(core.eval(), (), None, kwargs=dict(zip(internal, example)), input_names=internal,
+                                    output_names=[out_name], dynamic_shapes=dynamic, dynamo=True, external_data=False,
+                                    verbose=False, optimize=True)
+        exporter_log.setLevel(level)
+    return program.model_proto
+
+
+class TorchCore(torch.nn.Module):
+    """The trained network plus its output head: softmax, or the target's mean/std put back."""
+
+    def __init__(self, net, task):
+        super().__init__()
+        self.net = net
+        self.classification = task.name == "classification"
+        self.mean = float(task.state.get("mean", 0.0))
+        self.std = float(task.state.get("std", 1.0))
+
+    def forward(self, numeric_std=None, categorical_codes=None, tokens=None, input_ids=None, attention_mask=None, image_norm=None):
+        named = {"numeric": numeric_std, "categorical": categorical_codes, "tokens": tokens, "input_ids": input_ids,
+                 "attention_mask": attention_mask, "image": image_norm}
+        raw = self.net({k: v for k, v in named.items() if v is not None}).float()
+        if self.classification:
+            return torch.softmax(raw, dim=-1)
+        return raw.squeeze(-1) * self.std + self.mean
+
+
+def _groups(pre_state: dict) -> list[str]:
+    groups = [g for g in ("numeric", "categorical") if g in pre_state]
+    if tx := pre_state.get("text"):
+        groups += ["tokens"] if tx["tokenizer"] == "words" else ["input_ids", "attention_mask"]
+    if "image" in pre_state:
+        groups.append("image")
+    return groups
+
+
+def _example_inputs(pre_state: dict, shapes: dict) -> list:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for name in _groups(pre_state):
+        if name == "numeric":
+            out.append(torch.randn(3, shapes["numeric"], generator=g))
+        elif name == "categorical":
+            out.append(torch.stack([torch.randint(0, c, (3,), generator=g) for c in shapes["categorical"]], dim=1))
+        elif name == "tokens":
+            out.append(torch.randint(2, max(3, shapes["text_vocab"]), (3, 7), generator=g))
+        elif name == "input_ids":
+            out.append(torch.randint(1000, 2000, (3, 7), generator=g))
+        elif name == "attention_mask":
+            out.append(torch.ones(3, 7, dtype=torch.int64))
+        else:
+            out.append(torch.randn(3, *shapes["image"], generator=g))
+    return out
+
+
+def _lightgbm_core(booster, n_features: int):
+    onnxmltools = require("onnxmltools", "export", "exporting a LightGBM model")
+    from onnxmltools.convert.common.data_types import FloatTensorType
+    from onnx import version_converter
+
+    model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n_features]))],
+                                         zipmap=False, target_opset=15)
+    _exact_thresholds(model, booster)
+    default = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return version_converter.convert_version(model, MIN_OPSET) if default.version < MIN_OPSET else model
+
+
+def _exact_thresholds(model, booster) -> None:
+    """ONNX tree thresholds are float32, LightGBM's are float64. Rounded to nearest, a threshold can land on a feature
+    value and send that row the other way. For float32 inputs, ``x <= t`` is exactly ``x <= the largest float32 <= t``."""
+    from onnx import helper
+
+    originals: dict[tuple[int, float], float] = {}
+
+    def collect(node):
+        if "split_index" in node:
+            if node["decision_type"] == "<=":
+                t = float(node["threshold"])
+                originals[(node["split_feature"], float(np.float32(t)))] = t
+            collect(node["left_child"])
+            collect(node["right_child"])
+
+    for tree in booster.dump_model()["tree_info"]:
+        collect(tree["tree_structure"])
+    for node in model.graph.node:
+        if not node.op_type.startswith("TreeEnsemble"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        modes, features, values = attrs["nodes_modes"].strings, attrs["nodes_featureids"].ints, attrs["nodes_values"].floats
+        exact = []
+        for mode, f, v in zip(modes, features, values):
+            t = originals.get((f, float(v))) if mode == b"BRANCH_LEQ" else None
+            if t is not None and float(np.float32(t)) > t:
+                v = float(np.nextafter(np.float32(t), np.float32(-np.inf)))
+            exact.append(v)
+        node.attribute.remove(attrs["nodes_values"])
+        node.attribute.append(helper.make_attribute("nodes_values", exact))
+
+
+# --------------------------------------------------------------------------------------------- preprocessing + joining
+def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | None):
+    """Nodes, initializers and graph inputs turning raw inputs into what the model takes."""
+    from onnx import TensorProto
+
+    nodes, inits, inputs = [], [], []
+
+    def const(name, value):
+        inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    if num := pre_state.get("numeric"):
+        n = len(num["columns"])
+        inputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", n]))
+        mean = const("pre/numeric_mean", np.asarray(num["mean"], dtype=np.float32)[None, :])
+        std = const("pre/numeric_std", np.asarray(num["std"], dtype=np.float32)[None, :])
+        zero = const("pre/zero", np.zeros((), dtype=np.float32))
+        nodes += [
+            helper.make_node("Sub", ["numeric", mean], ["pre/centered"], name="pre/sub"),
+            helper.make_node("Div", ["pre/centered", std], ["pre/z"], name="pre/div"),
+            helper.make_node("IsNaN", ["pre/z"], ["pre/nan"], name="pre/isnan"),
+            helper.make_node("IsInf", ["pre/z"], ["pre/inf"], name="pre/isinf"),
+            helper.make_node("Or", ["pre/nan", "pre/inf"], ["pre/missing"], name="pre/or"),
+            helper.make_node("Where", ["pre/missing", zero, "pre/z"], [INTERNAL["numeric"]], name="pre/impute"),
+        ]
+    if cat := pre_state.get("categorical"):
+        m = len(cat["columns"])
+        inputs.append(helper.make_tensor_value_info("categorical", TensorProto.STRING, ["batch", m]))
+        axes = const("pre/axis1", np.asarray([1], dtype=np.int64))
+        codes = []
+        for j, levels in enumerate(cat["levels"]):
+            idx = const(f"pre/col{j}", np.asarray(j, dtype=np.int64))
+            nodes += [
+                helper.make_node("Gather", ["categorical", idx], [f"pre/cat{j}"], axis=1, name=f"pre/gather{j}"),
+                helper.make_node("LabelEncoder", [f"pre/cat{j}"], [f"pre/code{j}"], domain=ML_DOMAIN, name=f"pre/encode{j}",
+                                 keys_strings=[str(v) for v in levels], values_int64s=list(range(1, len(levels) + 1)),
+                                 default_int64=0),
+                helper.make_node("Unsqueeze", [f"pre/code{j}", axes], [f"pre/code{j}_col"], name=f"pre/unsqueeze{j}"),
+            ]
+            codes.append(f"pre/code{j}_col")
+        nodes.append(helper.make_node("Concat", codes, [INTERNAL["categorical"]], axis=1, name="pre/concat_codes"))
+    for name in _groups(pre_state):
+        if name in TEXT_INPUTS:
+            inputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, ["batch", "length"]))
+    if im := pre_state.get("image"):
+        c = len(im["mean"])
+        inputs.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", c, *im["size"]]))
+        pixel = pixel_range(im)
+        mean, std = np.asarray(im["mean"], dtype=np.float32), np.asarray(im["std"], dtype=np.float32)
+        scale = const("pre/image_scale", (1.0 / (pixel * std)).astype(np.float32).reshape(1, c, 1, 1))
+        shift = const("pre/image_shift", (mean / std).astype(np.float32).reshape(1, c, 1, 1))
+        nodes += [helper.make_node("Mul", ["image", scale], ["pre/image_scaled"], name="pre/image_mul"),
+                  helper.make_node("Sub", ["pre/image_scaled", shift], [INTERNAL["image"]], name="pre/image_sub")]
+    if lightgbm_input:  # trees take one float matrix: standardized numerics, then category codes
+        parts = []
+        if "numeric" in pre_state:
+            parts.append(INTERNAL["numeric"])
+        if "categorical" in pre_state:
+            nodes.append(helper.make_node("Cast", [INTERNAL["categorical"]], ["pre/codes_float"], to=TensorProto.FLOAT, name="pre/cast"))
+            parts.append("pre/codes_float")
+        nodes.append(helper.make_node("Concat", parts, [lightgbm_input], axis=1, name="pre/concat_features"))
+    return nodes, inits, inputs
+
+
+def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict):
+    """The complete ONNX model (an onnx.ModelProto) for a trained estimator and its preprocessing."""
+    onnx = require("onnx", "export", "forgeml export")
+    from onnx import TensorProto, helper, numpy_helper
+
+    if model_kind == "lightgbm":
+        n_features = input_shapes["numeric"] + len(input_shapes["categorical"])
+        core = _lightgbm_core(estimator, n_features)
+        model_input = core.graph.input[0].name
+    else:
+        require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
+        core = _torch_core(estimator, task, pre_state, input_shapes)
+        model_input = None
+    graph = core.graph
+    pre_nodes, pre_inits, raw_inputs = _preprocessing(pre_state, helper, numpy_helper, model_input)
+    replaced = set(INTERNAL.values()) | ({model_input} if model_input else set())
+    kept_inputs = [i for i in graph.input if i.name not in replaced and i.name not in TEXT_INPUTS]
+
+    post_nodes = []
+    if model_kind == "lightgbm":
+        post_nodes = _lightgbm_outputs(graph, task, helper, numpy_helper, pre_inits)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(pre_nodes + nodes + post_nodes)
+    del graph.input[:]
+    graph.input.extend(raw_inputs + kept_inputs)
+    graph.initializer.extend(pre_inits)
+    del graph.value_info[:]  # the exporter's intermediate shapes can disagree with ONNX's own inference; let tools re-infer
+
+    _set_opset(core, ML_DOMAIN, 3 if "categorical" in pre_state or model_kind == "lightgbm" else None)
+    core.producer_name = "forgeml"
+    onnx.checker.check_model(core)
+    return core
+
+
+def _lightgbm_outputs(graph, task, helper, numpy_helper, inits) -> list:
+    """Trees give 'probabilities' (classification) or a standardized 'variable' [N, 1]: make them forgeml's outputs."""
+    from onnx import TensorProto
+
+    if task.name == "classification":
+        keep = [o for o in graph.output if o.name == "probabilities"]
+        del graph.output[:]
+        graph.output.extend(keep)
+        return []
+    value = graph.output[0].name
+    inits += [numpy_helper.from_array(np.asarray([task.state["std"]], dtype=np.float32), "post/std"),
+              numpy_helper.from_array(np.asarray([task.state["mean"]], dtype=np.float32), "post/mean"),
+              numpy_helper.from_array(np.asarray([1], dtype=np.int64), "post/axis1")]
+    nodes = [helper.make_node("Squeeze", [value, "post/axis1"], ["post/flat"], name="post/squeeze"),
+             helper.make_node("Mul", ["post/flat", "post/std"], ["post/scaled"], name="post/mul"),
+             helper.make_node("Add", ["post/scaled", "post/mean"], ["prediction"], name="post/add")]
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch"]))
+    return nodes
+
+
+def _set_opset(model, domain: str, version: int | None) -> None:
+    for o in model.opset_import:
+        if o.domain == domain:
+            if version:
+                o.version = max(o.version, version)
+            return
+    if version:
+        model.opset_import.add(domain=domain, version=version)
+
+
+# --------------------------------------------------------------------------------------------- running it
+def session(path_or_bytes: Any, threads: int | None = None):
+    ort = require("onnxruntime", "export", "running an ONNX model")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    source = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def save(model, path: Path) -> int:
+    from forgeml.artifacts import atomic_write_bytes
+
+    buf = io.BytesIO()
+    buf.write(model.SerializeToString())
+    atomic_write_bytes(path, buf.getvalue())
+    return path.stat().st_size
+
+
+# --------------------------------------------------------------------------------------------- a run's model.onnx
+def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndarray]:
+    """Run an exported model and put its output in forgeml's form ({'pred', 'proba'} / standardized 'pred')."""
+    out = session_.run(None, feed)[0].astype(np.float64)
+    if task.name == "classification":
+        out /= out.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
+        return {"pred": out.argmax(axis=1), "proba": out}
+    return {"pred": (out - task.state["mean"]) / task.state["std"]}
+
+
+def reference_outputs(loaded, df: pd.DataFrame) -> np.ndarray:
+    """What the torch/LightGBM model itself gives for rows: probabilities, or predictions on the target's scale."""
+    out = loaded.task.outputs(loaded.raw(df))
+    return out["proba"] if "proba" in out else loaded.task.decode(out["pred"])
+
+
+def parity(onnx_model, loaded, df: pd.DataFrame) -> float:
+    """max |reference - onnx| over rows of df."""
+    got = session(onnx_model.SerializeToString()).run(None, feeds(df, loaded.preprocessor))[0]
+    return float(np.abs(reference_outputs(loaded, df) - got).max())
+
+
+def export_run(loaded, path: Path, check_rows: pd.DataFrame | None) -> dict:
+    """Write the run's model as ONNX, check it against the model itself, and describe it for the manifest."""
+    m = loaded.manifest
+    model = build(loaded.estimator, m["model"]["kind"], loaded.task, m["preprocessing"], m["model"]["input_shapes"])
+    size = save(model, path)
+    info = {
+        "file": path.name if path.parent == loaded.run_dir else str(path),
+        "size_bytes": size,
+        "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
+        "inputs": input_spec(m["preprocessing"]),
+        "outputs": output_spec(m["task"], m["target"].get("labels")),
+    }
+    if check_rows is not None and len(check_rows):
+        info["parity"] = {"rows": len(check_rows), "max_abs_diff": parity(model, loaded, check_rows)}
+    return info

