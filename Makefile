@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (install + quickstart) and `make test` (install + dev extras + pytest).
+# Two entry points: `make demo` (install + quickstart + compress) and `make test` (install + dev extras + pytest).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q $(TORCH)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[text]"
+	$(BIN)/python -m pip install -q -e ".[text,compress]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,text]"
+	$(BIN)/python -m pip install -q -e ".[dev,text,compress]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -25,6 +25,7 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	$(BIN)/forgeml quickstart
+	$(BIN)/forgeml compress runs/quickstart --quantize int8 --prune 0.5
 
 test: install-dev
 	$(BIN)/python -m pytest -q

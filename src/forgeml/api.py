@@ -296,6 +296,9 @@ class LoadedModel:
         self.task = make_task(self.manifest["task"], target)
         m = self.manifest["model"]
         self.model_name = m["name"]
+        if not (self.run_dir / m["file"]).is_file():
+            raise RunError(f"{self.run_dir} has no trained model ({m['file']} is missing); train it to the end first "
+                           "(forgeml train ..., or --resume an interrupted run)")
         if m["kind"] == "lightgbm":
             from forgeml.models import gbdt
 

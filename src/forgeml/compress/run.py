@@ -61,7 +61,7 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
     from forgeml.export import onnx as ox
 
     options.check()
-    model = _load_trained(run, load)
+    model = load(run)
     run_dir, manifest, task = model.run_dir, model.manifest, model.task
     name, kind = manifest["model"]["name"], manifest["model"]["kind"]
     # fail before any work on requests the model cannot honour
@@ -112,7 +112,8 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
     native = _native_runner(model, kind)
     variants.append({"variant": "fp32", "file": weights.name, "runtime": "torch" if kind == "torch" else "lightgbm",
                      "size_bytes": weights.stat().st_size, **score(task.outputs(model.raw(splits.raw["test"]))),
-                     **speed(native, enc["test"])})
+                     **speed(native, enc["test"]),
+                     **({"params": sum(p.numel() for p in model.estimator.parameters())} if kind == "torch" else {})})
     onnx_path = run_dir / "model.onnx"
     export_info = ox.export_run(model, onnx_path, splits.raw["test"].iloc[:256])
     measure_onnx("onnx-fp32", onnx_path, {"parity_max_abs_diff": export_info["parity"]["max_abs_diff"]})
@@ -146,16 +147,6 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
               "versions": artifacts.library_versions()}
     _write(run_dir, result, manifest)
     return result
-
-
-def _load_trained(run, load):
-    run_dir = artifacts.run_dir_of(run)
-    try:
-        model = load(run_dir)
-    except FileNotFoundError as exc:
-        raise RunError(f"{run_dir} has no trained model ({Path(exc.filename).name} is missing); "
-                       "train it to the end first (forgeml train ..., or --resume an interrupted run)") from None
-    return model
 
 
 def _native_runner(model, kind: str):

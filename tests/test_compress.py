@@ -1,0 +1,113 @@
+"""forgeml compress: int8, pruning and distillation variants, each measured and written into the run."""
+import json
+
+import pytest
+
+from forgeml import api
+
+from conftest import cli, fast_train
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch_pruning")
+
+
+@pytest.fixture(scope="module")
+def cnn_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return api.train({"name": "digits", "runs_dir": str(runs), "data": {"source": "bundled:digits"}, "tracking": {"uri": "none"},
+                      "model": {"name": "cnn", "channels": [32, 64]}, "train": fast_train(epochs=6, lr=3e-3)}, quiet=True).run_dir
+
+
+@pytest.fixture(scope="module")
+def table_runs(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    out = {}
+    for model in ("mlp", "lightgbm"):
+        out[model] = api.train({"name": model, "runs_dir": str(runs), "data": {"source": "bundled:default"},
+                                "tracking": {"uri": "none"}, "model": {"name": model}, "train": fast_train(epochs=2)},
+                               quiet=True).run_dir
+    return out
+
+
+def test_int8_and_pruning_variants_are_written_measured_and_reported(cnn_run):
+    assert cli("compress", str(cnn_run), "--quantize", "int8", "--prune", "0.5", "--fine-tune-epochs", "3", "-q") == 0
+    result = json.loads((cnn_run / "compression.json").read_text())
+    by = {v["variant"]: v for v in result["variants"]}
+    assert list(by) == ["fp32", "onnx-fp32", "int8", "pruned-0.5"]
+    for v in by.values():
+        assert (cnn_run / v["file"]).is_file() and v["size_bytes"] == (cnn_run / v["file"]).stat().st_size
+        assert v["latency_ms_p50"] <= v["latency_ms_p95"] and v["throughput_per_s"] > 0
+        assert 0 <= v["test_accuracy"] <= 1
+    fp32 = by["fp32"]
+    assert by["onnx-fp32"]["test_accuracy"] == pytest.approx(fp32["test_accuracy"], abs=1e-9)
+    # int8 weights + per-channel scales and node names (~35 KB): 2.7x on this small CNN, 3.5x on the quickstart one (benchmark)
+    assert fp32["size_bytes"] / by["int8"]["size_bytes"] > 2.5
+    assert by["int8"]["test_accuracy"] >= fp32["test_accuracy"] - 0.03
+    assert by["int8"]["method"] == "static"
+    pruned = by["pruned-0.5"]
+    assert pruned["params"] < 0.3 * pruned["params_before"]  # half the channels of both sides of each conv: ~1/4 of the weights
+    assert pruned["test_accuracy"] >= fp32["test_accuracy"] - 0.1
+    manifest = json.loads((cnn_run / "manifest.json").read_text())
+    assert manifest["variants"]["int8"]["file"] == "model.int8.onnx"
+    assert manifest["variants"]["pruned-0.5"]["params"]["channels"] == [16, 32]  # rebuildable without pickle
+    assert (cnn_run / "plots" / "compression.png").stat().st_size > 10_000
+    report = (cnn_run / "report.html").read_text()
+    assert "<h2>Compression</h2>" in report and "pruned-0.5" in report
+
+
+def test_prune_sweep_reports_each_ratio(cnn_run):
+    assert cli("compress", str(cnn_run), "--prune", "0.25,0.75", "--fine-tune-epochs", "1", "-q") == 0
+    result = json.loads((cnn_run / "compression.json").read_text())
+    pruned = [v for v in result["variants"] if v["variant"].startswith("pruned")]
+    assert [v["ratio"] for v in pruned] == [0.25, 0.75]
+    assert pruned[0]["params"] > pruned[1]["params"]
+
+
+def test_distilling_a_table_model_and_lightgbm_into_a_small_mlp(table_runs):
+    for teacher in ("mlp", "lightgbm"):
+        run = table_runs[teacher]
+        assert cli("compress", str(run), "--distill", "--student", "mlp", "--distill-epochs", "2", "-q") == 0
+        by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
+        assert by["distilled"]["student"] == "mlp"
+        assert by["distilled"]["test_accuracy"] >= by["fp32"]["test_accuracy"] - 0.03  # ~97% positives: the floor is high
+        variant = json.loads((run / "manifest.json").read_text())["variants"]["distilled"]
+        assert variant["preprocessing"]["numeric"]["columns"] == ["balance", "income"]
+        assert (run / "model.distilled.onnx").is_file() and (run / "model.distilled.safetensors").is_file()
+
+
+def test_mlp_gets_both_static_and_dynamic_int8(table_runs):
+    run = table_runs["mlp"]
+    assert cli("compress", str(run), "--quantize", "int8", "--calibration", "64", "-q") == 0
+    by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
+    assert by["int8"]["method"] == "static" and by["int8-dynamic"]["method"] == "dynamic"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prune", "0"], "strictly between 0 and 1"),
+    (["--prune", "1.5"], "strictly between 0 and 1"),
+    (["--prune", "half"], "--prune takes a ratio"),
+    (["--quantize", "int4"], "int8"),
+    ([], "nothing to do"),
+    (["--distill"], "--student"),
+    (["--distill", "--student", "cnn"], "students that fit this data: mlp"),
+    (["--quantize", "int8", "--calibration", "100000"], "larger than the training split"),
+])
+def test_bad_requests_exit_2_with_a_message(table_runs, capsys, args, message):
+    assert cli("compress", str(table_runs["mlp"]), *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_methods_a_model_does_not_support_say_which_do(table_runs, capsys):
+    assert cli("compress", str(table_runs["lightgbm"]), "--quantize", "int8") == 2
+    assert "int8 quantization applies to the neural models (cnn, minilm, mlp, text)" in capsys.readouterr().err
+    assert cli("compress", str(table_runs["lightgbm"]), "--prune", "0.5") == 2
+    assert "pruning removes channels/neurons of cnn, mlp models" in capsys.readouterr().err
+
+
+def test_a_run_without_a_trained_model_is_refused(tmp_path, capsys):
+    run = api.train({"name": "iris", "runs_dir": str(tmp_path), "data": {"source": "bundled:iris"}, "tracking": {"uri": "none"},
+                     "model": {"name": "mlp"}, "train": fast_train(epochs=1)}, quiet=True).run_dir
+    (run / "model.safetensors").unlink()
+    assert cli("compress", str(run), "--quantize", "int8") == 2
+    assert "has no trained model" in capsys.readouterr().err
+    assert cli("compress", str(tmp_path / "nope"), "--quantize", "int8") == 2
