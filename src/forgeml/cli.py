@@ -165,11 +165,15 @@ def export(
     info = api.export(run, format, output)
     con = _stdout()
     path = output or Path(run) / info["file"]
-    con.print(f"wrote {path} ({info['size_bytes'] / 1e6:.2f} MB, opset {info['opset']})")
+    opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
+    con.print(f"wrote {path} ({info['size_bytes'] / 1e6:.2f} MB; opsets {opsets}); runs with onnxruntime alone")
+    shape = lambda s: "[" + ", ".join(map(str, s["shape"])) + "]"  # noqa: E731
     for spec in info["inputs"]:
-        con.print(f"  input  {spec['name']}: {spec['dtype']}{spec['shape']} - {spec['how']}")
+        con.print(f"  input  {spec['name']} {spec['dtype']} {shape(spec)}: {', '.join(spec['columns'])}", highlight=False, markup=False)
+        con.print(f"         {spec['how']}", highlight=False, markup=False, style="dim")
     for spec in info["outputs"]:
-        con.print(f"  output {spec['name']}: {spec['dtype']}{spec['shape']}")
+        labels = f": {', '.join(map(str, spec['labels']))}" if spec.get("labels") else ""
+        con.print(f"  output {spec['name']} {spec['dtype']} {shape(spec)}{labels}", highlight=False, markup=False)
     if "parity" in info:
         p = info["parity"]
         con.print(f"parity with the trained model on {p['rows']} test rows: max |difference| = {p['max_abs_diff']:.2e}")
@@ -219,6 +223,31 @@ def _compression_table(result: dict):
                       f"{v[metric]:.4f}", f"{v['latency_ms_p50']:.3f}", f"{v['latency_ms_p95']:.3f}",
                       f"{base['latency_ms_p50'] / v['latency_ms_p50']:.2f}x", f"{v['throughput_per_s']:.0f}")
     return table
+
+
+@app.command()
+def serve(
+    runs: List[str] = typer.Argument(..., help="runs to serve: RUN, NAME=RUN or NAME:VERSION=RUN (several versions of a name)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 for all interfaces)"),
+    port: int = typer.Option(8000, help="port"),
+    workers: int = typer.Option(1, help="server processes (each loads every model)"),
+    max_batch: int = typer.Option(64, help="most rows per ONNX Runtime call when batching concurrent requests"),
+    max_wait_ms: float = typer.Option(5.0, help="longest wait for more requests to join a batch"),
+    precision: str = typer.Option("auto", help="auto (int8 when forgeml compress made one) | fp32 | int8"),
+    default: Optional[List[str]] = typer.Option(None, "--default", help="NAME:VERSION served at /v1/models/NAME/predict"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", help="require this key (X-API-Key or Bearer); "
+                                          "default: $FORGEML_API_KEY if set"),
+    max_body_mb: float = typer.Option(8.0, help="largest request body (413 above)"),
+    threads: Optional[int] = typer.Option(None, help="ONNX Runtime threads per model (default: all cores)"),
+    ray: bool = typer.Option(False, "--ray", help="deploy on Ray Serve (extra [cluster])"),
+    replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
+):
+    """Serve runs over HTTP: predict, models, health, Prometheus metrics, OpenAPI docs and a web page."""
+    from forgeml.serve.run import serve as run_server
+
+    run_server(runs, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms,
+               precision=precision, default=default, api_key=api_key, max_body_mb=max_body_mb, threads=threads,
+               ray=ray, replicas=replicas)
 
 
 @app.command("datasets")

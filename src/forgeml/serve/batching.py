@@ -1,0 +1,106 @@
+"""Dynamic batching: concurrent requests for one model are run as one ONNX Runtime call.
+
+A worker takes the first queued request and everything queued behind it, up to ``max_batch`` rows. It waits up to
+``max_wait_ms`` for more only while other requests are still being decoded (about to join); a lone request is run
+at once, so batching costs nothing at concurrency 1. Inference runs in a thread (ONNX Runtime releases the GIL), so
+the event loop keeps accepting and decoding requests while a batch computes.
+"""
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class _Item:
+    feed: dict[str, np.ndarray]
+    rows: int
+    future: asyncio.Future
+
+
+class Batcher:
+    def __init__(self, model, max_batch: int, max_wait_ms: float, metrics=None):
+        self.model = model
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000.0
+        self.metrics = metrics
+        self.arriving = 0  # requests accepted and being decoded, not yet queued
+        self.queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{model.name}")
+        self._task: asyncio.Task | None = None
+        self._carry: _Item | None = None  # a request that did not fit the last batch: first in the next
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._work())
+
+    async def stop(self) -> None:
+        while not self.queue.empty() or self._carry:  # finish what was accepted (graceful shutdown)
+            await asyncio.sleep(0.005)
+        if self._task:
+            self._task.cancel()
+        self._executor.shutdown(wait=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def submit(self, feed: dict[str, np.ndarray], rows: int) -> np.ndarray:
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put(_Item(feed, rows, future))
+        self._gauge()
+        return await future
+
+    def _gauge(self) -> None:
+        if self.metrics:
+            self.metrics.queue_depth.labels(self.model.name).set(self.queue.qsize())
+
+    async def _collect(self) -> list[_Item]:
+        loop = asyncio.get_running_loop()
+        first, self._carry = self._carry, None
+        items = [first or await self.queue.get()]
+        rows = items[0].rows
+        deadline = loop.time() + self.max_wait
+        while rows < self.max_batch:
+            if not self.queue.empty():
+                item = self.queue.get_nowait()
+            elif self.arriving > 0 and loop.time() < deadline:
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
+            else:
+                break
+            if rows + item.rows > self.max_batch:
+                self._carry = item
+                break
+            items.append(item)
+            rows += item.rows
+        return items
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await self._collect()
+            self._gauge()
+            live = [it for it in items if not it.future.done()]  # a client that went away is not computed
+            if not live:
+                continue
+            keys = live[0].feed.keys()
+            feed = {k: np.concatenate([it.feed[k] for it in live]) if len(live) > 1 else live[0].feed[k] for k in keys}
+            if self.metrics:
+                self.metrics.batch_size.labels(self.model.name).observe(sum(it.rows for it in live))
+            try:
+                out = await loop.run_in_executor(self._executor, self.model.run, feed)
+            except Exception as exc:  # noqa: BLE001  (handed to each waiting request, which answers 500)
+                for it in live:
+                    if not it.future.done():
+                        it.future.set_exception(exc)
+                continue
+            start = 0
+            for it in live:
+                if not it.future.done():
+                    it.future.set_result(out[start : start + it.rows])
+                start += it.rows

@@ -1,0 +1,150 @@
+"""The models a server holds: each a run's ONNX graph (int8 when `forgeml compress` made one) on ONNX Runtime.
+
+Models are named by their run (``runs/churn`` -> ``churn``); ``NAME:VERSION=RUN`` serves several versions of one
+name, and the last version given for a name is its default unless ``--default NAME:VERSION`` says otherwise.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from forgeml import artifacts
+from forgeml.errors import ConfigError, RunError
+
+SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
+
+
+@dataclass
+class ServedModel:
+    name: str
+    version: str
+    run_dir: Path
+    manifest: dict
+    onnx_file: str
+    precision: str
+    session: object = field(repr=False, default=None)
+    tokenizer: object = field(repr=False, default=None)
+
+    @property
+    def features(self) -> list[str]:
+        return [f["name"] for f in self.manifest["features"]]
+
+    @property
+    def task(self) -> str:
+        return self.manifest["task"]
+
+    @property
+    def labels(self) -> Optional[list]:
+        return self.manifest["target"].get("labels")
+
+    def feed(self, rows: list[dict]) -> dict[str, np.ndarray]:
+        from forgeml.serve.encode import encode
+
+        return encode(rows, self.manifest["preprocessing"], self.features, self.tokenizer)
+
+    def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, feed)[0]
+
+    def response(self, out: np.ndarray) -> dict:
+        if self.task == "classification":
+            proba = out.astype(np.float64)
+            proba /= proba.sum(axis=1, keepdims=True)
+            labels = np.asarray(self.labels, dtype=object)
+            return {"predictions": labels[proba.argmax(axis=1)].tolist(), "probabilities": proba.round(6).tolist()}
+        return {"predictions": out.astype(float).tolist()}
+
+    def describe(self) -> dict:
+        feats = self.manifest["features"]
+        return {"name": self.name, "version": self.version, "task": self.task, "model": self.manifest["model"]["name"],
+                "precision": self.precision, "file": self.onnx_file,
+                "input_schema": [{"name": f["name"], "type": f["type"]} for f in feats],
+                "labels": self.labels, "target": self.manifest["target"]["name"],
+                "test_metrics": self.manifest.get("metrics", {}).get("test")}
+
+
+def parse_spec(spec: str) -> tuple[Optional[str], Optional[str], str]:
+    m = SPEC_RE.match(spec)
+    if not m:
+        raise ConfigError(f"model {spec!r}: give RUN, NAME=RUN or NAME:VERSION=RUN")
+    return m["name"], m["version"], m["run"]
+
+
+def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None, version: Optional[str] = None) -> ServedModel:
+    from forgeml.export import onnx as ox
+
+    name, ver, run = parse_spec(spec)
+    run_dir = artifacts.run_dir_of(run)
+    manifest = artifacts.read_manifest(run_dir)
+    if precision not in ("auto", "fp32", "int8"):
+        raise ConfigError(f"--precision must be auto, fp32 or int8, got {precision!r}")
+    int8 = manifest.get("variants", {}).get("int8")
+    if precision == "int8" and not int8:
+        raise RunError(f"{run_dir} has no int8 model; run forgeml compress {run_dir} --quantize int8, or serve --precision fp32")
+    if int8 and precision != "fp32" and (run_dir / int8["file"]).is_file():
+        file, used = int8["file"], "int8"
+    else:
+        file, used = "model.onnx", "fp32"
+        if not (run_dir / file).is_file():  # first serve of a run: export it now (needs the export extra)
+            from forgeml.api import export
+
+            export(run_dir)
+    model = ServedModel(name or run_dir.name, ver or version or "1", run_dir, manifest, file, used)
+    model.session = ox.session(run_dir / file, threads)
+    if manifest["preprocessing"].get("text", {}).get("tokenizer") == "minilm":
+        from forgeml.data.text import minilm_tokenizer
+
+        model.tokenizer = minilm_tokenizer()
+    return model
+
+
+class Registry:
+    """name -> version -> model, with a default version per name."""
+
+    def __init__(self):
+        self.models: dict[str, dict[str, ServedModel]] = {}
+        self.default: dict[str, str] = {}
+
+    def add(self, model: ServedModel) -> None:
+        versions = self.models.setdefault(model.name, {})
+        if model.version in versions:
+            raise ConfigError(f"model {model.name} version {model.version} is given twice; use NAME:VERSION=RUN")
+        versions[model.version] = model
+        self.default[model.name] = model.version
+
+    def set_default(self, spec: str) -> None:
+        name, _, version = spec.partition(":")
+        if version not in self.models.get(name, {}):
+            raise ConfigError(f"--default {spec}: no such model version; serving {self.names()}")
+        self.default[name] = version
+
+    def names(self) -> list[str]:
+        return [f"{n}:{v}" for n, vs in self.models.items() for v in vs]
+
+    def get(self, name: str, version: Optional[str] = None) -> Optional[ServedModel]:
+        versions = self.models.get(name)
+        if not versions:
+            return None
+        return versions.get(version or self.default[name])
+
+    def all(self) -> list[ServedModel]:
+        return [m for vs in self.models.values() for m in vs.values()]
+
+
+def build_registry(specs: list[str], precision: str = "auto", threads: Optional[int] = None,
+                   default: Optional[list[str]] = None) -> Registry:
+    if not specs:
+        raise ConfigError("give at least one run to serve: forgeml serve runs/NAME")
+    registry = Registry()
+    counters: dict[str, int] = {}
+    for spec in specs:
+        name, version, run = parse_spec(spec)
+        key = name or artifacts.run_dir_of(run).name
+        counters[key] = counters.get(key, 0) + 1
+        registry.add(load_model(spec, precision, threads, version=version or str(counters[key])))
+    for d in default or []:
+        registry.set_default(d)
+    return registry
