@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q $(TORCH)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[text,compress]"
+	$(BIN)/python -m pip install -q -e ".[text,compress,serve]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,text,compress]"
+	$(BIN)/python -m pip install -q -e ".[dev,text,compress,serve]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -59,7 +59,7 @@ class ModelInfo(BaseModel):
     model: str
     precision: str
     file: str
-    input_schema: list[dict[str, str]]
+    input_schema: list[dict[str, Any]] = Field(..., description="name and type (numeric, categorical, text, image) per feature; categoricals list their known levels, images their size and mode")
     labels: Optional[list[Any]]
     target: str
     test_metrics: Optional[dict[str, Any]]

@@ -15,6 +15,7 @@ import numpy as np
 from forgeml import artifacts
 from forgeml.errors import ConfigError, RunError
 
+MAX_LEVELS = 500  # categorical levels listed per feature by describe(); more are left out (the page then offers a text box)
 SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
 
 
@@ -57,11 +58,25 @@ class ServedModel:
             return {"predictions": labels[proba.argmax(axis=1)].tolist(), "probabilities": proba.round(6).tolist()}
         return {"predictions": out.astype(float).tolist()}
 
+    def _input(self, feature: dict) -> dict:
+        """A feature as GET /v1/models shows it; categoricals list their known levels (up to MAX_LEVELS), images
+        their training size and mode (other sizes are resized)."""
+        pre, entry = self.manifest["preprocessing"], {"name": feature["name"], "type": feature["type"]}
+        cat = pre.get("categorical") or {}
+        if feature["name"] in cat.get("columns", []):
+            levels = cat["levels"][cat["columns"].index(feature["name"])]
+            if len(levels) <= MAX_LEVELS:
+                entry["levels"] = [str(v) for v in levels]
+        image = pre.get("image") or {}
+        if feature["type"] == "image" and image.get("column") == feature["name"]:
+            entry.update(size=list(image["size"]), mode=image["mode"])
+        return entry
+
     def describe(self) -> dict:
         feats = self.manifest["features"]
         return {"name": self.name, "version": self.version, "task": self.task, "model": self.manifest["model"]["name"],
                 "precision": self.precision, "file": self.onnx_file,
-                "input_schema": [{"name": f["name"], "type": f["type"]} for f in feats],
+                "input_schema": [self._input(f) for f in feats],
                 "labels": self.labels, "target": self.manifest["target"]["name"],
                 "test_metrics": self.manifest.get("metrics", {}).get("test")}
 
