@@ -314,3 +314,14 @@ def test_10000_requests_with_10_percent_malformed_never_5xx(runs):
     assert ((codes[is_bad] >= 400) & (codes[is_bad] < 500)).all() and is_bad.sum() > 800
     assert all(json.loads(text)["detail"] for (_, text), bad in zip(results, is_bad) if bad)
     assert rss_after - rss_before < 200 * 1024  # KiB (Linux ru_maxrss): memory stays bounded over 10,000 requests
+
+
+def test_serve_command_refuses_bad_setups_with_exit_2(runs, tmp_path, capsys):
+    assert cli("serve", str(tmp_path / "missing")) == 2
+    assert "run folder not found" in capsys.readouterr().err
+    assert cli("serve", str(runs["digits"]), "--precision", "int8") == 2
+    assert "no int8 model" in capsys.readouterr().err
+    assert cli("serve", str(runs["digits"]), "--port", "0") == 2
+    assert cli("serve", f"a:1={runs['digits']}", f"a:1={runs['diabetes']}") == 2
+    assert "given twice" in capsys.readouterr().err
+    assert cli("serve", str(runs["digits"]), "--default", "digits:7") == 2

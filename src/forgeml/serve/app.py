@@ -155,8 +155,10 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         path = getattr(route, "path", "unmatched")
         name = request.path_params.get("name", "")
         label = name if name in registry.models else ("" if not name else "unknown")
+        seconds = time.perf_counter() - tic
         metrics.requests.labels(path, label, str(response.status_code)).inc()
-        metrics.latency.labels(path, label).observe(time.perf_counter() - tic)
+        metrics.latency.labels(path, label).observe(seconds)
+        response.headers["Server-Timing"] = f"app;dur={seconds * 1000:.3f}"  # server-side time, for clients and load tests
         return response
 
     async def _predict(name: str, version: Optional[str], request: Request):

@@ -5,6 +5,7 @@ with the app's Batcher. Ray Serve's proxy listens on host:port and spreads reque
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -55,6 +56,7 @@ def deploy(specs: list[str], precision: str, threads: Optional[int], default: Op
     # one logical CPU per replica; Serve's controller and proxy take none
     ray.init(address="local", num_cpus=replicas, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # we print where it listens ourselves
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
