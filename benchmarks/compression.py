@@ -68,7 +68,11 @@ def distill_part(runs: Path, threads: int, teacher_epochs: int, student_epochs: 
            "model": {"name": "minilm"},
            "train": {"epochs": teacher_epochs, "batch_size": 32, "lr": 5e-5, "schedule": "cosine", "warmup": 0.1,
                      "early_stopping": None}}
-    run = api.train(cfg, quiet=True, overwrite=True).run_dir
+    run = runs / cfg["name"]
+    if (run / "manifest.json").is_file():  # --keep DIR: reuse a teacher trained by an earlier run of this script
+        print(f"(reusing the teacher in {run})")
+    else:
+        run = api.train(cfg, quiet=True, overwrite=True).run_dir
     teacher_s = time.perf_counter() - tic
     result = api.compress(run, quiet=True, distill=True, student="text", distill_epochs=student_epochs, threads=threads)
     by = {v["variant"]: v for v in result["variants"]}
@@ -103,13 +107,15 @@ def main(argv=None) -> int:
     p.add_argument("--skip-distill", action="store_true", help="only part (a)")
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--student-epochs", type=int, default=12)
+    p.add_argument("--keep", type=Path, help="keep the runs in this folder (and reuse a teacher found there)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"# compression benchmark\n{machine()}\n")
     with tempfile.TemporaryDirectory() as tmp:
-        missed = quickstart_part(Path(tmp), args.threads)
+        runs = args.keep or Path(tmp)
+        missed = quickstart_part(runs, args.threads)
         if not args.skip_distill:
-            missed += distill_part(Path(tmp), args.threads, args.teacher_epochs, args.student_epochs)
+            missed += distill_part(runs, args.threads, args.teacher_epochs, args.student_epochs)
     print(f"\ntargets missed: {', '.join(missed)}" if missed else "\nall targets met")
     return 1 if missed else 0
 

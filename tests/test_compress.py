@@ -111,3 +111,23 @@ def test_a_run_without_a_trained_model_is_refused(tmp_path, capsys):
     assert cli("compress", str(run), "--quantize", "int8") == 2
     assert "has no trained model" in capsys.readouterr().err
     assert cli("compress", str(tmp_path / "nope"), "--quantize", "int8") == 2
+
+
+def test_text_distillation_with_an_augmented_transfer_set(tmp_path):
+    from forgeml.data.bundled import load_bundled
+
+    df, _ = load_bundled("tweets")
+    df.sample(600, random_state=0).to_csv(tmp_path / "tweets.csv", index=False)
+    run = api.train({"name": "tweets", "runs_dir": str(tmp_path), "data": {"source": str(tmp_path / "tweets.csv"), "target": "source"},
+                     "tracking": {"uri": "none"}, "model": {"name": "text", "hidden": 32, "embedding_dim": 32},
+                     "train": fast_train(epochs=2)}, quiet=True).run_dir
+    assert cli("compress", str(run), "--distill", "--student", "text", "--augment", "2", "--distill-epochs", "2", "-q") == 0
+    by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
+    train_rows = json.loads((run / "manifest.json").read_text())["data"]["rows"]["train"]
+    assert by["distilled"]["transfer_rows"] == 3 * train_rows
+    assert by["distilled"]["test_accuracy"] > 0.55  # 2 epochs on 600 tweets: better than the majority class
+
+
+def test_augment_needs_text(table_runs, capsys):
+    assert cli("compress", str(table_runs["mlp"]), "--distill", "--student", "mlp", "--augment", "2") == 2
+    assert "text features" in capsys.readouterr().err

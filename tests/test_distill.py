@@ -136,3 +136,16 @@ def test_bad_inputs_are_refused_clearly(text_splits):
     iris = build_config({"data": {"source": "bundled:iris"}})
     with pytest.raises(ConfigError, match="students that fit this data: mlp$"):
         student_params("text", None, api.split_data(iris).features)
+
+
+def test_text_perturbations_keep_most_words_and_are_seeded():
+    from forgeml.data.augment import perturb, text_copies
+
+    text = "the quick brown fox jumps over the lazy dog again today"
+    a = [perturb(text, np.random.default_rng(s)) for s in range(50)]
+    assert a == [perturb(text, np.random.default_rng(s)) for s in range(50)]
+    assert sum(x != text for x in a) > 40 and all(set(x.split()) <= set(text.split()) for x in a)
+    assert np.mean([len(x.split()) for x in a]) > 0.6 * len(text.split())
+    frame = pd.DataFrame({"text": [text, "short"], "n": [1, 2]})
+    copies = text_copies(frame, ["text"], 3, seed=0)
+    assert len(copies) == 6 and copies["n"].tolist() == [1, 2] * 3 and copies["text"][1] == "short"

@@ -192,6 +192,7 @@ def compress(
     distill_epochs: Optional[int] = typer.Option(None, help="student epochs (default: the run's train.epochs)"),
     temperature: float = typer.Option(4.0, help="distillation temperature T"),
     alpha: float = typer.Option(0.7, help="weight of the soft (teacher) loss; 1 - alpha goes to the hard labels"),
+    augment: int = typer.Option(0, help="text data: perturbed copies of each training text labelled by the teacher"),
     threads: Optional[int] = typer.Option(None, help="threads for inference while measuring (default: all cores)"),
     quiet: bool = QUIET,
 ):
@@ -205,7 +206,7 @@ def compress(
         raise ConfigError(f"--prune takes a ratio or comma-separated ratios such as 0.5 or 0.25,0.5,0.75; got {prune!r}") from None
     result = api.compress(run, quiet=quiet, quantize=quantize, prune=ratios, distill=distill, student=student,
                           calibration=calibration, fine_tune_epochs=fine_tune_epochs, distill_epochs=distill_epochs,
-                          temperature=temperature, alpha=alpha, threads=threads)
+                          temperature=temperature, alpha=alpha, augment=augment, threads=threads)
     _stdout().print(_compression_table(result))
     typer.echo(f"wrote {Path(run) / 'compression.json'}, {Path(run) / 'plots' / 'compression.png'} and the report section", err=True)
 

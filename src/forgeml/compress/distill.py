@@ -15,9 +15,10 @@ teacher that read subword tokens, or from LightGBM. Validation and early stoppin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ValidationError
@@ -87,9 +88,13 @@ def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch
 
 
 def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], data_cfg, train_cfg,
-            temperature: float = 4.0, alpha: float = 0.7, epochs: int | None = None, progress=None) -> Distilled:
+            temperature: float = 4.0, alpha: float = 0.7, epochs: int | None = None, progress=None,
+            transfer: Optional[tuple] = None) -> Distilled:
     """Train ``student`` on ``splits`` (a forgeml.api.Splits) against the teacher's raw outputs on its training rows
-    (logits or standardized values, in ``splits.raw['train']`` order), early-stopping on the validation labels."""
+    (logits or standardized values, in ``splits.raw['train']`` order), early-stopping on the validation labels.
+
+    ``transfer``: optional extra training rows (rows DataFrame, encoded labels, teacher raw outputs), e.g. augmented
+    copies of the training texts; the student's preprocessing is still fitted on the original training rows."""
     from forgeml.data.preprocess import Preprocessor
     from forgeml.models import get_model
 
@@ -114,7 +119,13 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
 
     spec = get_model(params.name)
     pre = Preprocessor.fit(splits.raw["train"], splits.features, data_cfg, text_tokenizer=spec.text_tokenizer)
-    train, val = pre.transform(splits.raw["train"]), pre.transform(splits.raw["val"])
+    rows = splits.raw["train"]
+    if transfer is not None:
+        extra_rows, extra_y, extra_soft = transfer
+        extra_soft = np.asarray(extra_soft, dtype=np.float32).reshape(len(extra_rows), -1)
+        rows = pd.concat([rows, extra_rows], ignore_index=True)
+        y, soft = np.concatenate([y, extra_y]), np.concatenate([soft, extra_soft])
+    train, val = pre.transform(rows), pre.transform(splits.raw["val"])
     packed = np.concatenate([y.astype(np.float32)[:, None], soft], axis=1)
     cfg = train_cfg if epochs is None else train_cfg.model_copy(update={"epochs": epochs})
     torch.manual_seed(cfg.seed)

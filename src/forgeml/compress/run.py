@@ -34,6 +34,7 @@ class CompressOptions:
     distill_epochs: Optional[int] = None
     temperature: float = 4.0
     alpha: float = 0.7
+    augment: int = 0  # perturbed copies of each training text, labelled by the teacher (distillation transfer set)
     threads: Optional[int] = None  # onnxruntime/torch threads while measuring (default: the library's own)
 
     def check(self) -> None:
@@ -46,6 +47,8 @@ class CompressOptions:
                 raise ConfigError(f"--prune ratio must be strictly between 0 and 1 (0.5 removes half the channels), got {r}")
         if self.calibration < 1:
             raise ConfigError(f"--calibration must be at least 1 row, got {self.calibration}")
+        if self.augment < 0:
+            raise ConfigError(f"--augment must be >= 0 copies, got {self.augment}")
         if self.fine_tune_epochs < 1:
             raise ConfigError(f"--fine-tune-epochs must be at least 1, got {self.fine_tune_epochs}")
 
@@ -85,6 +88,8 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         from forgeml.compress.distill import student_params
 
         student = student_params(options.student, task, splits.features)
+        if options.augment and not any(f.type == "text" for f in splits.features):
+            raise ConfigError("--augment makes perturbed copies of text features; this data has none")
     if q_methods and "static" in q_methods and options.calibration > len(splits.raw["train"]):
         raise ConfigError(f"--calibration {options.calibration} is larger than the training split "
                           f"({len(splits.raw['train'])} rows); use at most that many")
@@ -214,9 +219,18 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
     tic = time.perf_counter()
     say(f"  teacher ({model.model_name}) outputs on {len(splits.raw['train'])} training rows ...")
     teacher = _raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
+    transfer = None
+    if options.augment:
+        from forgeml.data.augment import text_copies
+
+        text_cols = [f.name for f in splits.features if f.type == "text"]
+        extra = text_copies(splits.raw["train"], text_cols, options.augment, seed=cfg.train.seed)
+        say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
+        extra_raw = _raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)
+        transfer = (extra, np.tile(splits.y["train"], options.augment), extra_raw)
     say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={options.alpha:g}) ...")
     result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, options.alpha,
-                     options.distill_epochs, progress=TrainProgress("student", quiet))
+                     options.distill_epochs, progress=TrainProgress("student", quiet), transfer=transfer)
     net = result.model.cpu().eval()
     pre = result.preprocessor
     path = model.run_dir / "model.distilled.onnx"
@@ -225,6 +239,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
     artifacts.save_tensors(weights, net.state_dict(), metadata={"model": result.student, "variant": "distilled"})
     measure_onnx("distilled", path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
                                      "temperature": options.temperature, "alpha": options.alpha,
+                                     "transfer_rows": len(splits.raw["train"]) * (1 + options.augment),
                                      "epochs_run": len(result.fit.history), "seconds": round(time.perf_counter() - tic, 2)},
                  feed=ox.feeds(splits.raw["test"], pre))
     return {"distilled": {"file": path.name, "kind": "onnx", "weights": weights.name, "model": result.student,
