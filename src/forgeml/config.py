@@ -75,6 +75,10 @@ class TextParams(_Strict):
 
     name: Literal["text"] = "text"
     encoder: Literal["bilstm", "transformer"] = "bilstm"
+    embeddings: Literal["learned", "minilm"] = Field(
+        "learned", description="learned: a word vocabulary trained from scratch; minilm: MiniLM's tokenizer and its "
+                               "pretrained WordPiece embeddings (384-d, fine-tuned), so a small encoder starts from "
+                               "pretrained word meanings (embedding_dim is then 384)")
     embedding_dim: int = Field(128, gt=0)
     hidden: int = Field(128, gt=0)
     layers: int = Field(1, ge=1, le=12)

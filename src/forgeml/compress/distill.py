@@ -118,7 +118,7 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
         raise DataError("teacher outputs contain NaN or infinite values")
 
     spec = get_model(params.name)
-    pre = Preprocessor.fit(splits.raw["train"], splits.features, data_cfg, text_tokenizer=spec.text_tokenizer)
+    pre = Preprocessor.fit(splits.raw["train"], splits.features, data_cfg, text_tokenizer=spec.tokenizer_for(params))
     rows = splits.raw["train"]
     if transfer is not None:
         extra_rows, extra_y, extra_soft = transfer

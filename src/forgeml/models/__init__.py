@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Union
 
 from forgeml.errors import ConfigError
 
@@ -18,7 +18,10 @@ class ModelSpec:
     name: str
     supports: frozenset[str]
     build: Callable
-    text_tokenizer: str = "words"
+    text_tokenizer: Union[str, Callable] = "words"  # or a function of the model's params
+
+    def tokenizer_for(self, params) -> str:
+        return self.text_tokenizer(params) if callable(self.text_tokenizer) else self.text_tokenizer
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -26,7 +29,7 @@ MODELS: dict[str, ModelSpec] = {}
 ESTIMATORS = {"lightgbm": frozenset({"numeric", "categorical"})}
 
 
-def register_model(name: str, supports: set[str], text_tokenizer: str = "words"):
+def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words"):
     def deco(fn):
         MODELS[name] = ModelSpec(name, frozenset(supports), fn, text_tokenizer)
         return fn

