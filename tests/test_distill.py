@@ -149,3 +149,13 @@ def test_text_perturbations_keep_most_words_and_are_seeded():
     frame = pd.DataFrame({"text": [text, "short"], "n": [1, 2]})
     copies = text_copies(frame, ["text"], 3, seed=0)
     assert len(copies) == 6 and copies["n"].tolist() == [1, 2] * 3 and copies["text"][1] == "short"
+
+
+def test_student_specs_from_the_command_line():
+    from forgeml.compress.distill import parse_student
+
+    assert parse_student("text") == {"name": "text"}
+    assert parse_student("text:embeddings=minilm,hidden=128") == {"name": "text", "embeddings": "minilm", "hidden": 128}
+    assert parse_student("cnn:channels=[16, 32],dropout=0.1") == {"name": "cnn", "channels": [16, 32], "dropout": 0.1}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_student("text:hidden")

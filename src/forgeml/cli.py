@@ -186,7 +186,8 @@ def compress(
     prune: Optional[str] = typer.Option(None, "--prune", help="ratio of channels/neurons to remove, e.g. 0.5; "
                                         "several (0.25,0.5,0.75) sweep"),
     distill: bool = typer.Option(False, "--distill", help="train a smaller student on the model's soft targets"),
-    student: Optional[str] = typer.Option(None, "--student", help="student model for --distill: text, mlp or cnn"),
+    student: Optional[str] = typer.Option(None, "--student", help="student for --distill: text, mlp or cnn, with options "
+                                          "as NAME:key=value,... (e.g. text:embeddings=minilm,hidden=128)"),
     calibration: int = typer.Option(256, help="training rows used to calibrate static int8 ranges"),
     fine_tune_epochs: int = typer.Option(5, help="recovery epochs after pruning"),
     distill_epochs: Optional[int] = typer.Option(None, help="student epochs (default: the run's train.epochs)"),

@@ -44,6 +44,22 @@ class Distilled:
     student: str
 
 
+def parse_student(spec: str) -> dict:
+    """``text`` or ``text:embeddings=minilm,hidden=128`` (values read as YAML: numbers, words, [16, 32] lists)."""
+    import re
+
+    import yaml
+
+    name, _, rest = spec.partition(":")
+    out: dict[str, Any] = {"name": name.strip()}
+    for item in filter(None, re.split(r",(?![^\[]*\])", rest)):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(f"student {spec!r}: options are key=value pairs, e.g. text:embeddings=minilm,hidden=128")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
 def student_params(student: Union[str, dict], task, features) -> BaseModel:
     """The student's model parameters: a model name (its small defaults) or a dict such as {"name": "text", "hidden": 32}.
 
@@ -51,7 +67,7 @@ def student_params(student: Union[str, dict], task, features) -> BaseModel:
     task-dependent students need no change at the call sites."""
     from forgeml.models import check_supports, supported_types
 
-    overrides = {"name": student} if isinstance(student, str) else dict(student)
+    overrides = parse_student(student) if isinstance(student, str) else dict(student)
     name = overrides.get("name")
     types = {f.type for f in features}
     fitting = ", ".join(n for n in DEFAULT_STUDENTS if types <= supported_types(n)) or "none"
