@@ -252,6 +252,26 @@ def serve(
                ray=ray, replicas=replicas)
 
 
+@app.command()
+def profile(
+    data: str = typer.Argument(..., help="csv/tsv/parquet/jsonl file or bundled:NAME"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="column to predict: adds class balance, association and leakage checks"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML report (default <data stem>.profile.html)"),
+    quiet: bool = QUIET,
+):
+    """Check a table before training: types, missing values, duplicates, outliers, class balance, leakage suspects."""
+    from forgeml.data.profile import profile_source
+    from forgeml.evaluate.profile_report import default_report_path, print_summary, progress, write_report
+
+    with progress(quiet) as step:
+        result = profile_source(data, target, step=step)
+        step("writing the HTML report")
+        path = write_report(result, out or default_report_path(data))
+    con = _stdout()
+    print_summary(result, con)
+    con.print(f"report: {path}", highlight=False)
+
+
 @app.command("datasets")
 def datasets():
     """List the bundled real data sets (use as --data bundled:NAME)."""
