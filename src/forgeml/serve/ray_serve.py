@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Optional
 
-from forgeml.errors import require
+from forgeml.errors import ConfigError, require
 
 APP_NAME = "forgeml"
 
@@ -25,6 +26,16 @@ def _absolute(spec: str) -> str:
     name, version, run = parse_spec(spec)
     run_dir = Path(artifacts.run_dir_of(run)).absolute()
     return f"{name or run_dir.name}{':' + version if version else ''}={run_dir}"
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail with one line, before Ray starts, when the address is taken (Ray's proxy would fail with a traceback)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
 
 
 def _builder(specs, precision, threads, default, settings):
@@ -50,6 +61,7 @@ def deploy(specs: list[str], precision: str, threads: Optional[int], default: Op
     serve = require("ray.serve", "cluster", "forgeml serve --ray")
 
     specs = [_absolute(s) for s in specs]
+    _check_port(host, port)
     # each replica gets a share of the cores for ONNX Runtime unless --threads says otherwise
     threads = threads or max(1, (os.cpu_count() or 1) // replicas)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray would otherwise report usage over the network
@@ -66,8 +78,9 @@ def deploy(specs: list[str], precision: str, threads: Optional[int], default: Op
         serve.run(deployment.bind(), name=APP_NAME, route_prefix="/")  # returns once every replica is running
         for spec in specs:
             print(f"serving {spec}")
+        key = "  API key required" if settings.api_key else ""
         print(f"http://{host}:{port}/  (Ray Serve, {replicas} replica(s) x {threads} ONNX Runtime thread(s); "
-              f"docs: /docs, metrics: /metrics per replica){'  API key required' if settings.api_key else ''}", flush=True)
+              f"docs: /docs, metrics: /metrics per replica){key}", flush=True)
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

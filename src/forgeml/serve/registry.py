@@ -106,7 +106,11 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
         if not (run_dir / file).is_file():  # first serve of a run: export it now (needs the export extra)
             from forgeml.api import export
 
-            export(run_dir)
+            try:
+                export(run_dir)
+            except PermissionError:
+                raise RunError(f"{run_dir} has no model.onnx and is not writable; run 'forgeml export {run_dir}' where "
+                               "the run folder can be written, then serve it") from None
     model = ServedModel(name or run_dir.name, ver or version or "1", run_dir, manifest, file, used)
     model.session = ox.session(run_dir / file, threads)
     if manifest["preprocessing"].get("text", {}).get("tokenizer") == "minilm":

@@ -25,6 +25,8 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, workers: 
     if ray:
         from forgeml.serve.ray_serve import deploy
 
+        del registry  # it only checked the runs here: each replica loads its own
+
         return deploy(specs, precision, threads, default, settings, host, port, replicas)
     for m in registry.all():
         print(f"serving {m.name}:{m.version} ({m.task}, {m.manifest['model']['name']}, {m.precision}: {m.run_dir / m.onnx_file})")
