@@ -34,3 +34,25 @@ def cli(*args) -> int:
     except SystemExit as exc:
         return exc.code or 0
     return 0
+
+
+def user_error(capsys, *argv: str) -> str:
+    """Run the CLI in-process; assert a user error: exit 2, an `error: ...` message ending stderr, no traceback.
+    Returns the message (progress lines, when not --quiet, come before it)."""
+    from forgeml.cli import main
+
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    except Exception as exc:  # a bug escaped: the user would see a traceback
+        pytest.fail(f"traceback instead of a user error: {type(exc).__name__}: {exc}")
+    else:
+        pytest.fail("the command succeeded; expected a user error")
+    out = capsys.readouterr()
+    assert "Traceback" not in out.err and "Traceback" not in out.out
+    assert code == 2, f"exit code {code}, stderr: {out.err}"
+    lines = out.err.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert starts, out.err
+    return "\n".join(lines[starts[-1]:])

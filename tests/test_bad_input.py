@@ -10,27 +10,12 @@ import pytest
 
 from forgeml.cli import main
 
+from conftest import user_error
+
 FAST = ["--epochs", "1", "--tracking-uri", "none", "--quiet"]
 
 
 # --------------------------------------------------------------------------------------------- helpers
-def user_error(capsys, *argv: str) -> str:
-    """Run the CLI in-process; assert it failed as a user error (exit 2, `error:` on stderr, no traceback)."""
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    except Exception as exc:  # a bug escaped: the user would see a traceback
-        pytest.fail(f"traceback instead of a user error: {type(exc).__name__}: {exc}")
-    else:
-        pytest.fail("the command succeeded; expected a user error")
-    out = capsys.readouterr()
-    assert "Traceback" not in out.err and "Traceback" not in out.out
-    assert code == 2, f"exit code {code}, stderr: {out.err}"
-    assert out.err.startswith("error: "), out.err
-    return out.err
-
-
 def train_error(capsys, *argv: str) -> str:
     return user_error(capsys, "train", *argv, *FAST)
 

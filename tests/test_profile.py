@@ -8,28 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import cli
+from conftest import cli, user_error
 
 from forgeml.data.profile import profile
-from forgeml.cli import main
-
-
-def user_error(capsys, *argv: str) -> str:
-    """Run the CLI in-process; assert a user error: exit 2, one `error:` line on stderr, no traceback."""
-    try:
-        main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    except Exception as exc:  # a bug escaped: the user would see a traceback
-        pytest.fail(f"traceback instead of a user error: {type(exc).__name__}: {exc}")
-    else:
-        pytest.fail("the command succeeded; expected a user error")
-    out = capsys.readouterr()
-    assert code == 2, f"exit code {code}, stderr: {out.err}"
-    assert "Traceback" not in out.err and "Traceback" not in out.out
-    last = out.err.strip().splitlines()[-1]  # without --quiet, progress lines come first
-    assert last.startswith("error: "), out.err
-    return last
 
 
 def warnings_of(result: dict, kind: str) -> list[dict]:
