@@ -58,8 +58,9 @@ def test_int8_and_pruning_variants_are_written_measured_and_reported(cnn_run):
 def test_prune_sweep_reports_each_ratio(cnn_run):
     assert cli("compress", str(cnn_run), "--prune", "0.25,0.75", "--fine-tune-epochs", "1", "-q") == 0
     result = json.loads((cnn_run / "compression.json").read_text())
-    pruned = [v for v in result["variants"] if v["variant"].startswith("pruned")]
+    pruned = [v for v in result["variants"] if v["variant"] in ("pruned-0.25", "pruned-0.75")]
     assert [v["ratio"] for v in pruned] == [0.25, 0.75]
+    assert "pruned-0.5" in {v["variant"] for v in result["variants"]}  # from the previous compress, still on disk
     assert pruned[0]["params"] > pruned[1]["params"]
 
 
@@ -91,6 +92,9 @@ def test_mlp_gets_both_static_and_dynamic_int8(table_runs):
     (["--distill"], "--student"),
     (["--distill", "--student", "cnn"], "students that fit this data: mlp"),
     (["--quantize", "int8", "--calibration", "100000"], "larger than the training split"),
+    (["--quantize", "int8", "--distill", "--student", "mlp", "--alpha", "2"], "--alpha"),
+    (["--quantize", "int8", "--student", "mlp"], "add --distill"),
+    (["--quantize", "int8", "--threads", "0"], "--threads"),
 ])
 def test_bad_requests_exit_2_with_a_message(table_runs, capsys, args, message):
     assert cli("compress", str(table_runs["mlp"]), *args) == 2
@@ -131,3 +135,24 @@ def test_text_distillation_with_an_augmented_transfer_set(tmp_path):
 def test_augment_needs_text(table_runs, capsys):
     assert cli("compress", str(table_runs["mlp"]), "--distill", "--student", "mlp", "--augment", "2") == 2
     assert "text features" in capsys.readouterr().err
+
+
+def test_compressing_again_keeps_earlier_variants(table_runs):
+    run = table_runs["mlp"]
+    assert cli("compress", str(run), "--quantize", "int8", "--calibration", "64", "-q") == 0
+    assert cli("compress", str(run), "--prune", "0.5", "--fine-tune-epochs", "1", "-q") == 0
+    variants = [v["variant"] for v in json.loads((run / "compression.json").read_text())["variants"]]
+    assert variants[:2] == ["fp32", "onnx-fp32"] and {"int8", "int8-dynamic", "pruned-0.5"} <= set(variants)
+    assert "int8" in json.loads((run / "manifest.json").read_text())["variants"]
+
+
+def test_changed_data_is_refused(tmp_path, capsys):
+    from forgeml.data.bundled import load_bundled
+
+    df, _ = load_bundled("iris")
+    df.to_csv(tmp_path / "iris.csv", index=False)
+    run = api.train({"name": "iris", "runs_dir": str(tmp_path), "data": {"source": str(tmp_path / "iris.csv"), "target": "species"},
+                     "tracking": {"uri": "none"}, "model": {"name": "mlp"}, "train": fast_train(epochs=1)}, quiet=True).run_dir
+    df.iloc[:100].to_csv(tmp_path / "iris.csv", index=False)
+    assert cli("compress", str(run), "--quantize", "int8") == 2
+    assert "changed since training" in capsys.readouterr().err

@@ -162,9 +162,11 @@ def export(
     """Export a trained run as ONNX that runs with onnxruntime alone; its inputs are documented in the manifest."""
     from forgeml import api
 
+    from forgeml.artifacts import run_dir_of
+
     info = api.export(run, format, output)
     con = _stdout()
-    path = output or Path(run) / info["file"]
+    path = output or run_dir_of(run) / info["file"]
     opsets = ", ".join(f"{domain} {version}" for domain, version in info["opset"].items())
     con.print(f"wrote {path} ({info['size_bytes'] / 1e6:.2f} MB; opsets {opsets}); runs with onnxruntime alone")
     shape = lambda s: "[" + ", ".join(map(str, s["shape"])) + "]"  # noqa: E731
@@ -177,6 +179,8 @@ def export(
     if "parity" in info:
         p = info["parity"]
         con.print(f"parity with the trained model on {p['rows']} test rows: max |difference| = {p['max_abs_diff']:.2e}")
+    else:
+        con.print("parity not checked: the run's data could not be read again (it moved or changed)")
 
 
 @app.command()
@@ -188,7 +192,8 @@ def compress(
     distill: bool = typer.Option(False, "--distill", help="train a smaller student on the model's soft targets"),
     student: Optional[str] = typer.Option(None, "--student", help="student for --distill: text, mlp or cnn, with options "
                                           "as NAME:key=value,... (e.g. text:embeddings=minilm,hidden=128)"),
-    calibration: int = typer.Option(256, help="training rows used to calibrate static int8 ranges"),
+    calibration: Optional[int] = typer.Option(None, help="training rows used to calibrate static int8 ranges "
+                                              "(default 256, or the whole split if smaller)"),
     fine_tune_epochs: int = typer.Option(5, help="recovery epochs after pruning"),
     distill_epochs: Optional[int] = typer.Option(None, help="student epochs (default: the run's train.epochs)"),
     temperature: float = typer.Option(4.0, help="distillation temperature T"),
@@ -209,7 +214,10 @@ def compress(
                           calibration=calibration, fine_tune_epochs=fine_tune_epochs, distill_epochs=distill_epochs,
                           temperature=temperature, alpha=alpha, augment=augment, threads=threads)
     _stdout().print(_compression_table(result))
-    typer.echo(f"wrote {Path(run) / 'compression.json'}, {Path(run) / 'plots' / 'compression.png'} and the report section", err=True)
+    from forgeml.artifacts import run_dir_of
+
+    run_dir = run_dir_of(run)
+    typer.echo(f"wrote {run_dir / 'compression.json'}, {run_dir / 'plots' / 'compression.png'} and the report section", err=True)
 
 
 def _compression_table(result: dict):
@@ -245,7 +253,13 @@ def serve(
     replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
 ):
     """Serve runs over HTTP: predict, models, health, Prometheus metrics, OpenAPI docs and a web page."""
+    from forgeml.errors import ConfigError
     from forgeml.serve.run import serve as run_server
+
+    if ray and workers != 1:
+        raise ConfigError("--workers is for uvicorn processes; with --ray use --replicas")
+    if replicas != 1 and not ray:
+        raise ConfigError("--replicas needs --ray (use --workers N for several processes without Ray)")
 
     run_server(runs, host=host, port=port, workers=workers, max_batch=max_batch, max_wait_ms=max_wait_ms,
                precision=precision, default=default, api_key=api_key, max_body_mb=max_body_mb, threads=threads,

@@ -53,7 +53,12 @@ class _Reader:
 def _excluded(model_path: Path) -> list[str]:
     model = onnx.load(str(model_path))
     # the output softmax stays in float too: int8 probabilities would no longer sum to one
-    return [n.name for n in model.graph.node if n.name.startswith(("pre/", "post/")) or n.op_type == "Softmax"]
+    excluded = [n.name for n in model.graph.node if n.name.startswith(("pre/", "post/")) or n.op_type == "Softmax"]
+    if any(n.name.startswith("post/") for n in model.graph.node):  # regression: a value, not a class
+        # the last dense layer stays float too, or every prediction would snap to one of 256 levels
+        last = [n for n in model.graph.node if n.op_type in ("Gemm", "MatMul")][-1:]
+        excluded += [n.name for n in last]
+    return excluded
 
 
 @contextlib.contextmanager
@@ -74,10 +79,10 @@ def quantize(model_path: Path, out_path: Path, method: str, calibration: dict[st
     q = require("onnxruntime.quantization", "export", "int8 quantization")
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    excluded = _excluded(model_path)
     with tempfile.TemporaryDirectory() as tmp, _quiet():
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)  # fold, fuse, infer shapes
+        excluded = _excluded(prepared)  # names after fusion
         if method == "static":
             if calibration is None:
                 raise ValueError("static quantization needs calibration inputs")

@@ -29,7 +29,7 @@ class CompressOptions:
     prune: list[float] = field(default_factory=list)  # one ratio, or several for a sweep
     distill: bool = False
     student: Optional[str] = None
-    calibration: int = 256  # training rows for static-quantization ranges
+    calibration: Optional[int] = None  # training rows for static-quantization ranges (default: 256, or all if fewer)
     fine_tune_epochs: int = 5
     distill_epochs: Optional[int] = None
     temperature: float = 4.0
@@ -45,8 +45,18 @@ class CompressOptions:
         for r in self.prune:
             if not 0 < r < 1:
                 raise ConfigError(f"--prune ratio must be strictly between 0 and 1 (0.5 removes half the channels), got {r}")
-        if self.calibration < 1:
+        if self.calibration is not None and self.calibration < 1:
             raise ConfigError(f"--calibration must be at least 1 row, got {self.calibration}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be at least 1, got {self.threads}")
+        if not self.temperature > 0:
+            raise ConfigError(f"--temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"--alpha (the weight of the teacher's soft targets) must be in [0, 1], got {self.alpha}")
+        if self.distill_epochs is not None and self.distill_epochs < 1:
+            raise ConfigError(f"--distill-epochs must be at least 1, got {self.distill_epochs}")
+        if not self.distill and (self.student or self.augment):
+            raise ConfigError("--student and --augment belong to --distill; add --distill")
         if self.augment < 0:
             raise ConfigError(f"--augment must be >= 0 copies, got {self.augment}")
         if self.fine_tune_epochs < 1:
@@ -90,9 +100,15 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         student = student_params(options.student, task, splits.features)
         if options.augment and not any(f.type == "text" for f in splits.features):
             raise ConfigError("--augment makes perturbed copies of text features; this data has none")
-    if q_methods and "static" in q_methods and options.calibration > len(splits.raw["train"]):
+    expected = manifest.get("data", {}).get("rows")
+    actual = {s: len(rows) for s, rows in splits.raw.items()}
+    if expected and expected != actual:
+        raise DataError(f"the data at {cfg.data.source} changed since training (split sizes {actual}, trained on {expected}); "
+                        "compress needs the data the run was trained on")
+    if q_methods and "static" in q_methods and (options.calibration or 0) > len(splits.raw["train"]):
         raise ConfigError(f"--calibration {options.calibration} is larger than the training split "
                           f"({len(splits.raw['train'])} rows); use at most that many")
+    n_calibration = options.calibration or min(256, len(splits.raw["train"]))
 
     enc = {s: model.preprocessor.transform(rows) for s, rows in splits.raw.items()}
     y_test = splits.y["test"]
@@ -132,9 +148,9 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         tic = time.perf_counter()
         calibration = None
         if method == "static":
-            rows = np.random.default_rng(0).permutation(len(splits.raw["train"]))[: options.calibration]
+            rows = np.random.default_rng(0).permutation(len(splits.raw["train"]))[:n_calibration]
             calibration = ox.feeds(splits.raw["train"].iloc[np.sort(rows)], model.preprocessor)
-        say(f"  quantizing ({method}{f', {options.calibration} calibration rows' if calibration else ''}) ...")
+        say(f"  quantizing ({method}{f', {n_calibration} calibration rows' if calibration else ''}) ...")
         quant.quantize(onnx_path, path, method, calibration)
         measure_onnx(variant, path, {"method": method, "seconds": round(time.perf_counter() - tic, 2)})
         manifest_variants[variant] = {"file": path.name, "kind": "onnx", "method": f"int8 {method}"}
@@ -190,7 +206,7 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
     before = model.task.metrics(splits.y["test"], model.task.outputs(_raw(pruned, enc["test"])))[_metric_name(model.task)]
     pr.fine_tune(pruned, model.task, data, cfg.train, options.fine_tune_epochs, lr_scale=0.5,
                  progress=TrainProgress(variant, quiet))
-    pruned.eval()
+    pruned = pruned.cpu().eval()  # fine-tuning may have run on a GPU; export and measure on the CPU
     path = model.run_dir / f"model.{variant}.onnx"
     ox.save(ox.build(pruned, "torch", model.task, model.manifest["preprocessing"], m["input_shapes"]), path)
     params = pr.pruned_params(m["name"], MODEL_PARAMS[m["name"]].model_validate(m["params"]), pruned)
@@ -248,9 +264,22 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
 
 
 def _write(run_dir: Path, result: dict, manifest: dict) -> None:
+    """Variants measured by an earlier compress of this run (and still on disk) stay in the table, after the new
+    fp32 baselines: `--quantize int8` then `--prune 0.5` ends with both. Each entry says when it was measured."""
+    import json
+    from datetime import datetime, timezone
+
     from forgeml.evaluate import plots
     from forgeml.evaluate.report import rerender
 
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for v in result["variants"]:
+        v.update(measured=now, threads=result["threads"])
+    previous = json.loads((run_dir / COMPRESSION).read_text()).get("variants", []) if (run_dir / COMPRESSION).is_file() else []
+    fresh = {v["variant"] for v in result["variants"]}
+    kept = [v for v in previous if v["variant"] not in fresh and (run_dir / v["file"]).is_file()]
+    result["variants"] = result["variants"][:2] + kept + result["variants"][2:]
+    manifest["variants"] = {k: v for k, v in manifest.get("variants", {}).items() if (run_dir / v["file"]).is_file()}
     plots.compression(result, run_dir / "plots" / "compression.png")
     artifacts.write_json(run_dir / COMPRESSION, result)
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)

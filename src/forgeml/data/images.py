@@ -63,6 +63,14 @@ def array_scale(values) -> float:
     return float(max((np.nanmax(v) for v in floats), default=1.0)) or 1.0
 
 
+def pixel_range(values) -> float:
+    """The largest pixel value of the training images as given: 255 for files and integer arrays, else the float
+    arrays' own maximum (digits: 16). Exported models and the server take pixels in this range."""
+    if any(isinstance(v, np.ndarray) and not np.issubdtype(v.dtype, np.integer) for v in values):
+        return array_scale(values)
+    return 255.0
+
+
 def to_array(value, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     """One image as float32 [C, H, W] in [0, 1]: files and integer arrays are 8-bit (/255), float arrays are
     divided by the training arrays' range, so a model trained on arrays can predict files and vice versa."""

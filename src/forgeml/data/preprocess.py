@@ -69,6 +69,7 @@ class Preprocessor:
                 "mode": mode,
                 "size": list(size),
                 "array_scale": scale,
+                "pixel_range": img.pixel_range(values),
                 "mean": sample.mean(axis=(0, 2, 3)).tolist(),
                 "std": np.where(std > 1e-12, std, 1.0).tolist(),
             }

@@ -59,7 +59,9 @@ def input_spec(pre_state: dict) -> list[dict]:
 
 def pixel_range(image_state: dict) -> float:
     """The largest pixel value of the source: 255 for image files and 8-bit arrays, else the arrays' own maximum."""
-    scale = image_state.get("array_scale", 1.0)
+    if "pixel_range" in image_state:
+        return float(image_state["pixel_range"])
+    scale = image_state.get("array_scale", 1.0)  # runs from before pixel_range was recorded
     return 255.0 if scale == 1.0 else float(scale)
 
 
@@ -100,7 +102,7 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict):
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=4096)
     dynamic = {name: ({0: batch, 1: length} if name in TEXT_INPUTS else {0: batch}) for name in internal}
-    out_name = "probabilities" if task.name == "classification" else "prediction"
+    out_name = "probabilities" if task.name == "classification" else "standardized"
     # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -115,14 +117,13 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict):
 
 
 class TorchCore(torch.nn.Module):
-    """The trained network plus its output head: softmax, or the target's mean/std put back."""
+    """The trained network plus its output head: softmax (classification) or the standardized value as [N]
+    (regression; the target's mean/std are put back by ``post/`` nodes, which quantization leaves in float)."""
 
     def __init__(self, net, task):
         super().__init__()
         self.net = net
         self.classification = task.name == "classification"
-        self.mean = float(task.state.get("mean", 0.0))
-        self.std = float(task.state.get("std", 1.0))
 
     def forward(self, numeric_std=None, categorical_codes=None, tokens=None, input_ids=None, attention_mask=None, image_norm=None):
         named = {"numeric": numeric_std, "categorical": categorical_codes, "tokens": tokens, "input_ids": input_ids,
@@ -130,7 +131,7 @@ class TorchCore(torch.nn.Module):
         raw = self.net({k: v for k, v in named.items() if v is not None}).float()
         if self.classification:
             return torch.softmax(raw, dim=-1)
-        return raw.squeeze(-1) * self.std + self.mean
+        return raw.squeeze(-1)
 
 
 def _groups(pre_state: dict) -> list[str]:
@@ -287,9 +288,7 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     replaced = set(INTERNAL.values()) | ({model_input} if model_input else set())
     kept_inputs = [i for i in graph.input if i.name not in replaced and i.name not in TEXT_INPUTS]
 
-    post_nodes = []
-    if model_kind == "lightgbm":
-        post_nodes = _lightgbm_outputs(graph, task, helper, numpy_helper, pre_inits)
+    post_nodes = _outputs(graph, task, helper, numpy_helper, pre_inits)
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(pre_nodes + nodes + post_nodes)
@@ -304,8 +303,9 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     return core
 
 
-def _lightgbm_outputs(graph, task, helper, numpy_helper, inits) -> list:
-    """Trees give 'probabilities' (classification) or a standardized 'variable' [N, 1]: make them forgeml's outputs."""
+def _outputs(graph, task, helper, numpy_helper, inits) -> list:
+    """forgeml's outputs: 'probabilities' (trees also give 'label': dropped), or 'prediction' on the target's scale
+    from the standardized value (torch: [N]; trees: 'variable' [N, 1])."""
     from onnx import TensorProto
 
     if task.name == "classification":
@@ -316,8 +316,8 @@ def _lightgbm_outputs(graph, task, helper, numpy_helper, inits) -> list:
     value = graph.output[0].name
     inits += [numpy_helper.from_array(np.asarray([task.state["std"]], dtype=np.float32), "post/std"),
               numpy_helper.from_array(np.asarray([task.state["mean"]], dtype=np.float32), "post/mean"),
-              numpy_helper.from_array(np.asarray([1], dtype=np.int64), "post/axis1")]
-    nodes = [helper.make_node("Squeeze", [value, "post/axis1"], ["post/flat"], name="post/squeeze"),
+              numpy_helper.from_array(np.asarray([-1], dtype=np.int64), "post/flat_shape")]
+    nodes = [helper.make_node("Reshape", [value, "post/flat_shape"], ["post/flat"], name="post/flatten"),
              helper.make_node("Mul", ["post/flat", "post/std"], ["post/scaled"], name="post/mul"),
              helper.make_node("Add", ["post/scaled", "post/mean"], ["prediction"], name="post/add")]
     del graph.output[:]

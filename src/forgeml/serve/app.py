@@ -179,24 +179,25 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
             if name in registry.models:
                 return _error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
             return _error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
-            return _error(400, "the body is not valid JSON (expected {\"instances\": [{feature: value, ...}, ...]})")
-        if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances"}:
-            return _error(422, "the body must be an object with one key, 'instances': a non-empty list of objects")
-        rows = body["instances"]
-        if not rows:
-            return _error(422, "'instances' is empty")
-        if len(rows) > settings.max_instances:
-            return _error(413, f"{len(rows)} instances in one request; the limit is {settings.max_instances}")
         batcher = batchers[(model.name, model.version)]
-        batcher.arriving += 1
+        batcher.arriving += 1  # from here until queued: the batcher may wait (up to max_wait_ms) for this request
         try:
-            feed = model.feed(rows)
-        except InputError as exc:
-            where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
-            return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
+            try:
+                body = json.loads(await request.body())
+            except (ValueError, RecursionError):
+                return _error(400, "the body is not valid JSON (expected {\"instances\": [{feature: value, ...}, ...]})")
+            if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances"}:
+                return _error(422, "the body must be an object with one key, 'instances': a non-empty list of objects")
+            rows = body["instances"]
+            if not rows:
+                return _error(422, "'instances' is empty")
+            if len(rows) > settings.max_instances:
+                return _error(413, f"{len(rows)} instances in one request; the limit is {settings.max_instances}")
+            try:
+                feed = model.feed(rows)
+            except InputError as exc:
+                where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
+                return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
         finally:
             batcher.arriving -= 1
         out = await batcher.submit(feed, len(rows))

@@ -94,10 +94,21 @@ class Batcher:
                 self.metrics.batch_size.labels(self.model.name).observe(sum(it.rows for it in live))
             try:
                 out = await loop.run_in_executor(self._executor, self.model.run, feed)
-            except Exception as exc:  # noqa: BLE001  (handed to each waiting request, which answers 500)
+            except Exception as exc:  # noqa: BLE001
+                if len(live) == 1:
+                    if not live[0].future.done():
+                        live[0].future.set_exception(exc)
+                    continue
+                # one request's data broke the batch: run each alone, so only that request fails
                 for it in live:
-                    if not it.future.done():
-                        it.future.set_exception(exc)
+                    try:
+                        result = await loop.run_in_executor(self._executor, self.model.run, it.feed)
+                    except Exception as one_exc:  # noqa: BLE001  (the waiting request answers 500)
+                        if not it.future.done():
+                            it.future.set_exception(one_exc)
+                    else:
+                        if not it.future.done():
+                            it.future.set_result(result)
                 continue
             start = 0
             for it in live:

@@ -7,7 +7,6 @@ the server answers it with 422.
 from __future__ import annotations
 
 import base64
-import binascii
 import io
 import math
 from typing import Any
@@ -31,6 +30,22 @@ class InputError(ValueError):
         self.field, self.row = field, row
 
 
+def _text(v: str, field: str, row: int) -> str:
+    """A JSON string can hold a lone surrogate ("\\ud800"): valid JSON, but not text any model or tokenizer takes."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("is not valid Unicode text (lone surrogate)", field, row) from None
+    return v
+
+
+def _finite(v) -> bool:
+    try:
+        return math.isfinite(v) and abs(v) <= 3.4e38  # float32 range
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _numeric(rows: list[dict], columns: list[str]) -> np.ndarray:
     out = np.empty((len(rows), len(columns)), dtype=np.float32)
     for j, c in enumerate(columns):
@@ -38,11 +53,16 @@ def _numeric(rows: list[dict], columns: list[str]) -> np.ndarray:
             v = r.get(c)
             if v is None:
                 out[i, j] = np.nan
-            elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            elif isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v):
                 out[i, j] = v
             else:
-                raise InputError(f"must be a finite number or null, got {v!r}"[:200], c, i)
+                raise InputError(f"must be a finite number or null, got {_safe(repr(v))}"[:200], c, i)
     return out
+
+
+def _safe(text: str) -> str:
+    """Any string, made printable in a JSON error message."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _category(v: Any) -> str:
@@ -60,8 +80,8 @@ def _categorical(rows: list[dict], columns: list[str]) -> np.ndarray:
     for j, c in enumerate(columns):
         for i, r in enumerate(rows):
             try:
-                out[i, j] = _category(r.get(c))
-            except TypeError:
+                out[i, j] = _text(_category(r.get(c)), c, i)
+            except (TypeError, ValueError):  # ValueError: int too long for str()
                 raise InputError(f"must be a string, number, boolean or null, got {type(r.get(c)).__name__}", c, i) from None
     return out
 
@@ -72,9 +92,11 @@ def _texts(rows: list[dict], columns: list[str]) -> list[str]:
         parts = []
         for c in columns:
             v = r.get(c)
-            if v is not None and not isinstance(v, str):
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = str(v)  # as training reads a number in a text column
+            elif v is not None and not isinstance(v, str):
                 raise InputError(f"must be a string or null, got {type(v).__name__}", c, i)
-            parts.append(v or "")
+            parts.append(_text(v or "", c, i))
         texts.append(TEXT_SEPARATOR.join(parts))
     return texts
 
@@ -83,22 +105,26 @@ def _image(value: Any, state: dict, field: str, row: int) -> np.ndarray:
     """One image as float32 [C, H, W] in the graph's pixel range."""
     size, mode, top = tuple(state["size"]), state["mode"], pixel_range(state)
     if isinstance(value, str):
+        from PIL import Image
+
         try:
             data = base64.b64decode(value.split(",", 1)[-1] if value.startswith("data:") else value, validate=True)
-            from PIL import Image
-
             picture = Image.open(io.BytesIO(data))
-            picture.load()
-        except (binascii.Error, ValueError, OSError) as exc:
+            if max(picture.size) > MAX_IMAGE_SIDE:  # from the header, before decoding the pixels
+                raise InputError(f"image of {picture.size[0]}x{picture.size[1]} is too large (max side {MAX_IMAGE_SIDE})", field, row)
+            arr = np.asarray(picture.convert(mode), dtype=np.uint8)
+        except InputError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (binascii, PIL's decoders and its decompression-bomb guard)
             raise InputError(f"is not a base64-encoded image file ({type(exc).__name__})", field, row) from None
-        if max(picture.size) > MAX_IMAGE_SIDE:
-            raise InputError(f"image of {picture.size[0]}x{picture.size[1]} is too large (max side {MAX_IMAGE_SIDE})", field, row)
-        arr = np.asarray(picture.convert(mode), dtype=np.uint8)
-        return img.to_array(arr, mode, size) * 255.0
+        return img.to_array(arr, mode, size) * top  # 8-bit pixels -> [0, 1] -> the graph's pixel range
     if isinstance(value, list):
         try:
-            arr = np.asarray(value, dtype=np.float32)
-        except (ValueError, TypeError):
+            arr = np.asarray(value)
+            if arr.dtype.kind not in "iuf":  # strings, booleans, objects (ragged lists)
+                raise ValueError
+            arr = arr.astype(np.float32)
+        except (ValueError, TypeError, OverflowError):
             raise InputError("must be a nested list of numbers (H x W or H x W x C) of equal lengths", field, row) from None
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)) or min(arr.shape[:2]) < 1:
             raise InputError(f"must be H x W or H x W x C (C = 1, 3 or 4) pixel values, got shape {list(arr.shape)}", field, row)
@@ -125,7 +151,8 @@ def check_fields(rows: list, features: list[str]) -> None:
             raise InputError(f"missing feature(s) {missing}; the model takes {features}", missing[0], i)
         extra = [k for k in r if k not in wanted]
         if extra:
-            raise InputError(f"unknown field(s) {extra[:5]}; the model takes {features}", str(extra[0]), i)
+            names = [_safe(str(k)) for k in extra[:5]]
+            raise InputError(f"unknown field(s) {names}; the model takes {features}", names[0], i)
 
 
 def encode(rows: list[dict], pre_state: dict, features: list[str], tokenizer=None) -> dict[str, np.ndarray]:

@@ -97,7 +97,7 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
     if precision not in ("auto", "fp32", "int8"):
         raise ConfigError(f"--precision must be auto, fp32 or int8, got {precision!r}")
     int8 = manifest.get("variants", {}).get("int8")
-    if precision == "int8" and not int8:
+    if precision == "int8" and not (int8 and (run_dir / int8["file"]).is_file()):
         raise RunError(f"{run_dir} has no int8 model; run forgeml compress {run_dir} --quantize int8, or serve --precision fp32")
     if int8 and precision != "fp32" and (run_dir / int8["file"]).is_file():
         file, used = int8["file"], "int8"
