@@ -95,6 +95,13 @@ class RunResult:
     manifest: dict = field(repr=False, default_factory=dict)
 
 
+def run_config(run_dir: Path) -> Config:
+    """The config a run was trained with (its config.yaml)."""
+    from forgeml.config import load_config
+
+    return build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+
+
 def _params_for(cfg: Config, name: str):
     return cfg.model if cfg.model.name == name else MODEL_PARAMS[name]()
 
@@ -125,9 +132,7 @@ def train(
     if resume:
         if not (run_dir / "config.yaml").is_file() or not any((run_dir / "checkpoints").glob("*/last.json")):
             raise RunError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}; train without --resume to start fresh")
-        from forgeml.config import load_config
-
-        cfg = build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+        cfg = run_config(run_dir)
         say(f"resuming [bold]{run_dir}[/] from its last checkpoint")
     elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
@@ -410,12 +415,10 @@ def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = 
 
 def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional[Union[str, Path]] = None) -> dict:
     """Metrics of a trained run on labelled data (default: the run's own test split, recomputed from its config)."""
-    from forgeml.config import load_config
-
     model = load(run)
     target = model.manifest["target"]["name"]
     if data is None:
-        cfg = build_config(load_config(model.run_dir / "config.yaml"))
+        cfg = run_config(model.run_dir)
         df = split_data(cfg).raw["test"]
         where = f"test split of {cfg.data.source}"
     else:
@@ -435,10 +438,8 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
 # --------------------------------------------------------------------------------------------- export
 def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.DataFrame]:
     """The run's own test split (None if its data can no longer be read)."""
-    from forgeml.config import load_config
-
     try:
-        rows = split_data(build_config(load_config(model.run_dir / "config.yaml"))).raw["test"]
+        rows = split_data(run_config(model.run_dir)).raw["test"]
     except DataError:
         return None
     return rows if limit is None else rows.iloc[:limit]

@@ -46,9 +46,6 @@ class _Reader:
     def get_next(self):
         return next(self._batches, None)
 
-    def rewind(self):  # not needed for a single pass of MinMax calibration
-        pass
-
 
 def _excluded(model_path: Path) -> list[str]:
     model = onnx.load(str(model_path))

@@ -68,9 +68,8 @@ def _metric_name(task) -> str:
 
 
 def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda m: None, quiet: bool = True) -> dict:
-    from forgeml.api import load, split_data
+    from forgeml.api import _summary, load, run_config, split_data
     from forgeml.compress import quantize as quant
-    from forgeml.config import build_config, load_config
     from forgeml.export import onnx as ox
 
     options.check()
@@ -87,7 +86,7 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
                               + (" (use --quantize int8 or --distill instead)" if name in quant.METHODS else " (use --distill instead)"))
     if options.distill and not options.student:
         raise ConfigError("--distill needs --student MODEL (e.g. text, mlp or cnn)")
-    cfg = build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+    cfg = run_config(run_dir)
     if options.threads:
         torch.set_num_threads(options.threads)
     try:
@@ -184,13 +183,8 @@ def _native_runner(model, kind: str):
     return run
 
 
-def _summary(task_name: str, m: dict) -> dict:
-    from forgeml.evaluate.metrics import SUMMARY_KEYS
-
-    return {k: m.get(k) for k in SUMMARY_KEYS[task_name]}
-
-
 def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
+    from forgeml.api import _raw_outputs
     from forgeml.compress import prune as pr
     from forgeml.config import MODEL_PARAMS
     from forgeml.export import onnx as ox
@@ -203,7 +197,7 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
     say(f"  pruning {ratio:.0%} of channels/neurons, then fine-tuning {options.fine_tune_epochs} epochs ...")
     pruned = pr.prune(model.estimator, m["name"], ratio, example)
     data = SimpleNamespace(enc=enc, y=splits.y)
-    before = model.task.metrics(splits.y["test"], model.task.outputs(_raw(pruned, enc["test"])))[_metric_name(model.task)]
+    before = model.task.metrics(splits.y["test"], model.task.outputs(_raw_outputs(pruned, m["name"], enc["test"], model.task)))[_metric_name(model.task)]
     pr.fine_tune(pruned, model.task, data, cfg.train, options.fine_tune_epochs, lr_scale=0.5,
                  progress=TrainProgress(variant, quiet))
     pruned = pruned.cpu().eval()  # fine-tuning may have run on a GPU; export and measure on the CPU
@@ -218,12 +212,6 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
                                  "fine_tune_epochs": options.fine_tune_epochs, "seconds": round(time.perf_counter() - tic, 2)})
     return {variant: {"file": path.name, "kind": "onnx", "weights": weights.name, "model": m["name"],
                       "params": params.model_dump(mode="json") if params is not None else None}}
-
-
-def _raw(net, arrays) -> np.ndarray:
-    from forgeml.train.loop import predict_raw
-
-    return predict_raw(net, arrays, device=torch.device("cpu"))
 
 
 def _distill_variant(model, student_params, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 from forgeml.data import images as img
 from forgeml.data import text as txt
 from forgeml.data.preprocess import TEXT_SEPARATOR
+from forgeml.data.schema import canonical
 from forgeml.errors import DataError
 from forgeml.export.onnx import pixel_range
 
@@ -66,12 +67,11 @@ def _safe(text: str) -> str:
 
 
 def _category(v: Any) -> str:
+    """The level key training uses (forgeml.data.schema.canonical: 1.0 and 1 are one level); '' for missing."""
     if v is None:
         return ""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
     if isinstance(v, (str, int, float, bool)):
-        return str(v)
+        return str(canonical(v))
     raise TypeError
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from forgeml import artifacts
 from forgeml.errors import ConfigError, RunError
+from forgeml.serve.encode import encode
 
 MAX_LEVELS = 500  # categorical levels listed per feature by describe(); more are left out (the page then offers a text box)
 SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
@@ -43,8 +44,6 @@ class ServedModel:
         return self.manifest["target"].get("labels")
 
     def feed(self, rows: list[dict]) -> dict[str, np.ndarray]:
-        from forgeml.serve.encode import encode
-
         return encode(rows, self.manifest["preprocessing"], self.features, self.tokenizer)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
