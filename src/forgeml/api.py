@@ -13,7 +13,7 @@ import pandas as pd
 
 from forgeml import artifacts
 from forgeml.config import MODEL_PARAMS, Config, build_config
-from forgeml.errors import DataError, RunError
+from forgeml.errors import ConfigError, DataError, RunError
 
 Say = Callable[[str], None]
 WEIGHTS = "model.safetensors"
@@ -37,6 +37,7 @@ class Splits:
     candidates: list[str]
     raw: dict[str, pd.DataFrame]  # train / val / test rows as read
     y: dict[str, np.ndarray]  # encoded targets per split
+    preparation: dict = field(default_factory=dict)  # what data.clean removed and data.balance changed
 
 
 @dataclass
@@ -46,45 +47,103 @@ class Prepared(Splits):
 
 
 def split_data(cfg: Config) -> Splits:
-    """Read, check, type and split the data (deterministic for a config: evaluate replays it)."""
+    """Read, check, de-duplicate, type and split the data (deterministic for a config: evaluate replays it)."""
+    from forgeml.data.clean import duplicate_rows
     from forgeml.data.schema import check_target, check_task, infer_features, infer_task
     from forgeml.data.sources import read_source
-    from forgeml.data.split import split_indices
+    from forgeml.data.split import parse_times, split_indices
     from forgeml.models import check_supports, resolve_auto
     from forgeml.tasks import fit_task
 
     df, implied_target = read_source(cfg.data.source)
     target = cfg.data.target or implied_target
     df = check_target(df, target)
+    split = cfg.data.split
+    for key in ("group_col", "time_col"):
+        col = getattr(split, key)
+        if col and col not in df.columns:
+            raise DataError(f"split.{key} {col!r} is not a column of the data; columns: {list(df.columns)}")
+        if col and col == target:
+            raise DataError(f"split.{key} {col!r} is the target; choose another column")
+    preparation = {}
+    if cfg.data.clean.deduplicate:
+        dup = duplicate_rows(df)
+        if dup.any():
+            df = df.loc[~dup].reset_index(drop=True)
+        preparation["duplicates"] = int(dup.sum())
     task_name = cfg.task if cfg.task != "auto" else infer_task(df[target])
     check_task(df[target], task_name)
-    features = infer_features(df, target, cfg.data.features)
+    # the group/time column orders or groups rows; as an input it would be an ID (memorized) or a leak
+    split_cols = {c: "ignore" for c in (split.group_col, split.time_col) if c}
+    features = infer_features(df, target, {**split_cols, **cfg.data.features})
     candidates = resolve_auto({f.type for f in features}) if cfg.model.name == "auto" else [cfg.model.name]
     for name in candidates:
         check_supports(name, features)
 
     task = fit_task(task_name, df[target])
     y_all = task.encode(df[target])
-    idx = dict(zip(("train", "val", "test"), split_indices(y_all, task_name == "classification", cfg.data.split)))
+    groups = df[split.group_col].astype(str).to_numpy() if split.group_col else None
+    times = parse_times(df[split.time_col]) if split.time_col else None
+    idx = dict(zip(("train", "val", "test"), split_indices(y_all, task_name == "classification", split, groups, times)))
     raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
-    return Splits(target, task, features, candidates, raw, {s: y_all[i] for s, i in idx.items()})
+    return Splits(target, task, features, candidates, raw, {s: y_all[i] for s, i in idx.items()}, preparation)
 
 
 def prepare(cfg: Config, say: Say = lambda m: None) -> Prepared:
-    """Split, then fit the preprocessing on the training split only and encode every split with it."""
-    from forgeml.data.preprocess import Preprocessor
+    """Split, clean the training split, fit the preprocessing on it only, encode every split, then rebalance the
+    training inputs (data.balance)."""
+    from forgeml.data import balance
+    from forgeml.data.clean import quantile_bounds, training_rows_to_drop
+    from forgeml.data.preprocess import Preprocessor, numeric_frame
     from forgeml.models import get_model
 
     splits = split_data(cfg)
+    clean = cfg.data.clean
+    numeric = [f.name for f in splits.features if f.type == "numeric"]
+    categorical = [f.name for f in splits.features if f.type == "categorical"]
+    train_rows = splits.raw["train"]
+    bounds = (quantile_bounds(numeric_frame(train_rows, numeric), clean.outliers.quantiles)
+              if numeric and clean.outliers.method != "none" else None)
+    drops = training_rows_to_drop(train_rows, numeric, categorical, clean, bounds)
+    if drops:
+        keep = ~np.logical_or.reduce(list(drops.values()))
+        if not keep.any():
+            raise DataError(f"data.clean drops every training row ({', '.join(drops)}); relax data.clean.missing/outliers")
+        splits.raw["train"], splits.y["train"] = train_rows.loc[keep].reset_index(drop=True), splits.y["train"][keep]
+        splits.preparation["training_rows_dropped"] = {why: int(m.sum()) for why, m in drops.items()}
+
     torch_models = [c for c in splits.candidates if c != "lightgbm"]
     tokenizer = get_model(torch_models[0]).tokenizer_for(_params_for(cfg, torch_models[0])) if torch_models else "words"
-    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=tokenizer)
+    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=tokenizer, clip_bounds=bounds)
     enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
     n = {s: len(rows) for s, rows in splits.raw.items()}
     feats = splits.features
     say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task {splits.task.name}; "
         f"features: {', '.join(f'{f.name}:{f.type}' for f in feats[:12])}{' ...' if len(feats) > 12 else ''}[/]")
+    if splits.preparation:
+        say(f"[dim]cleaning: {_cleaning_line(splits.preparation)}[/]")
+
+    bal = cfg.data.balance
+    balance.check(bal, splits.task, set(enc["train"]))
+    if bal.method in ("oversample", "undersample", "smote"):
+        before = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
+        enc["train"], splits.y["train"], index = balance.resample(enc["train"], splits.y["train"], bal, splits.task.labels)
+        if index is not None:  # the raw rows follow (the text baseline reads them)
+            splits.raw["train"] = splits.raw["train"].iloc[index].reset_index(drop=True)
+        after = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
+        splits.preparation["balance"] = {"method": bal.method, "train_class_counts_before": before.tolist(),
+                                      "train_class_counts_after": after.tolist()}
+        say(f"[dim]balance ({bal.method}): training class counts {before.tolist()} -> {after.tolist()}[/]")
     return Prepared(**vars(splits), preprocessor=pre, enc=enc)
+
+
+def _cleaning_line(prep: dict) -> str:
+    parts = []
+    if prep.get("duplicates"):
+        parts.append(f"{prep['duplicates']} duplicate rows removed before splitting")
+    for why, n in prep.get("training_rows_dropped", {}).items():
+        parts.append(f"{n} training rows dropped ({why})")
+    return "; ".join(parts) or "nothing to remove"
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -125,6 +184,8 @@ def train(
     from forgeml.tracking import Tracker
     from forgeml.train import checkpoint
     from forgeml.train.loop import fit, predict_raw
+    from forgeml.data import balance
+    from forgeml.data.augment import batch_augmenter
 
     say = say or _stderr_say(quiet)
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
@@ -149,13 +210,19 @@ def train(
     tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
     try:
         tracker.params(cfg.model_dump(mode="json") | {"task": task.name})
+        bal = cfg.data.balance
+        train_loss = balance.training_loss(bal, data.y["train"], task.out_dim) if task.name == "classification" else None
+        augment = batch_augmenter(cfg.data.augment, task.name)
         candidates = []
         for name in data.candidates:
             params = _params_for(cfg, name)
             tic = time.perf_counter()
             if name == "lightgbm":
+                weights = None
+                if bal.method in ("class_weights", "focal"):  # trees have no focal loss here: they get class weights
+                    weights = balance.class_weights(data.y["train"], task.out_dim)[data.y["train"]]
                 booster = gbdt.fit(params, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"],
-                                   cfg.train.seed, cfg.train.threads)
+                                   cfg.train.seed, cfg.train.threads, sample_weight=weights)
                 model, fit_info = booster, None
                 val_raw = gbdt.raw_outputs(booster, data.enc["val"], task)
             else:
@@ -165,7 +232,8 @@ def train(
                 ckpt.mkdir(parents=True, exist_ok=True)
                 fit_info = fit(model, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"], cfg.train,
                                checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
-                               progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."))
+                               progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."),
+                               loss=train_loss, augment=augment)
                 val_raw = predict_raw(model, data.enc["val"], device=next(model.parameters()).device)
             val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
             candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info, "raw": {"val": val_raw},
@@ -176,12 +244,26 @@ def train(
         chosen = _choose(candidates, task.primary_metric)
         if len(candidates) > 1:
             say(f"[bold]kept {chosen['model']}[/] (better validation {task.primary_metric})")
+        if bal.threshold != "none":
+            _set_threshold(task, bal, data.y["val"], task.outputs(chosen["raw"]["val"])["proba"], say)
         result = _finish(cfg, run_dir, data, chosen, candidates, tracker, say)
     except BaseException:
         tracker.end("FAILED")
         raise
     tracker.end()
     return result
+
+
+def _set_threshold(task, bal, y_val: np.ndarray, proba_val: np.ndarray, say: Say) -> None:
+    """Tune the binary decision threshold on validation; it joins the task's state (manifest), so predict, evaluate
+    and serve decide with it."""
+    from forgeml.data import balance
+
+    tuned = balance.tune_threshold(y_val, proba_val[:, 1], bal.threshold, bal.target_recall)
+    task.state["threshold"] = tuned["threshold"]
+    task.state["threshold_tuning"] = tuned
+    say(f"decision threshold P({task.labels[1]}) >= {tuned['threshold']:.4f}, tuned on validation for {tuned['tuned_for']} "
+        f"(val precision {tuned['val_precision']:.3f}, recall {tuned['val_recall']:.3f})")
 
 
 def _choose(candidates: list[dict], metric: str) -> dict:
@@ -211,7 +293,10 @@ def _candidate_raw(candidate: dict, split: str, data: Prepared) -> np.ndarray:
     return candidate["raw"][split]
 
 
-def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say) -> RunResult:
+def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say,
+            extra: Optional[dict] = None) -> RunResult:
+    """Test metrics, baseline, plots, weights, manifest, metrics.json and report; ``extra`` adds top-level keys to
+    metrics.json (e.g. "federated", which the report renders)."""
     from forgeml.evaluate import plots
     from forgeml.evaluate.baseline import kind_for, run_baseline
     from forgeml.evaluate.report import render
@@ -222,6 +307,7 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
     metrics: dict[str, Any] = {"val": chosen["val"], "test": task.metrics(data.y["test"], outputs["test"])}
     metrics["primary_metric"] = task.primary_metric
     metrics["model"] = name
+    metrics.update(extra or {})
 
     # baseline on the same split (LightGBM already trained as a candidate is reused, not trained twice)
     kind = kind_for({f.type for f in data.features})
@@ -268,7 +354,8 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
         "preprocessing": data.preprocessor.state,
         "model": {"name": name, "params": chosen["params"].model_dump(mode="json"), **weights,
                   "input_shapes": data.preprocessor.input_shapes()},
-        "data": {"source": cfg.data.source, "rows": {s: len(data.raw[s]) for s in data.raw}},
+        "data": {"source": cfg.data.source, "rows": {s: len(data.raw[s]) for s in data.raw},
+                 **({"preparation": data.preparation} if data.preparation else {})},
         "metrics": {"test": _summary(task.name, metrics["test"]), "baseline_test": _summary(task.name, metrics["baseline"]["test"])},
         "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
         "versions": artifacts.library_versions(),
@@ -461,6 +548,31 @@ def export(run: Union[str, Path], format: str = "onnx", output: Optional[Union[s
     return info
 
 
+def federate(config: Union[Config, dict, None] = None, *, overwrite: bool = False, quiet: bool = False,
+             say: Optional[Say] = None, source: str = "options", **options) -> RunResult:
+    """Federated training with Flower, compared with centralized training on the same data. Options named like the
+    fields of ``forgeml.privacy.federated.FederatedOptions`` (clients, rounds, partition, alpha, strategy, mu,
+    local_epochs, epsilon, delta, engine, central) set the federation; the others are config keys, as for ``train``."""
+    from dataclasses import fields
+
+    from forgeml.privacy.federated import FederatedOptions, federate as run_federated
+
+    names = {f.name for f in fields(FederatedOptions)}
+    fed = FederatedOptions(**{k: options.pop(k) for k in list(options) if k in names})
+    fed.check()
+    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
+    return run_federated(cfg, fed, overwrite=overwrite, quiet=quiet, say=say or _stderr_say(quiet))
+
+
+def explain(run: Union[str, Path], inputs=None, method: Optional[str] = None, out: Optional[Union[str, Path]] = None, *,
+            quiet: bool = False, say: Optional[Say] = None, **options) -> dict:
+    """Explain a trained run (Grad-CAM, Integrated Gradients, LIME, permutation importance; see forgeml.explain.run).
+    ``inputs``: None (the run's test split), a file/folder path, a dict or list of dicts (rows), or inline JSON."""
+    from forgeml.explain.run import ExplainOptions, explain as run_explain
+
+    return run_explain(run, inputs, out, ExplainOptions(method=method, **options), say or _stderr_say(quiet), quiet=quiet)
+
+
 def compress(run: Union[str, Path], *, quiet: bool = False, say: Optional[Say] = None, **options) -> dict:
     """Quantize / prune / distill a trained run and measure every variant (see forgeml.compress.run.CompressOptions)."""
     from forgeml.compress.run import CompressOptions, compress as run_compress
@@ -481,3 +593,59 @@ QUICKSTART = {
 def quickstart(runs_dir: str = "runs", quiet: bool = False, tracking_uri: Optional[str] = None) -> RunResult:
     cfg = build_config({**QUICKSTART, "runs_dir": runs_dir, "tracking": {"uri": tracking_uri}})
     return train(cfg, overwrite=True, quiet=quiet)
+
+
+# --------------------------------------------------------------------------------------------- cross-validation
+def cross_validate(
+    config: Union[Config, dict, None] = None,
+    *,
+    folds: int = 5,
+    overwrite: bool = False,
+    quiet: bool = False,
+    say: Optional[Say] = None,
+    source: str = "options",
+    **options,
+) -> dict:
+    """K-fold cross-validation: one full run per fold in runs/<name>/fold-<k> (fold k is its test split; validation
+    comes from the rest), then the mean and standard deviation of each test metric, beside the baseline's."""
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+    from forgeml.evaluate import plots
+    from forgeml.tracking import default_uri
+
+    say = say or _stderr_say(quiet)
+    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
+    if folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {folds}")
+    cv_dir = cfg.run_dir
+    if cv_dir.exists() and any(cv_dir.iterdir()) and not overwrite:
+        raise RunError(f"{cv_dir} already exists; use --overwrite to replace it, or --name for a new one")
+    if cv_dir.exists():
+        shutil.rmtree(cv_dir)
+    tracking = cfg.tracking.model_copy(update={"uri": cfg.tracking.uri or default_uri(cfg.runs_dir)})
+    per_fold = []
+    for k in range(folds):
+        split = cfg.data.split.model_copy(update={"folds": folds, "fold": k})
+        fold_cfg = build_config({**cfg.model_dump(mode="json"), "name": f"fold-{k + 1}", "runs_dir": str(cv_dir),
+                                 "data": {**cfg.data.model_dump(mode="json"), "split": split.model_dump(mode="json")},
+                                 "tracking": tracking.model_dump(mode="json")}, source)
+        say(f"[bold]fold {k + 1}/{folds}[/]")
+        result = train(fold_cfg, overwrite=True, quiet=quiet, say=say)
+        m = result.metrics
+        per_fold.append({"fold": k + 1, "run": str(result.run_dir), "model": m["model"], "rows": result.manifest["data"]["rows"],
+                         "test": _summary(result.manifest["task"], m["test"]),
+                         "baseline_test": _summary(result.manifest["task"], m["baseline"]["test"]),
+                         **({"per_class": m["test"]["per_class"]} if "per_class" in m["test"] else {})})
+    task_name = result.manifest["task"]
+    keys = [k for k in SUMMARY_KEYS[task_name] if all(f["test"].get(k) is not None for f in per_fold)]
+
+    def spread(which: str) -> dict:
+        return {k: {"mean": float(np.mean(v := [f[which][k] for f in per_fold])), "std": float(np.std(v, ddof=1))} for k in keys}
+
+    summary = {"folds": folds, "task": task_name, "metric_keys": keys, "std": "sample standard deviation (ddof=1) across folds",
+               "split": {"group_col": cfg.data.split.group_col, "time_col": cfg.data.split.time_col,
+                         "stratified": task_name == "classification" and cfg.data.split.stratify and not cfg.data.split.group_col},
+               "model": spread("test"), "baseline": {"name": result.metrics["baseline"]["name"], **spread("baseline_test")},
+               "per_fold": per_fold}
+    plots.cross_validation(per_fold, keys, cv_dir / "cv.png")
+    artifacts.write_json(cv_dir / "cv.json", summary)
+    return summary

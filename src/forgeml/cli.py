@@ -16,6 +16,24 @@ app = typer.Typer(
 
 QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars or log lines")
 TRACKING = typer.Option(None, "--tracking-uri", help="MLflow tracking URI (default sqlite:///runs/mlflow.db; 'none' disables)")
+# options shared by train and cv
+DATA = typer.Option(None, "--data", "-d", help="csv/parquet/jsonl file, image folder, or bundled:NAME")
+TARGET = typer.Option(None, "--target", "-t", help="column to predict")
+CONFIG = typer.Option(None, "--config", "-c", help="YAML config; flags override its values")
+TASK = typer.Option(None, help="auto | classification | regression")
+MODEL = typer.Option(None, "--model", "-m", help="auto | mlp | cnn | text | minilm | lightgbm")
+EPOCHS = typer.Option(None, help="training epochs")
+RUNS_DIR = typer.Option(None, help="folder of run folders (default runs)")
+BALANCE = typer.Option(None, "--balance", help="class imbalance: none | class_weights | oversample | undersample | smote | focal")
+THRESHOLD = typer.Option(None, "--threshold", help="binary tasks: tune the decision threshold on validation: f1 | recall "
+                         "(data.balance.target_recall, default 0.8)")
+GROUP_COL = typer.Option(None, "--group-col", help="rows sharing this column's value stay in one split (not a feature)")
+TIME_COL = typer.Option(None, "--time-col", help="split by time: latest rows are the test split (not a feature)")
+DEDUP = typer.Option(False, "--dedup", help="drop exact duplicate rows before splitting")
+IMPUTE = typer.Option(None, "--impute", help="numeric gaps: mean | median | most_frequent | constant | drop")
+MISSING_INDICATOR = typer.Option(False, "--missing-indicator", help="add a 0/1 <column>_missing input per numeric column with gaps")
+SCALE = typer.Option(None, "--scale", help="numeric scaling: standard | minmax | robust | none")
+OUTLIERS = typer.Option(None, "--outliers", help="numeric outliers beyond the 1%/99% training quantiles: none | clip | drop")
 
 
 def _stdout():
@@ -67,19 +85,28 @@ def quickstart(
 
 @app.command()
 def train(
-    data: Optional[str] = typer.Option(None, "--data", "-d", help="csv/parquet/jsonl file, image folder, or bundled:NAME"),
-    target: Optional[str] = typer.Option(None, "--target", "-t", help="column to predict"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; flags override its values"),
-    task: Optional[str] = typer.Option(None, help="auto | classification | regression"),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="auto | mlp | cnn | text | minilm | lightgbm"),
+    data: Optional[str] = DATA,
+    target: Optional[str] = TARGET,
+    config: Optional[Path] = CONFIG,
+    task: Optional[str] = TASK,
+    model: Optional[str] = MODEL,
     name: Optional[str] = typer.Option(None, "--name", "-n", help="run name: runs/<name>/"),
-    epochs: Optional[int] = typer.Option(None, help="training epochs"),
+    epochs: Optional[int] = EPOCHS,
     batch_size: Optional[int] = typer.Option(None, help="batch size"),
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     seed: Optional[int] = typer.Option(None, help="training seed"),
     precision: Optional[str] = typer.Option(None, help="auto | fp32 | bf16 | fp16"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
-    runs_dir: Optional[str] = typer.Option(None, help="folder of run folders (default runs)"),
+    balance: Optional[str] = BALANCE,
+    threshold: Optional[str] = THRESHOLD,
+    group_col: Optional[str] = GROUP_COL,
+    time_col: Optional[str] = TIME_COL,
+    dedup: bool = DEDUP,
+    impute: Optional[str] = IMPUTE,
+    missing_indicator: bool = MISSING_INDICATOR,
+    scale: Optional[str] = SCALE,
+    outliers: Optional[str] = OUTLIERS,
+    runs_dir: Optional[str] = RUNS_DIR,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run of the same name"),
     tracking_uri: Optional[str] = TRACKING,
@@ -97,7 +124,8 @@ def train(
         "name": name or (None if base.get("name") else _default_name(data)),
         "task": task,
         "runs_dir": runs_dir,
-        "data": {"source": data, "target": target},
+        "data": _data_options(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
+                              scale, outliers),
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device},
         "tracking": {"uri": tracking_uri},
     }
@@ -110,6 +138,16 @@ def train(
         raise ConfigError("give the data with --data PATH (or data.source in --config)")
     _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet,
                             source=f"{config} + options" if config else "options"))
+
+
+def _data_options(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator, scale,
+                  outliers) -> dict:
+    """The data section from flags (None: not given, the config file's value stays)."""
+    return {"source": data, "target": target,
+            "balance": {"method": balance, "threshold": threshold},
+            "split": {"group_col": group_col, "time_col": time_col},
+            "clean": {"deduplicate": dedup or None, "scale": scale, "outliers": {"method": outliers},
+                      "missing": {"numeric": impute, "indicator": missing_indicator or None}}}
 
 
 def _default_name(data: Optional[str]) -> Optional[str]:
@@ -284,6 +322,99 @@ def profile(
     con = _stdout()
     print_summary(result, con)
     con.print(f"report: {path}", highlight=False)
+
+
+@app.command()
+def cv(
+    data: Optional[str] = DATA,
+    target: Optional[str] = TARGET,
+    folds: int = typer.Option(5, "--folds", "-k", help="number of folds (each is the test split once)"),
+    config: Optional[Path] = CONFIG,
+    task: Optional[str] = TASK,
+    model: Optional[str] = MODEL,
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="runs/<name>/ holds fold-1 ... fold-K (default <data>-cv)"),
+    epochs: Optional[int] = EPOCHS,
+    balance: Optional[str] = BALANCE,
+    threshold: Optional[str] = THRESHOLD,
+    group_col: Optional[str] = GROUP_COL,
+    time_col: Optional[str] = TIME_COL,
+    dedup: bool = DEDUP,
+    impute: Optional[str] = IMPUTE,
+    missing_indicator: bool = MISSING_INDICATOR,
+    scale: Optional[str] = SCALE,
+    outliers: Optional[str] = OUTLIERS,
+    runs_dir: Optional[str] = RUNS_DIR,
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an earlier cross-validation of the same name"),
+    tracking_uri: Optional[str] = TRACKING,
+    quiet: bool = QUIET,
+):
+    """K-fold cross-validation: trains one run per fold and reports each metric's mean and standard deviation
+    (stratified folds for classification; group folds with --group-col; expanding time folds with --time-col)."""
+    from forgeml import api
+    from forgeml.config import load_config, merge
+    from forgeml.errors import ConfigError
+
+    base = load_config(config) if config else {}
+    if model and base.get("model", {}).get("name") != model:
+        base = {**base, "model": {"name": model}}
+    default = _default_name(data)
+    cfg_dict = merge(base, {
+        "name": name or (None if base.get("name") else default and f"{default}-cv"),
+        "task": task, "runs_dir": runs_dir, "train": {"epochs": epochs}, "tracking": {"uri": tracking_uri},
+        "data": _data_options(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
+                              scale, outliers),
+    })
+    if not cfg_dict.get("data", {}).get("source"):
+        raise ConfigError("give the data with --data PATH (or data.source in --config)")
+    result = api.cross_validate(cfg_dict, folds=folds, overwrite=overwrite, quiet=quiet,
+                                source=f"{config} + options" if config else "options")
+    _stdout().print(_cv_table(result))
+    cv_dir = Path(result["per_fold"][0]["run"]).parent
+    _stdout().print(f"folds:  {cv_dir}/fold-1 ... fold-{result['folds']}\nsummary: {cv_dir / 'cv.json'}, plot: {cv_dir / 'cv.png'}")
+
+
+def _cv_table(result: dict):
+    from rich.table import Table
+
+    keys = result["metric_keys"]
+    table = Table(title=f"{result['folds']}-fold cross-validation (test split of each fold)")
+    table.add_column("fold", no_wrap=True)
+    for k in keys:
+        table.add_column(k, justify="right")
+    for f in result["per_fold"]:
+        table.add_row(f"{f['fold']} ({f['model']}, {f['rows']['test']} rows)", *(f"{f['test'][k]:.4f}" for k in keys))
+    table.add_section()
+    table.add_row("model: mean ± std", *(f"{result['model'][k]['mean']:.4f} ± {result['model'][k]['std']:.4f}" for k in keys))
+    base = result["baseline"]
+    table.add_row(f"baseline ({base['name']}): mean ± std", *(f"{base[k]['mean']:.4f} ± {base[k]['std']:.4f}" for k in keys))
+    return table
+
+
+@app.command()
+def explain(
+    run: str = typer.Argument(..., help="run folder, e.g. runs/quickstart"),
+    input: Optional[str] = typer.Option(None, "--input", "-i", help="csv/parquet/jsonl file, image or folder of images, "
+                                        "or one JSON row such as '{\"age\": 40, ...}' (default: the run's test split)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="folder for the files (default RUN/explanations)"),
+    method: Optional[str] = typer.Option(None, "--method", "-m", help="gradcam | ig | lime | permutation "
+                                         "(default: what fits the run)"),
+    rows: int = typer.Option(6, help="tables/text without --input: rows explained one by one"),
+    per_class: int = typer.Option(3, help="images without --input: test examples per class in the grid"),
+    repeats: int = typer.Option(5, help="permutation importance: shuffles per column"),
+    steps: int = typer.Option(50, help="Integrated Gradients: integration steps"),
+    samples: Optional[int] = typer.Option(None, help="LIME: perturbed samples per instance"),
+    explain_class: Optional[str] = typer.Option(None, "--class", help="explain this class's probability (default: the predicted class)"),
+    quiet: bool = QUIET,
+):
+    """Explain a trained model: heat-maps over images, highlighted text, column importance for tables."""
+    from forgeml import api
+    from forgeml.explain.summary import renderables
+
+    result = api.explain(run, input, method, out, quiet=quiet, rows=rows, per_class=per_class, repeats=repeats,
+                         steps=steps, samples=samples, explain_class=explain_class)
+    con = _stdout()
+    for item in renderables(result):
+        con.print(item)
 
 
 @app.command("datasets")

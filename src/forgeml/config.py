@@ -26,13 +26,115 @@ class SplitConfig(_Strict):
     val: float = Field(0.15, gt=0, lt=1, description="fraction of rows for validation (early stopping, model choice)")
     test: float = Field(0.15, gt=0, lt=1, description="fraction of rows held out for the final evaluation")
     stratify: bool = Field(True, description="keep class proportions in every split (classification)")
+    group_col: Optional[str] = Field(None, description="rows sharing a value of this column (a patient, a user) stay in "
+                                                      "one split; the column is not used as a feature")
+    time_col: Optional[str] = Field(None, description="split by time: the latest rows are the test split, the ones before "
+                                                     "them validation; the column is not used as a feature")
+    folds: Optional[int] = Field(None, ge=2, description="cross-validation (set by forgeml cv): K folds, fold `fold` is the "
+                                                         "test split")
+    fold: Optional[int] = Field(None, ge=0, description="which fold is the test split (0-based, with folds)")
     seed: int = Field(0, description="seed of the split")
 
     @model_validator(mode="after")
     def _fractions(self):
         if self.val + self.test >= 0.9:
             raise ValueError(f"split.val + split.test = {self.val + self.test:.2f} leaves too little to train on; keep it below 0.9")
+        if self.group_col and self.time_col:
+            raise ValueError("choose one of split.group_col and split.time_col")
+        if (self.folds is None) != (self.fold is None):
+            raise ValueError("split.folds and split.fold go together (forgeml cv sets both)")
+        if self.folds is not None and self.fold >= self.folds:
+            raise ValueError(f"split.fold must be below split.folds ({self.folds}), got {self.fold}")
         return self
+
+
+class MissingConfig(_Strict):
+    """Missing values: fitted on the training split, replayed at predict and serve time."""
+
+    numeric: Literal["mean", "median", "most_frequent", "constant", "drop"] = Field(
+        "mean", description="fill numeric gaps with the training mean/median/most frequent value or fill_value; drop: "
+                            "drop training rows with a gap (validation, test and new rows are then filled with the mean)")
+    categorical: Literal["own_level", "most_frequent", "drop"] = Field(
+        "own_level", description="own_level: missing is a level of its own (shared with unseen levels); most_frequent: "
+                                 "the training mode; drop: drop training rows with a gap (later rows: own_level)")
+    fill_value: float = Field(0.0, description="the value numeric gaps get with numeric: constant")
+    indicator: bool = Field(False, description="add a 0/1 <column>_missing input for each numeric column with gaps in training")
+
+
+class OutlierConfig(_Strict):
+    """Numeric outliers, judged by quantiles of the training split."""
+
+    method: Literal["none", "clip", "drop"] = Field(
+        "none", description="clip: clip values to the quantiles (train and later rows); drop: drop training rows outside "
+                            "them (later rows are clipped)")
+    quantiles: tuple[float, float] = Field((0.01, 0.99), description="lower and upper quantile")
+
+    @field_validator("quantiles")
+    @classmethod
+    def _order(cls, v):
+        if not 0 <= v[0] < v[1] <= 1:
+            raise ValueError(f"quantiles must satisfy 0 <= lower < upper <= 1, got {list(v)}")
+        return v
+
+
+class TextCleanConfig(_Strict):
+    """Text normalization before tokenizing (replayed at predict and serve time)."""
+
+    lower: bool = Field(False, description="lower-case (the word tokenizer lower-cases anyway)")
+    strip: bool = Field(False, description="strip surrounding white space and collapse runs of it")
+    nfkc: bool = Field(False, description="unicode NFKC normalization (full-width forms, ligatures, ...)")
+
+
+class CleanConfig(_Strict):
+    """Cleaning fitted on the training split only and stored in the run's manifest."""
+
+    deduplicate: bool = Field(False, description="drop exact duplicate rows before splitting (a duplicate on both sides of "
+                                                 "the split leaks the test set)")
+    missing: MissingConfig = Field(default_factory=MissingConfig)
+    scale: Literal["standard", "minmax", "robust", "none"] = Field(
+        "standard", description="numeric scaling: standard (mean/std), minmax (to [0, 1]), robust (median/IQR)")
+    outliers: OutlierConfig = Field(default_factory=OutlierConfig)
+    text: TextCleanConfig = Field(default_factory=TextCleanConfig)
+
+
+class BalanceConfig(_Strict):
+    """Class imbalance (classification). Resampling touches the training split only."""
+
+    method: Literal["none", "class_weights", "oversample", "undersample", "smote", "focal"] = Field(
+        "none", description="class_weights: inverse-frequency weights in the loss; oversample/undersample: random "
+                            "resampling; smote: SMOTE (SMOTENC with categoricals) from imbalanced-learn; focal: focal loss")
+    k_neighbors: int = Field(5, ge=1, description="SMOTE neighbours")
+    focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter")
+    threshold: Literal["none", "f1", "recall"] = Field(
+        "none", description="binary tasks: tune the decision threshold on validation for the best F1, or for "
+                            "target_recall of the positive class (the highest threshold reaching it)")
+    target_recall: float = Field(0.8, gt=0, le=1, description="with threshold: recall")
+    seed: int = Field(0, description="seed of the resampling")
+
+
+class ImageAugment(_Strict):
+    crop: int = Field(0, ge=0, description="random crop after padding by this many pixels (0: off)")
+    flip: bool = Field(False, description="random horizontal flip (off for digits and text-like images)")
+    rotate: float = Field(0.0, ge=0, le=180, description="random rotation up to this many degrees")
+    jitter: float = Field(0.0, ge=0, lt=1, description="random brightness/contrast change up to this fraction")
+
+
+class TextAugment(_Strict):
+    delete: float = Field(0.0, ge=0, lt=1, description="probability of dropping each token")
+    swap: int = Field(0, ge=0, description="random swaps of two tokens per text")
+
+
+class TableAugment(_Strict):
+    noise: float = Field(0.0, ge=0, description="gaussian noise (in standard deviations) added to numeric inputs")
+    mixup: float = Field(0.0, ge=0, description="mixup alpha: mixes pairs of rows (numeric inputs) and their targets (0: off)")
+
+
+class AugmentConfig(_Strict):
+    """On-the-fly augmentation of training batches only (off by default)."""
+
+    image: ImageAugment = Field(default_factory=ImageAugment)
+    text: TextAugment = Field(default_factory=TextAugment)
+    table: TableAugment = Field(default_factory=TableAugment)
 
 
 class DataConfig(_Strict):
@@ -44,6 +146,9 @@ class DataConfig(_Strict):
         default_factory=dict, description="override inferred feature types, e.g. {zip: categorical, notes: ignore}"
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
+    clean: CleanConfig = Field(default_factory=CleanConfig)
+    balance: BalanceConfig = Field(default_factory=BalanceConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
     max_text_tokens: int = Field(128, ge=8, le=4096, description="text is truncated to this many tokens")
     text_vocab_size: int = Field(20000, ge=100, description="most frequent words kept by the word tokenizer")
     max_categories: int = Field(1000, ge=2, description="most frequent levels kept per categorical column")
@@ -136,6 +241,36 @@ class EarlyStopping(_Strict):
         return v
 
 
+class PrivacyConfig(_Strict):
+    """Differentially private training (DP-SGD with Opacus, extra [privacy]): per-row gradients are clipped to
+    max_grad_norm and Gaussian noise is added, calibrated so that training for train.epochs epochs spends at most
+    (epsilon, delta). See docs/privacy.md."""
+
+    epsilon: float = Field(..., description="privacy budget: the most epsilon training may spend (smaller is more "
+                                            "private; 1-10 is the usual range)")
+    delta: Optional[float] = Field(None, description="probability the epsilon guarantee fails; default min(1e-5, "
+                                                     "0.1/n) for n training rows, well below the 1/n Opacus asks for")
+    max_grad_norm: float = Field(1.0, gt=0, description="each row's gradient is clipped to this L2 norm before the "
+                                                        "noise (replaces train.grad_clip)")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="privacy accountant: prv (tight numerical bound, "
+                                                                  "Opacus' default) or rdp (Renyi DP, looser)")
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, v: float) -> float:
+        if not 0 < v < float("inf"):
+            raise ValueError(f"epsilon is the privacy budget and must be a number > 0 (smaller is more private; 1-10 is "
+                             f"usual), got {v}")
+        return v
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not 0 < v < 1:
+            raise ValueError(f"delta must be between 0 and 1 (exclusive) and well below 1/rows, e.g. 1e-5; got {v}")
+        return v
+
+
 class TrainConfig(_Strict):
     """The training loop: optimizer, schedule, regularization, precision, device, early stopping."""
 
@@ -157,6 +292,22 @@ class TrainConfig(_Strict):
     early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping)
     seed: int = 0
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    privacy: Optional[PrivacyConfig] = Field(None, description="train with differential privacy (DP-SGD); null: no DP")
+
+    @model_validator(mode="after")
+    def _private(self):
+        if self.privacy is None:
+            return self
+        if self.grad_accum > 1:
+            raise ValueError("grad_accum > 1 does not work with privacy (DP-SGD samples each batch as a whole); "
+                             "raise batch_size instead")
+        if self.l1:
+            raise ValueError("l1 does not work with privacy (its gradient would bypass the per-row clipping); "
+                             "use weight_decay")
+        if self.precision in ("bf16", "fp16"):
+            raise ValueError(f"precision {self.precision} does not work with privacy; DP-SGD trains in fp32 "
+                             "(use precision: auto or fp32)")
+        return self
 
 
 class TrackingConfig(_Strict):
@@ -178,6 +329,13 @@ class Config(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runs_dir: str = Field("runs", description="folder holding the run folders")
+
+    @model_validator(mode="after")
+    def _private_model(self):
+        if self.train.privacy is not None and self.model.name == "lightgbm":
+            raise ValueError("lightgbm cannot be trained with differential privacy (DP-SGD trains neural networks); "
+                             "use model: mlp, or model: auto (which then trains only the mlp)")
+        return self
 
     @property
     def run_dir(self) -> Path:

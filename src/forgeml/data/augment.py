@@ -1,10 +1,17 @@
-"""Label-preserving text augmentation: random word deletion, adjacent swaps and n-gram sampling.
+"""Augmentation.
 
-Used to enlarge the transfer set of distillation (Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT
-into Simple Neural Networks": the teacher labels perturbed copies of the training texts, so the student sees many
-more teacher judgements than there are labelled rows).
+- ``batch_augmenter`` (data.augment): on-the-fly changes to training batches inside the loop, on the encoded
+  tensors and on the batch's device: images (random crop, flip, rotation as one affine warp; brightness/contrast
+  jitter), text token ids (random deletion, random swaps), tables (gaussian noise, mixup). Validation, test and
+  predictions never see it. Random draws come from the loop's seeded generator, so a resumed run replays them.
+- ``perturb`` / ``text_copies``: label-preserving copies of raw texts that enlarge the transfer set of distillation
+  (Tang et al. 2019, "Distilling Task-Specific Knowledge from BERT into Simple Neural Networks": the teacher labels
+  perturbed copies of the training texts, so the student sees many more teacher judgements than there are rows).
 """
 from __future__ import annotations
+
+import math
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -35,3 +42,119 @@ def text_copies(df: pd.DataFrame, text_columns: list[str], copies: int, seed: in
             frame[c] = [perturb(t, rng) if isinstance(t, str) else t for t in df[c]]
         out.append(frame)
     return pd.concat(out, ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------- training batches
+def batch_augmenter(cfg, task_name: str) -> Optional[Callable]:
+    """A function (batch, generator) -> (batch, mix) for the training loop, or None when data.augment is all off."""
+    im, tx, tb = cfg.image, cfg.text, cfg.table
+    steps = []
+    if im.crop or im.flip or im.rotate:
+        steps.append(lambda b, g: _image_warp(b, g, im.crop, im.flip, im.rotate))
+    if im.jitter:
+        steps.append(lambda b, g: _image_jitter(b, g, im.jitter))
+    if tx.delete or tx.swap:
+        steps.append(lambda b, g: _text_edit(b, g, tx.delete, tx.swap))
+    if tb.noise:
+        steps.append(lambda b, g: _table_noise(b, g, tb.noise))
+    if not steps and not tb.mixup:
+        return None
+
+    def augment(batch: dict, g):
+        batch = dict(batch)
+        for step in steps:
+            step(batch, g)
+        mix = _mixup(batch, g, tb.mixup) if tb.mixup and "numeric" in batch else None
+        return batch, mix
+
+    return augment
+
+
+def _uniform(g, n: int, low: float, high: float, device) -> "torch.Tensor":  # noqa: F821
+    import torch
+
+    return (low + (high - low) * torch.rand(n, generator=g)).to(device)
+
+
+def _image_warp(batch: dict, g, crop: int, flip: bool, degrees: float) -> None:
+    """Random translation by up to `crop` pixels (a padded random crop), horizontal flip and rotation, as one
+    affine warp per image; uncovered borders repeat the edge pixels."""
+    import torch
+    import torch.nn.functional as F
+
+    if "image" not in batch:
+        return
+    x = batch["image"]
+    n, _, h, w = x.shape
+    angle = _uniform(g, n, -degrees, degrees, x.device) * (math.pi / 180)
+    sign = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0).to(x.device) if flip else torch.ones(n, device=x.device)
+    tx, ty = (_uniform(g, n, -crop, crop, x.device).round() * 2 / size for size in (w, h))
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.stack([torch.stack([cos * sign, -sin, tx], 1), torch.stack([sin * sign, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    batch["image"] = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _image_jitter(batch: dict, g, amount: float) -> None:
+    """Brightness and contrast jitter on normalized pixels: x * (1 + c) + b, with c, b in [-amount, amount]."""
+    if "image" not in batch:
+        return
+    x = batch["image"]
+    n = len(x)
+    contrast = _uniform(g, n, 1 - amount, 1 + amount, x.device).view(n, 1, 1, 1)
+    brightness = _uniform(g, n, -amount, amount, x.device).view(n, 1, 1, 1)
+    batch["image"] = x * contrast + brightness
+
+
+def _text_edit(batch: dict, g, p_delete: float, swaps: int) -> None:
+    """Random token deletion (the rest moves left, padding fills the end) and random swaps of two tokens, on word ids
+    (`tokens`) or MiniLM ids (`input_ids`, whose first and last real tokens, [CLS] and [SEP], stay)."""
+    import torch
+
+    key = "tokens" if "tokens" in batch else "input_ids" if "input_ids" in batch else None
+    if key is None:
+        return
+    ids = batch[key].clone()
+    n, length = ids.shape
+    real = ids != 0
+    pos = torch.arange(length, device=ids.device).expand(n, length)
+    lengths = real.sum(1, keepdim=True)
+    protected = torch.zeros_like(real) if key == "tokens" else (pos == 0) | (pos == lengths - 1)
+    editable = real & ~protected
+    if p_delete:
+        drop = editable & (torch.rand(n, length, generator=g).to(ids.device) < p_delete)
+        drop &= (editable & ~drop).any(1, keepdim=True) | ~editable.any(1, keepdim=True)  # never empty a text
+        keep = real & ~drop
+        order = torch.where(keep, pos, pos + length).argsort(dim=1)  # kept tokens first, in their order
+        ids = torch.where(keep.gather(1, order), ids.gather(1, order), torch.zeros_like(ids))
+        lengths = (ids != 0).sum(1, keepdim=True)
+    first = 0 if key == "tokens" else 1
+    span = (lengths.squeeze(1) - first - (0 if key == "tokens" else 1)).clamp(min=0)
+    rows = torch.arange(n, device=ids.device)
+    for _ in range(swaps):
+        i = first + (torch.rand(n, generator=g).to(ids.device) * span).long()
+        j = first + (torch.rand(n, generator=g).to(ids.device) * span).long()
+        ok = span >= 2
+        a, b = ids[rows, i].clone(), ids[rows, j].clone()
+        ids[rows[ok], i[ok]], ids[rows[ok], j[ok]] = b[ok], a[ok]
+    batch[key] = ids
+    if "attention_mask" in batch:
+        batch["attention_mask"] = (ids != 0).to(batch["attention_mask"].dtype)
+
+
+def _table_noise(batch: dict, g, sigma: float) -> None:
+    import torch
+
+    if "numeric" in batch:
+        x = batch["numeric"]
+        batch["numeric"] = x + sigma * torch.randn(x.shape, generator=g).to(x.device, x.dtype)
+
+
+def _mixup(batch: dict, g, alpha: float):
+    """Mixup (Zhang et al. 2018) of numeric inputs; categorical codes stay those of the first row of each pair."""
+    import torch
+
+    lam = float(np.random.default_rng(int(torch.randint(2**31 - 1, (1,), generator=g))).beta(alpha, alpha))
+    perm = torch.randperm(len(batch["numeric"]), generator=g).to(batch["numeric"].device)
+    batch["numeric"] = lam * batch["numeric"] + (1 - lam) * batch["numeric"][perm]
+    return perm, lam

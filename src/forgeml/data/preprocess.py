@@ -1,8 +1,9 @@
 """Feature preprocessing fitted on the training split and stored as plain JSON in the run's manifest.
 
 ``transform`` is vectorized numpy/pandas work (no per-row DataFrame code), so predicting and serving replay exactly
-what training saw: standardized numerics (mean-imputed), categorical level codes (0 = unknown or missing), token
-ids, and images resized and normalized per channel.
+what training saw: numerics filled, clipped and scaled as data.clean says (forgeml.data.clean), categorical level
+codes (0 = unknown, and missing unless data.clean.missing.categorical is most_frequent), token ids of normalized
+text, and images resized and normalized per channel.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pandas as pd
 
 from forgeml.data import images as img
 from forgeml.data import text as txt
+from forgeml.data.clean import apply_numeric, fit_numeric, numeric_width
 from forgeml.data.schema import Feature, category_keys
 from forgeml.errors import DataError
 
@@ -26,27 +28,25 @@ class Preprocessor:
 
     # ----- fitting (training split only) -----
     @classmethod
-    def fit(cls, df: pd.DataFrame, features: list[Feature], data_cfg, text_tokenizer: str = "words") -> "Preprocessor":
+    def fit(cls, df: pd.DataFrame, features: list[Feature], data_cfg, text_tokenizer: str = "words",
+            clip_bounds=None) -> "Preprocessor":
+        """``clip_bounds``: outlier quantiles already taken on the whole training split (before rows were dropped)."""
         by_type = {t: [f.name for f in features if f.type == t] for t in ("numeric", "categorical", "text", "image")}
         state: dict[str, Any] = {"features": [f.to_json() for f in features]}
+        clean = data_cfg.clean
         if by_type["numeric"]:
-            values = numeric_frame(df, by_type["numeric"])
-            mean = np.nanmean(values, axis=0)
-            std = np.nanstd(values, axis=0)
-            state["numeric"] = {
-                "columns": by_type["numeric"],
-                "mean": np.nan_to_num(mean).tolist(),
-                "std": np.where(np.nan_to_num(std) > 1e-12, std, 1.0).tolist(),
-            }
+            state["numeric"] = fit_numeric(numeric_frame(df, by_type["numeric"]), by_type["numeric"], clean, clip_bounds)
         if by_type["categorical"]:
             levels = []
             for name in by_type["categorical"]:
                 counts = category_keys(df[name].dropna()).value_counts()
                 levels.append(counts.index[: data_cfg.max_categories].tolist())
-            state["categorical"] = {"columns": by_type["categorical"], "levels": levels}
+            state["categorical"] = {"columns": by_type["categorical"], "levels": levels,
+                                    "missing": "most_frequent" if clean.missing.categorical == "most_frequent" else "unknown"}
         if by_type["text"]:
-            texts = joined_text(df, by_type["text"])
-            entry = {"columns": by_type["text"], "tokenizer": text_tokenizer}
+            normalize = {k: True for k, on in clean.text.model_dump().items() if on}
+            texts = txt.normalize(joined_text(df, by_type["text"]), normalize)
+            entry = {"columns": by_type["text"], "tokenizer": text_tokenizer, **({"normalize": normalize} if normalize else {})}
             if text_tokenizer == "words":
                 entry["vocab"] = txt.fit_vocab(texts, data_cfg.text_vocab_size)
                 entry["max_len"] = txt.length_for(texts, data_cfg.max_text_tokens)
@@ -86,24 +86,25 @@ class Preprocessor:
             raise DataError(f"input is missing feature columns {missing}; the model needs {[f.name for f in self.features]}")
         out: dict[str, np.ndarray] = {}
         if num := self.state.get("numeric"):
-            values = numeric_frame(df, num["columns"])
-            values = (values - np.asarray(num["mean"], dtype=np.float32)) / np.asarray(num["std"], dtype=np.float32)
-            out["numeric"] = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+            out["numeric"] = apply_numeric(numeric_frame(df, num["columns"]), num)
         if cat := self.state.get("categorical"):
             codes = np.zeros((len(df), len(cat["columns"])), dtype=np.int64)
             for j, (name, levels) in enumerate(zip(cat["columns"], cat["levels"])):
                 col = df[name]
-                c = pd.Index(levels).get_indexer(category_keys(col)).astype(np.int64) + 1  # -1 (unseen) -> 0
-                c[col.isna().to_numpy()] = 0
+                keys = category_keys(col)
+                c = pd.Index(levels).get_indexer(keys).astype(np.int64) + 1  # -1 (unseen) -> 0
+                missing = col.isna().to_numpy()
+                if cat.get("missing") == "most_frequent":  # levels are sorted by count: the mode is code 1
+                    missing |= (keys == "").to_numpy()  # '' is how the ONNX graph is told "missing"
+                    c[missing & (c == 0)] = 1 if levels else 0
+                else:
+                    c[missing] = 0
                 codes[:, j] = c
             out["categorical"] = codes
         if tx := self.state.get("text"):
-            texts = joined_text(df, tx["columns"])
-            if tx["tokenizer"] == "words":
-                out["tokens"] = txt.encode_words(texts, tx["vocab"], tx["max_len"])
-            else:
+            if tx["tokenizer"] != "words":
                 self._tokenizer = self._tokenizer or txt.minilm_tokenizer()
-                out.update(txt.encode_minilm(texts, tx["max_len"], self._tokenizer))
+            out.update(txt.tokenize(joined_text(df, tx["columns"]), tx, self._tokenizer))
         if im := self.state.get("image"):
             batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]), im.get("array_scale", 1.0))
             mean = np.asarray(im["mean"], dtype=np.float32)[None, :, None, None]
@@ -115,7 +116,7 @@ class Preprocessor:
         """What a model built on this preprocessing receives (sizes of each input group)."""
         s = self.state
         return {
-            "numeric": len(s["numeric"]["columns"]) if "numeric" in s else 0,
+            "numeric": numeric_width(s["numeric"]) if "numeric" in s else 0,
             "categorical": [len(levels) + 1 for levels in s["categorical"]["levels"]] if "categorical" in s else [],
             "text_vocab": len(s["text"].get("vocab", [])) + 2 if "text" in s else 0,
             "text_tokenizer": s["text"]["tokenizer"] if "text" in s else None,

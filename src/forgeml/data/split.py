@@ -1,26 +1,101 @@
-"""Seeded train/validation/test split, stratified for classification."""
+"""Seeded train/validation/test split: stratified for classification, by group (rows of one group never straddle
+splits) or by time (the latest rows are the test split), and the K-fold variants that `forgeml cv` uses."""
 from __future__ import annotations
 
 import warnings
+from typing import Optional
 
 import numpy as np
-from sklearn.model_selection import train_test_split
+import pandas as pd
+from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, StratifiedKFold, train_test_split
+
+from forgeml.errors import DataError
 
 
-def split_indices(y: np.ndarray, classification: bool, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def split_indices(y: np.ndarray, classification: bool, cfg, groups: Optional[np.ndarray] = None,
+                  times: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if times is not None:
+        return _by_time(times, cfg)
     idx = np.arange(len(y))
-    strat = y if (classification and cfg.stratify) else None
+    strat = y if (classification and cfg.stratify and groups is None) else None
     if strat is not None and np.bincount(y).min(initial=len(y)) < 3:
         warnings.warn("a class has fewer than 3 rows: splitting without stratification")
         strat = None
+    if cfg.folds is not None:
+        rest, test = _fold(idx, y, strat, groups, cfg)
+    else:
+        rest, test = _holdout(idx, strat, groups, cfg.test, cfg.seed)
+    train, val = _holdout(rest, None if strat is None else y[rest], None if groups is None else groups[rest],
+                          cfg.val / (1 - cfg.test), cfg.seed)
+    return np.sort(train), np.sort(val), np.sort(test)
+
+
+def _holdout(idx, strat, groups, size: float, seed: int):
+    """idx split in two, the second part about `size` of it."""
+    if groups is not None:
+        n_groups = len(np.unique(groups))
+        if n_groups < 3:
+            raise DataError(f"split.group_col has {n_groups} distinct group(s); a group split needs at least 3")
+        a, b = next(GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed).split(idx, groups=groups))
+        return idx[a], idx[b]
     try:
-        rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed, stratify=strat)
-        train, val = train_test_split(rest, test_size=cfg.val / (1 - cfg.test), random_state=cfg.seed,
-                                      stratify=None if strat is None else y[rest])
+        return tuple(train_test_split(idx, test_size=size, random_state=seed, stratify=strat))
     except ValueError:  # more classes than rows in a split: stratification is impossible
         if strat is None:
             raise
         warnings.warn("too few rows per class to stratify the split: splitting without stratification")
-        rest, test = train_test_split(idx, test_size=cfg.test, random_state=cfg.seed)
-        train, val = train_test_split(rest, test_size=cfg.val / (1 - cfg.test), random_state=cfg.seed)
+        return tuple(train_test_split(idx, test_size=size, random_state=seed))
+
+
+def _fold(idx, y, strat, groups, cfg):
+    if groups is not None:
+        if len(np.unique(groups)) < cfg.folds:
+            raise DataError(f"{cfg.folds} folds need at least {cfg.folds} groups; split.group_col has {len(np.unique(groups))}")
+        splitter = GroupKFold(n_splits=cfg.folds)
+    elif strat is not None and np.bincount(y).min() >= cfg.folds:
+        splitter = StratifiedKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    else:
+        if strat is not None:
+            warnings.warn(f"a class has fewer than {cfg.folds} rows: folds are not stratified")
+        splitter = KFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
+    rest, test = list(splitter.split(idx, y, groups))[cfg.fold]
+    return idx[rest], idx[test]
+
+
+def _by_time(times: np.ndarray, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Oldest rows train, then validation, latest test. With folds: expanding-window folds (fold k tests on block
+    k+1 of K+1 time-ordered blocks, trained on everything before it)."""
+    order = np.argsort(times, kind="stable")
+    n = len(order)
+    if cfg.folds is not None:
+        edges = np.linspace(0, n, cfg.folds + 2).astype(int)
+        past, test = order[: edges[cfg.fold + 1]], order[edges[cfg.fold + 1]: edges[cfg.fold + 2]]
+        n_val = max(1, int(round(len(past) * cfg.val / (1 - cfg.test))))
+        train, val = past[:-n_val], past[-n_val:]
+    else:
+        n_test, n_val = max(1, int(round(n * cfg.test))), max(1, int(round(n * cfg.val)))
+        train, val, test = order[: n - n_test - n_val], order[n - n_test - n_val: n - n_test], order[n - n_test:]
+    if len(train) < 2:
+        raise DataError(f"the time split leaves {len(train)} training row(s); use fewer folds or smaller split fractions")
     return np.sort(train), np.sort(val), np.sort(test)
+
+
+def parse_times(col: pd.Series) -> np.ndarray:
+    """Sortable times from a numeric (year, epoch) or date/time column; unparseable or missing values are errors."""
+    if col.isna().any():
+        rows = np.flatnonzero(col.isna().to_numpy())
+        raise DataError(f"split.time_col {col.name!r} is missing in {len(rows)} row(s) (first: row {rows[0]}); "
+                        "every row needs a time to be ordered")
+    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+        return col.to_numpy(dtype=np.float64)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return col.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": the check below reports real failures
+        parsed = pd.to_datetime(col.astype(str), errors="coerce", utc=True, format="mixed")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise DataError(f"split.time_col {col.name!r} does not parse as dates/times: row {first} holds {col.iloc[first]!r} "
+                        f"({int(bad.sum())} row(s) fail); use ISO dates such as 2024-05-01 or numbers such as years")
+    return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)

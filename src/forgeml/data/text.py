@@ -37,6 +37,28 @@ def length_for(texts, cap: int) -> int:
     return int(max(8, min(cap, np.percentile(lengths, 95) if len(lengths) else cap)))
 
 
+def normalize(texts, opts: dict | None) -> list[str]:
+    """data.clean.text, replayed wherever text is tokenized (training, predict, serve)."""
+    texts = list(texts)
+    if not opts:
+        return texts
+    if opts.get("nfkc"):
+        texts = [unicodedata.normalize("NFKC", t) for t in texts]
+    if opts.get("strip"):
+        texts = [" ".join(t.split()) for t in texts]
+    if opts.get("lower"):
+        texts = [t.lower() for t in texts]
+    return texts
+
+
+def tokenize(texts, state: dict, tokenizer=None) -> dict[str, np.ndarray]:
+    """Model inputs for texts under a run's preprocessing.text state (its normalization, then its tokenizer)."""
+    texts = normalize(texts, state.get("normalize"))
+    if state["tokenizer"] == "words":
+        return {"tokens": encode_words(texts, state["vocab"], state["max_len"])}
+    return encode_minilm(texts, state["max_len"], tokenizer)
+
+
 def minilm_tokenizer():
     from forgeml.errors import require
 

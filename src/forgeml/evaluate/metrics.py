@@ -21,9 +21,10 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15)
     return float(ece)
 
 
-def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list) -> dict:
+def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list, pred: np.ndarray | None = None) -> dict:
+    """pred: the decided classes (default: the most probable; a tuned binary threshold decides otherwise)."""
     k = len(labels)
-    pred = proba.argmax(axis=1)
+    pred = proba.argmax(axis=1) if pred is None else pred
     idx = list(range(k))
     p, r, f, s = skm.precision_recall_fscore_support(y, pred, labels=idx, zero_division=0)
     out = {

@@ -118,3 +118,19 @@ def compression(result: dict, path: Path) -> Path:
     ax.grid(alpha=0.3, which="both")
     ax.margins(x=0.25, y=0.15)
     return _save(fig, path)
+
+
+def cross_validation(per_fold: list[dict], keys: list[str], path: Path) -> Path:
+    """Each test metric per fold (model and baseline), with the mean as a line: how much a score moves between folds."""
+    plt = _plt()
+    keys = [k for k in keys if k not in ("log_loss", "ece")][:4] or keys[:1]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys) + 0.6, 3.4), squeeze=False)
+    folds = [f["fold"] for f in per_fold]
+    for ax, key in zip(axes[0], keys):
+        for which, label, color in (("test", "model", "tab:blue"), ("baseline_test", "baseline", "tab:gray")):
+            values = [f[which][key] for f in per_fold]
+            ax.plot(folds, values, "o", color=color, label=f"{label} (mean {np.mean(values):.3f})")
+            ax.axhline(np.mean(values), color=color, lw=1, ls="--")
+        ax.set_xticks(folds), ax.set_xlabel("fold"), ax.set_title(key.replace("_", " "))
+        ax.legend(fontsize=7)
+    return _save(fig, path)

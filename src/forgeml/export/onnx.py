@@ -4,8 +4,9 @@ The graph is three parts joined by name:
 
     raw inputs ─► preprocessing (ONNX ops, from the manifest) ─► the model (torch.onnx / onnxmltools) ─► outputs
 
-Preprocessing in the graph: numerics are standardized (NaN and inf mean "missing" -> the training mean), categorical
-strings become level codes (``ai.onnx.ml.LabelEncoder``; unseen or empty -> 0), image pixels are scaled and
+Preprocessing in the graph: numerics are filled, clipped and scaled as the run's data.clean says (NaN and inf mean
+"missing"; forgeml.data.clean), categorical strings become level codes (``ai.onnx.ml.LabelEncoder``; unseen -> 0,
+empty -> 0 or the most frequent level's code), image pixels are scaled and
 normalized per channel. Resizing images and tokenizing text stay outside the graph; the manifest says how
 (``export.onnx.inputs``). Outputs: ``probabilities`` [N, classes] for classification, ``prediction`` [N] on the
 target's own scale for regression.
@@ -25,6 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forgeml.data.clean import numeric_steps
 from forgeml.errors import require
 
 ML_DOMAIN = "ai.onnx.ml"
@@ -48,6 +50,8 @@ def input_spec(pre_state: dict) -> list[dict]:
         how = ("word ids from the manifest's preprocessing.text.vocab (id = index + 2, 1 = unknown, 0 = padding), "
                "lower-cased words as forgeml.data.text tokenizes them"
                if tx["tokenizer"] == "words" else "MiniLM (BERT WordPiece) tokenizer output, padded with 0")
+        if tx.get("normalize"):
+            how += f"; text normalized first ({', '.join(tx['normalize'])}: forgeml.data.text.normalize)"
         names = ["tokens"] if tx["tokenizer"] == "words" else ["input_ids", "attention_mask"]
         spec += [{"name": n, "dtype": "int64", "shape": ["batch", "length"], "columns": tx["columns"], "how": how} for n in names]
     if im := pre_state.get("image"):
@@ -220,17 +224,34 @@ def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | 
     if num := pre_state.get("numeric"):
         n = len(num["columns"])
         inputs.append(helper.make_tensor_value_info("numeric", TensorProto.FLOAT, ["batch", n]))
-        mean = const("pre/numeric_mean", np.asarray(num["mean"], dtype=np.float32)[None, :])
-        std = const("pre/numeric_std", np.asarray(num["std"], dtype=np.float32)[None, :])
-        zero = const("pre/zero", np.zeros((), dtype=np.float32))
+        steps = numeric_steps(num)
+        row = lambda a: a.astype(np.float32)[None, :]  # noqa: E731
+        # NaN and inf mean "missing": filled, clipped, scaled, then the missing indicators (forgeml.data.clean)
         nodes += [
-            helper.make_node("Sub", ["numeric", mean], ["pre/centered"], name="pre/sub"),
-            helper.make_node("Div", ["pre/centered", std], ["pre/z"], name="pre/div"),
-            helper.make_node("IsNaN", ["pre/z"], ["pre/nan"], name="pre/isnan"),
-            helper.make_node("IsInf", ["pre/z"], ["pre/inf"], name="pre/isinf"),
+            helper.make_node("IsNaN", ["numeric"], ["pre/nan"], name="pre/isnan"),
+            helper.make_node("IsInf", ["numeric"], ["pre/inf"], name="pre/isinf"),
             helper.make_node("Or", ["pre/nan", "pre/inf"], ["pre/missing"], name="pre/or"),
-            helper.make_node("Where", ["pre/missing", zero, "pre/z"], [INTERNAL["numeric"]], name="pre/impute"),
+            helper.make_node("Where", ["pre/missing", const("pre/numeric_fill", row(steps["fill"])), "numeric"],
+                             ["pre/filled"], name="pre/impute"),
         ]
+        filled = "pre/filled"
+        if "lo" in steps:
+            nodes += [helper.make_node("Max", [filled, const("pre/numeric_lo", row(steps["lo"]))], ["pre/above_lo"], name="pre/clip_lo"),
+                      helper.make_node("Min", ["pre/above_lo", const("pre/numeric_hi", row(steps["hi"]))], ["pre/clipped"],
+                                       name="pre/clip_hi")]
+            filled = "pre/clipped"
+        scaled = INTERNAL["numeric"] if not len(steps["indicator"]) else "pre/scaled"
+        nodes += [
+            helper.make_node("Sub", [filled, const("pre/numeric_center", row(steps["center"]))], ["pre/centered"], name="pre/sub"),
+            helper.make_node("Div", ["pre/centered", const("pre/numeric_scale", row(steps["scale"]))], [scaled], name="pre/div"),
+        ]
+        if len(steps["indicator"]):
+            nodes += [
+                helper.make_node("Gather", ["pre/missing", const("pre/indicator_cols", steps["indicator"])], ["pre/ind_bool"],
+                                 axis=1, name="pre/indicator_gather"),
+                helper.make_node("Cast", ["pre/ind_bool"], ["pre/ind"], to=TensorProto.FLOAT, name="pre/indicator_cast"),
+                helper.make_node("Concat", [scaled, "pre/ind"], [INTERNAL["numeric"]], axis=1, name="pre/indicator_concat"),
+            ]
     if cat := pre_state.get("categorical"):
         m = len(cat["columns"])
         inputs.append(helper.make_tensor_value_info("categorical", TensorProto.STRING, ["batch", m]))
@@ -241,8 +262,7 @@ def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | 
             nodes += [
                 helper.make_node("Gather", ["categorical", idx], [f"pre/cat{j}"], axis=1, name=f"pre/gather{j}"),
                 helper.make_node("LabelEncoder", [f"pre/cat{j}"], [f"pre/code{j}"], domain=ML_DOMAIN, name=f"pre/encode{j}",
-                                 keys_strings=[str(v) for v in levels], values_int64s=list(range(1, len(levels) + 1)),
-                                 default_int64=0),
+                                 **_level_codes(levels, cat.get("missing") == "most_frequent"), default_int64=0),
                 helper.make_node("Unsqueeze", [f"pre/code{j}", axes], [f"pre/code{j}_col"], name=f"pre/unsqueeze{j}"),
             ]
             codes.append(f"pre/code{j}_col")
@@ -268,6 +288,14 @@ def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | 
             parts.append("pre/codes_float")
         nodes.append(helper.make_node("Concat", parts, [lightgbm_input], axis=1, name="pre/concat_features"))
     return nodes, inits, inputs
+
+
+def _level_codes(levels: list, missing_is_mode: bool) -> dict:
+    """LabelEncoder keys -> codes (1..n; 0 = unseen); '' (missing) -> the most frequent level's code if asked."""
+    keys, codes = [str(v) for v in levels], list(range(1, len(levels) + 1))
+    if missing_is_mode and levels and "" not in keys:
+        keys, codes = keys + [""], codes + [1]
+    return {"keys_strings": keys, "values_int64s": codes}
 
 
 def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict):
@@ -361,7 +389,7 @@ def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndar
     out = session_.run(None, feed)[0].astype(np.float64)
     if task.name == "classification":
         out /= out.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
-        return {"pred": out.argmax(axis=1), "proba": out}
+        return {"pred": task.decide(out), "proba": out}
     return {"pred": (out - task.state["mean"]) / task.state["std"]}
 
 

@@ -19,7 +19,7 @@ def _categorical_indices(arrays: dict[str, np.ndarray]) -> list[int]:
     return list(range(n_num, n_num + n_cat))
 
 
-def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads, categorical=()):
+def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads, categorical=(), sample_weight=None):
     """Boost on a dense or sparse matrix; the validation split picks the number of trees (early stopping)."""
     import lightgbm as lgb
 
@@ -33,14 +33,16 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
         "min_child_samples": params.min_child_samples, "seed": seed, "verbose": -1, "num_threads": threads or 0,
     }
     cats = list(categorical) or "auto"
-    train = lgb.Dataset(x_train, y_train, categorical_feature=cats, free_raw_data=True)
+    train = lgb.Dataset(x_train, y_train, weight=sample_weight, categorical_feature=cats, free_raw_data=True)
     val = lgb.Dataset(x_val, y_val, reference=train, categorical_feature=cats)
     return lgb.train(booster_params, train, num_boost_round=params.n_estimators, valid_sets=[val],
                      callbacks=[lgb.early_stopping(30, verbose=False)])
 
 
-def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None):
-    return fit_matrix(params, task, feature_matrix(train), y_train, feature_matrix(val), y_val, seed, threads, _categorical_indices(train))
+def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None,
+        sample_weight: np.ndarray | None = None):
+    return fit_matrix(params, task, feature_matrix(train), y_train, feature_matrix(val), y_val, seed, threads,
+                      _categorical_indices(train), sample_weight)
 
 
 def raw_matrix_outputs(booster, x, task) -> np.ndarray:

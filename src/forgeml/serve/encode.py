@@ -164,11 +164,7 @@ def encode(rows: list[dict], pre_state: dict, features: list[str], tokenizer=Non
     if cat := pre_state.get("categorical"):
         feed["categorical"] = _categorical(rows, cat["columns"])
     if tx := pre_state.get("text"):
-        texts = _texts(rows, tx["columns"])
-        if tx["tokenizer"] == "words":
-            feed["tokens"] = txt.encode_words(texts, tx["vocab"], tx["max_len"])
-        else:
-            feed.update(txt.encode_minilm(texts, tx["max_len"], tokenizer))
+        feed.update(txt.tokenize(_texts(rows, tx["columns"]), tx, tokenizer))
     if im := pre_state.get("image"):
         c = im["column"]
         feed["image"] = np.stack([_image(r[c], im, c, i) for i, r in enumerate(rows)]).astype(np.float32)

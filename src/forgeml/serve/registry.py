@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -43,6 +44,13 @@ class ServedModel:
     def labels(self) -> Optional[list]:
         return self.manifest["target"].get("labels")
 
+    @cached_property
+    def decider(self):
+        """The run's task (its decision threshold, when one was tuned)."""
+        from forgeml.tasks import make_task
+
+        return make_task(self.task, {k: v for k, v in self.manifest["target"].items() if k != "name"})
+
     def feed(self, rows: list[dict]) -> dict[str, np.ndarray]:
         return encode(rows, self.manifest["preprocessing"], self.features, self.tokenizer)
 
@@ -54,7 +62,7 @@ class ServedModel:
             proba = out.astype(np.float64)
             proba /= proba.sum(axis=1, keepdims=True)
             labels = np.asarray(self.labels, dtype=object)
-            return {"predictions": labels[proba.argmax(axis=1)].tolist(), "probabilities": proba.round(6).tolist()}
+            return {"predictions": labels[self.decider.decide(proba)].tolist(), "probabilities": proba.round(6).tolist()}
         return {"predictions": out.astype(float).tolist()}
 
     def _input(self, feature: dict) -> dict:

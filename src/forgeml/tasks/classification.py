@@ -49,7 +49,15 @@ class Classification(Task):
         z = raw - raw.max(axis=1, keepdims=True)
         p = np.exp(z)
         p /= p.sum(axis=1, keepdims=True)
-        return {"pred": p.argmax(axis=1), "proba": p}
+        return {"pred": self.decide(p), "proba": p}
+
+    def decide(self, proba: np.ndarray) -> np.ndarray:
+        """Class codes from probabilities: the most probable class, or for a binary task with a tuned threshold
+        (data.balance.threshold) the positive class when P(positive) >= threshold."""
+        threshold = self.state.get("threshold")
+        if threshold is not None and proba.shape[1] == 2:
+            return (proba[:, 1] >= threshold).astype(np.int64)
+        return proba.argmax(axis=1)
 
     def decode(self, pred: np.ndarray) -> np.ndarray:
         return np.asarray(self.labels, dtype=object)[pred]
@@ -57,7 +65,10 @@ class Classification(Task):
     def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
         from forgeml.evaluate.metrics import classification_metrics
 
-        return classification_metrics(y, outputs["proba"], self.labels)
+        metrics = classification_metrics(y, outputs["proba"], self.labels, outputs["pred"])
+        if "threshold" in self.state:
+            metrics["threshold"] = self.state["threshold"]
+        return metrics
 
     def quick_metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
         return {"accuracy": float((outputs["pred"] == y).mean())}

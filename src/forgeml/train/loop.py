@@ -78,10 +78,14 @@ def fit(
     progress=None,
     on_epoch: Optional[Callable[[dict], None]] = None,
     loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
+    augment: Optional[Callable] = None,
+    privacy=None,
 ) -> FitResult:
     """Train with ``cfg``, keeping the best epoch on validation. ``loss(outputs, y_train rows)`` replaces the task's loss
     for the training step only (y_train may then carry extra columns, e.g. a teacher's outputs); validation always
-    uses the task's loss on y_val."""
+    uses the task's loss on y_val. ``augment(batch, generator) -> (batch, mix)`` changes training batches on the fly
+    (forgeml.data.augment); mix = (permutation, lam) asks for the mixup loss lam * L(y) + (1 - lam) * L(y[perm]).
+    ``privacy`` (forgeml.privacy.dp.DPSGD) trains with DP-SGD: Poisson-sampled batches, per-row clipping and noise."""
     criterion = task.loss if loss is None else loss
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -99,6 +103,9 @@ def fit(
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)
 
     optimizer = make_optimizer(model, cfg)
+    if privacy is not None:  # the optimizer now clips each row's gradient and adds noise; batches come from privacy
+        optimizer, batches_per_epoch = privacy.attach(model, optimizer, n, cfg.batch_size, cfg.epochs)
+        steps_per_epoch = batches_per_epoch
     scheduler = make_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
     scaler = grad_scaler(precision, device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
@@ -110,6 +117,8 @@ def fit(
         if checkpoint_dir is None or not checkpoint.exists(checkpoint_dir):
             raise RunError(f"--resume: no checkpoint in {checkpoint_dir}; train without --resume to start fresh")
         saved = checkpoint.restore(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle)
+        if privacy is not None:
+            privacy.load_state_dict(saved["privacy"])  # the steps already taken count against the budget
         start_epoch, bad_epochs = saved["epoch"] + 1, saved["bad_epochs"]
         if saved.get("finished"):  # stopped (early or at the last epoch) before the run was written: no more epochs
             start_epoch, result.stopped_early = cfg.epochs, saved.get("stopped_early", False)
@@ -126,14 +135,22 @@ def fit(
         model.train()
         tic = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
+        poisson = privacy.batches() if privacy is not None else None
         running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
         optimizer.zero_grad(set_to_none=True)
         for b in range(batches_per_epoch):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            idx = next(poisson) if poisson is not None else order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = {k: v[idx].to(device, non_blocking=True) for k, v in x_train.items()}
             target = y_train_t[idx].to(device, non_blocking=True)
+            mix = None
+            if augment is not None:
+                batch, mix = augment(batch, shuffle)
             with autocast(precision, device):
-                loss = criterion(model(batch), target)
+                out = model(batch)
+                loss = criterion(out, target)
+                if mix is not None:
+                    perm, lam = mix
+                    loss = lam * loss + (1 - lam) * criterion(out, target[perm])
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
             group = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
@@ -146,10 +163,11 @@ def fit(
                 scaler.update()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-            running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
+            if len(idx):  # a Poisson-sampled (DP) batch may be empty: its loss is nan
+                running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
             seen += len(idx)
             if progress and (b % 10 == 0 or b + 1 == batches_per_epoch):
-                progress.step(b + 1, float(running) / seen)
+                progress.step(b + 1, float(running) / max(1, seen))
 
         # ---- validate, early-stop, checkpoint ----
         val_metrics = evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device, precision, result.monitor)
@@ -173,7 +191,7 @@ def fit(
             checkpoint.save(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle, {
                 "epoch": epoch, "bad_epochs": bad_epochs, "history": result.history,
                 "best_epoch": result.best_epoch, "best_score": result.best_score, "finished": stop or epoch + 1 == cfg.epochs,
-                "stopped_early": stop,
+                "stopped_early": stop, **({"privacy": privacy.state_dict()} if privacy is not None else {}),
             })
         if progress:
             progress.epoch(epoch, logs, result.monitor)

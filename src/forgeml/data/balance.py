@@ -1,0 +1,110 @@
+"""Class imbalance (data.balance): resampling the training split, class-weighted or focal loss, and a decision
+threshold tuned on validation for binary tasks.
+
+Resampling uses imbalanced-learn on the encoded training inputs (after preprocessing was fitted), and only ever
+touches the training split: validation and test keep the real class balance, so their metrics stay honest.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+
+from forgeml.errors import ConfigError, DataError
+
+TABLE_INPUTS = ("numeric", "categorical")
+
+
+def check(cfg, task, input_groups: set[str]) -> None:
+    """Reject settings that cannot apply, before anything is trained."""
+    if cfg.method == "none" and cfg.threshold == "none":
+        return
+    if task.name != "classification":
+        raise ConfigError(f"data.balance is for classification; this is a {task.name} task (leave data.balance out)")
+    if cfg.threshold != "none" and task.out_dim != 2:
+        raise ConfigError(f"data.balance.threshold is for binary tasks; this one has {task.out_dim} classes")
+    if cfg.method == "smote" and not input_groups <= set(TABLE_INPUTS):
+        others = sorted(input_groups - set(TABLE_INPUTS))
+        raise ConfigError(f"data.balance.method smote interpolates table features; this data has {', '.join(others)} inputs: "
+                          "use oversample, undersample, class_weights or focal")
+
+
+def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
+    """The training inputs after oversample/undersample/smote, and the row index taken from the original split
+    (None for SMOTE, whose new rows are synthetic)."""
+    if cfg.method not in ("oversample", "undersample", "smote"):
+        return arrays, y, None
+    from imblearn.over_sampling import SMOTE, SMOTENC, RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
+
+    if cfg.method in ("oversample", "undersample"):
+        sampler = (RandomOverSampler if cfg.method == "oversample" else RandomUnderSampler)(random_state=cfg.seed)
+        index, y_new = sampler.fit_resample(np.arange(len(y)).reshape(-1, 1), y)
+        index = index.ravel()
+        return {k: v[index] for k, v in arrays.items()}, y_new, index
+
+    counts = np.bincount(y, minlength=len(labels))
+    present = counts[counts > 0]
+    if present.min() <= cfg.k_neighbors:
+        smallest = int(np.flatnonzero(counts == present.min())[0])
+        raise DataError(
+            f"SMOTE with k_neighbors={cfg.k_neighbors} needs at least {cfg.k_neighbors + 1} training rows of every class; "
+            f"class {labels[smallest]!r} has {present.min()}. Lower data.balance.k_neighbors to {max(1, present.min() - 1)}, "
+            "or use oversample or class_weights")
+    n_num = arrays["numeric"].shape[1] if "numeric" in arrays else 0
+    n_cat = arrays["categorical"].shape[1] if "categorical" in arrays else 0
+    x = np.concatenate([arrays[k].astype(np.float64) for k in TABLE_INPUTS if k in arrays], axis=1)
+    if n_cat:
+        sampler = SMOTENC(categorical_features=list(range(n_num, n_num + n_cat)), k_neighbors=cfg.k_neighbors,
+                          random_state=cfg.seed)
+    else:
+        sampler = SMOTE(k_neighbors=cfg.k_neighbors, random_state=cfg.seed)
+    x_new, y_new = sampler.fit_resample(x, y)
+    out = {}
+    if n_num:
+        out["numeric"] = x_new[:, :n_num].astype(np.float32)
+    if n_cat:
+        out["categorical"] = np.rint(x_new[:, n_num:]).astype(np.int64)
+    return out, np.asarray(y_new, dtype=np.int64), None
+
+
+def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse class frequency, scaled so the average row weight is 1 (scikit-learn's 'balanced')."""
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    return np.where(counts > 0, len(y) / (n_classes * np.maximum(counts, 1)), 0.0)
+
+
+def training_loss(cfg, y: np.ndarray, n_classes: int) -> Optional[Callable]:
+    """The training loss data.balance asks for (None: the task's own cross-entropy)."""
+    if cfg.method not in ("class_weights", "focal"):
+        return None
+    import torch
+    import torch.nn.functional as F
+
+    if cfg.method == "class_weights":
+        weight = torch.tensor(class_weights(y, n_classes), dtype=torch.float32)
+        return lambda out, target: F.cross_entropy(out.float(), target, weight=weight.to(out.device))
+    gamma = cfg.focal_gamma
+
+    def focal(out, target):  # Lin et al. 2017: down-weights the easy, well-classified rows
+        logp = F.log_softmax(out.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        return (-(1 - logp.exp()) ** gamma * logp).mean()
+
+    return focal
+
+
+def tune_threshold(y: np.ndarray, p_positive: np.ndarray, how: str, target_recall: float) -> dict:
+    """The decision threshold on P(positive) chosen on validation: best F1, or the highest threshold whose recall of
+    the positive class reaches target_recall."""
+    from sklearn.metrics import precision_recall_curve
+
+    precision, recall, thresholds = precision_recall_curve(y, p_positive)
+    precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
+    if how == "f1":
+        f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+        i = int(np.argmax(f1))
+    else:
+        reaching = np.flatnonzero(recall >= target_recall)
+        i = int(reaching[-1]) if len(reaching) else 0
+    return {"threshold": float(thresholds[i]), "tuned_for": how if how == "f1" else f"recall>={target_recall:g}",
+            "val_precision": float(precision[i]), "val_recall": float(recall[i])}
