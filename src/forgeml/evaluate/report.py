@@ -73,6 +73,7 @@ def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots
     parts += [_img(p) for p in plots]
     if (run_dir / "compression.json").is_file():
         parts += _compression(run_dir)
+    parts += _explanations(run_dir)
     parts.append("<h2>Config</h2>")
     parts.append(f"<pre>{html.escape(config_yaml)}</pre>")
     return f"<!doctype html><html><head><meta charset=utf-8><title>forgeml {html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
@@ -99,6 +100,18 @@ def _compression(run_dir: Path) -> list[str]:
     if plot.is_file():
         parts.append(_img(plot))
     return parts
+
+
+def _explanations(run_dir: Path) -> list[str]:
+    """After `forgeml explain RUN`: its section, from RUN/explanations/explanations.json (forgeml.explain.render)."""
+    import json
+
+    path = run_dir / "explanations" / "explanations.json"
+    if not path.is_file():
+        return []
+    from forgeml.explain.render import report_section
+
+    return report_section(json.loads(path.read_text()), path.parent)
 
 
 def rerender(run_dir: Path) -> None:

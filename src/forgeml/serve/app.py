@@ -51,6 +51,27 @@ class PredictResponse(BaseModel):
     labels: Optional[list[Any]] = None
 
 
+class ExplainRequest(BaseModel):
+    """Rows to explain (as for predict) and optionally the method: gradcam | ig | lime (default: gradcam for images,
+    ig for text and MLP tables, lime for LightGBM)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"instances": [{"feature": 1.0}], "method": "ig"}]})
+    instances: list[dict[str, Any]] = Field(..., min_length=1)
+    method: Optional[str] = None
+
+
+class ExplainResponse(BaseModel):
+    model: str
+    version: str
+    method: str
+    task: str
+    labels: Optional[list[Any]] = None
+    units: str = Field(..., description="what the attributions add up to, e.g. the probability of the predicted class")
+    baseline: str = Field(..., description="the reference input attributions are measured from")
+    explanations: list[dict[str, Any]] = Field(..., description="per instance: prediction, probabilities, and "
+                                               "attributions per feature (tables), per token (text) or a heat-map (images)")
+
+
 class ModelInfo(BaseModel):
     name: str
     version: str
@@ -218,6 +239,52 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     async def predict_version(name: str, version: str, request: Request):
         return await _predict(name, version, request)
 
+    from forgeml.explain.service import MAX_INSTANCES as EXPLAIN_MAX, ExplainProblem, Explainers
+
+    explainers = Explainers()  # torch/LightGBM models loaded from their runs on the first explain request
+
+    async def _explain(name: str, version: Optional[str], request: Request):
+        from starlette.concurrency import run_in_threadpool
+
+        model = registry.get(name, version)
+        if model is None:
+            if name in registry.models:
+                return _error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
+            return _error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return _error(400, "the body is not valid JSON (expected {\"instances\": [{feature: value, ...}], \"method\": \"ig\"})")
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances", "method"}:
+            return _error(422, "the body must be an object with 'instances' (a non-empty list of objects) and optionally 'method'")
+        rows = body["instances"]
+        if not rows:
+            return _error(422, "'instances' is empty")
+        if len(rows) > EXPLAIN_MAX:
+            return _error(413, f"{len(rows)} instances in one explain request; the limit is {EXPLAIN_MAX}")
+        try:
+            method = explainers.method(model, body.get("method"))
+            model.feed(rows)  # the same schema checks as predict: 422 naming the row and field
+            result = await run_in_threadpool(explainers.explain, model, rows, method)
+        except InputError as exc:
+            where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
+            return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
+        except ExplainProblem as exc:
+            return _error(exc.status, str(exc))
+        return JSONResponse(result)
+
+    explain_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExplainRequest"}}}}}
+
+    @app.post("/v1/models/{name}/explain", response_model=ExplainResponse, dependencies=[Depends(authorized)],
+              openapi_extra=explain_doc, tags=["explain"], summary="Explain predictions of a model's default version")
+    async def explain(name: str, request: Request):
+        return await _explain(name, None, request)
+
+    @app.post("/v1/models/{name}/versions/{version}/explain", response_model=ExplainResponse,
+              dependencies=[Depends(authorized)], openapi_extra=explain_doc, tags=["explain"], summary="Explain with one version")
+    async def explain_version(name: str, version: str, request: Request):
+        return await _explain(name, version, request)
+
     def _info(m) -> dict:
         return {**m.describe(), "default": registry.default[m.name] == m.version}
 
@@ -257,6 +324,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     def openapi():
         schema = original()
         schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = PredictRequest.model_json_schema()
+        schema["components"]["schemas"]["ExplainRequest"] = ExplainRequest.model_json_schema()
         return schema
 
     app.openapi = openapi

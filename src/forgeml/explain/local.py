@@ -1,0 +1,117 @@
+"""Per-instance explanations (Grad-CAM, Integrated Gradients, LIME) as numbers a person can read: per table column,
+per token, per pixel. Shared by `forgeml explain` and the server's explain endpoint."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from forgeml.explain import attributions as at
+from forgeml.explain.methods import kind_of
+
+
+@dataclass
+class Local:
+    method: str
+    kind: str  # image | text | table
+    outputs: np.ndarray  # explained units per instance: class probabilities [N, K] or [N, 1] target units (no mean)
+    targets: np.ndarray  # explained output index per instance
+    values: np.ndarray  # attributions: [N, features] | [N, tokens] | [N, H, W]
+    deltas: Optional[np.ndarray] = None  # IG (Captum): sum(attributions) - (output(x) - output(baseline))
+    features: Optional[list[str]] = None  # tables: the raw feature per column of `values`
+    tokens: Optional[list[list[str]]] = None  # text: the words/word pieces per instance
+    raw_values: Optional[list[dict]] = None  # tables: the instance's own column values
+
+
+def _tokens(model, frame: pd.DataFrame, arrays: dict) -> list[list[str]]:
+    """The token shown for each position of the model's text input."""
+    from forgeml.data import text as txt
+    from forgeml.data.preprocess import joined_text
+
+    state = model.preprocessor.state["text"]
+    key = at.text_key(arrays)
+    if state["tokenizer"] == "words":
+        return [txt.words(t)[: state["max_len"]] for t in joined_text(frame, state["columns"])]
+    tok = model.preprocessor._tokenizer or txt.minilm_tokenizer()
+    return [tok.convert_ids_to_tokens(ids.tolist()) for ids in arrays[key]]
+
+
+def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target: Optional[int] = None,
+                  n_steps: int = 50, n_samples: Optional[int] = None, seed: int = 0) -> Local:
+    kind = kind_of(model.manifest)
+    outputs = at.predict(model, arrays)
+    targets = at.targets_for(model, outputs, target)
+    deltas = features = tokens = raw_values = None
+    if kind == "image":
+        image = arrays["image"]
+        if method == "gradcam":
+            values = at.gradcam(model, image, targets)
+        else:
+            values, deltas = at.ig_image(model, image, targets, n_steps=min(n_steps, 32))
+    elif kind == "text":
+        if method == "ig":
+            values, deltas = at.ig_tokens(model, arrays, targets, n_steps=n_steps)
+        else:
+            values = at.lime_tokens(model, arrays, targets, n_samples=n_samples or 300, seed=seed)
+        tokens = _tokens(model, frame, arrays)
+    else:
+        features, _ = at.table_groups(model)
+        if method == "ig":
+            values, deltas = at.ig_table(model, arrays, targets, n_steps=n_steps)
+        else:
+            values = at.lime_table(model, arrays, targets, n_samples=n_samples or 400, seed=seed)
+        cols = [c for c in model.features if c in frame.columns]
+        raw_values = frame[cols].to_dict(orient="records") if len(frame) == len(values) else None
+    return Local(method, kind, outputs, targets, values, deltas, features, tokens, raw_values)
+
+
+def _json_value(v):
+    if isinstance(v, (np.generic,)):
+        v = v.item()
+    if isinstance(v, float) and not np.isfinite(v):
+        return None
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
+
+
+def prediction(model, local: Local, i: int) -> dict:
+    """What the model said for instance i, and which output is explained."""
+    out = local.outputs[i]
+    if model.task.name == "classification":
+        labels = model.labels
+        return {"prediction": _json_value(labels[int(out.argmax())]), "explained": _json_value(labels[int(local.targets[i])]),
+                "probability": round(float(out[local.targets[i]]), 6),
+                "probabilities": {str(lab): round(float(p), 6) for lab, p in zip(labels, out)}}
+    return {"prediction": round(float(out[0]) + float(model.task.state["mean"]), 6)}
+
+
+def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -> dict:
+    """One instance's explanation as JSON-able data."""
+    rec = {"method": local.method, **prediction(model, local, i)}
+    if local.deltas is not None:
+        rec["delta"] = round(float(local.deltas[i]), digits)
+    v = local.values[i]
+    if local.kind == "table":
+        rec["attributions"] = {f: round(float(a), digits) for f, a in zip(local.features, v)}
+        order = np.argsort(-np.abs(v))
+        rec["top"] = [local.features[j] for j in order[:5]]
+        if local.raw_values is not None:
+            rec["values"] = {k: _json_value(x) for k, x in local.raw_values[i].items()}
+    elif local.kind == "text":
+        toks = local.tokens[i]
+        keep = [j for j, t in enumerate(toks) if j < len(v) and (model.preprocessor.state["text"]["tokenizer"] == "words"
+                                                                 or t not in ("[CLS]", "[SEP]", "[PAD]"))]
+        rec["tokens"] = [toks[j] for j in keep]
+        rec["attributions"] = [round(float(v[j]), digits) for j in keep]
+        order = sorted(range(len(keep)), key=lambda j: -abs(rec["attributions"][j]))
+        rec["top"] = [rec["tokens"][j] for j in order[:5]]
+    else:
+        peak = np.unravel_index(int(np.argmax(np.abs(v))), v.shape)
+        rec["peak"] = [int(peak[0]), int(peak[1])]
+        rec["size"] = list(v.shape)
+        if heatmap:
+            rec["heatmap"] = np.round(v, digits).tolist()
+    return rec
