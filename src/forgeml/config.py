@@ -105,6 +105,9 @@ class BalanceConfig(_Strict):
                             "resampling; smote: SMOTE (SMOTENC with categoricals) from imbalanced-learn; focal: focal loss")
     k_neighbors: int = Field(5, ge=1, description="SMOTE neighbours")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter")
+    focal_balanced: bool = Field(True, description="focal: also weight classes by inverse frequency (the alpha-balanced "
+                                                   "focal loss of Lin et al. 2017); without it focal loss only "
+                                                   "down-weights easy rows and rarely changes which class wins")
     threshold: Literal["none", "f1", "recall"] = Field(
         "none", description="binary tasks: tune the decision threshold on validation for the best F1, or for "
                             "target_recall of the positive class (the highest threshold reaching it)")

@@ -81,14 +81,18 @@ def training_loss(cfg, y: np.ndarray, n_classes: int) -> Optional[Callable]:
     import torch
     import torch.nn.functional as F
 
+    weight = torch.tensor(class_weights(y, n_classes), dtype=torch.float32)
     if cfg.method == "class_weights":
-        weight = torch.tensor(class_weights(y, n_classes), dtype=torch.float32)
         return lambda out, target: F.cross_entropy(out.float(), target, weight=weight.to(out.device))
-    gamma = cfg.focal_gamma
+    gamma, balanced = cfg.focal_gamma, cfg.focal_balanced
 
     def focal(out, target):  # Lin et al. 2017: down-weights the easy, well-classified rows
         logp = F.log_softmax(out.float(), dim=1).gather(1, target[:, None]).squeeze(1)
-        return (-(1 - logp.exp()) ** gamma * logp).mean()
+        loss = -(1 - logp.exp()) ** gamma * logp
+        if balanced:  # weighted mean, as cross_entropy(weight=...) takes it
+            w = weight.to(out.device)[target]
+            return (w * loss).sum() / w.sum()
+        return loss.mean()
 
     return focal
 

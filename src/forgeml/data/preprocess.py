@@ -93,7 +93,7 @@ class Preprocessor:
                 col = df[name]
                 keys = category_keys(col)
                 c = pd.Index(levels).get_indexer(keys).astype(np.int64) + 1  # -1 (unseen) -> 0
-                missing = col.isna().to_numpy()
+                missing = col.isna().to_numpy().copy()
                 if cat.get("missing") == "most_frequent":  # levels are sorted by count: the mode is code 1
                     missing |= (keys == "").to_numpy()  # '' is how the ONNX graph is told "missing"
                     c[missing & (c == 0)] = 1 if levels else 0
