@@ -239,7 +239,8 @@ def _seeded(seed: int, fn: Callable):
         return fn()
 
 
-def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, seed: int = 0) -> np.ndarray:
+def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, seed: int = 0,
+                advance: Optional[Callable[[], None]] = None) -> np.ndarray:
     """LIME with words switched off (replaced by padding): per-token attributions [N, L]."""
     key = text_key(arrays)
     keys = [key, *[k for k in arrays if k != key]]
@@ -249,6 +250,8 @@ def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, 
     for i in range(len(out)):
         n_words = int(real[i].sum())
         if n_words == 0:
+            if advance:
+                advance()
             continue
         _, ids, extra, base = _text_inputs(model, arrays, slice(i, i + 1))
         mask = torch.full_like(ids, n_words)  # padding and special tokens: one group that never changes
@@ -258,6 +261,8 @@ def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, 
             ids, baselines=base, target=int(targets[i]), additional_forward_args=extra or None, feature_mask=mask,
             n_samples=n_samples, perturbations_per_eval=min(64, n_samples), return_input_shape=False))
         out[i, real[i]] = coef[0, :n_words].detach().numpy()
+        if advance:
+            advance()
     return out
 
 
@@ -365,7 +370,8 @@ def ig_table(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk:
     return np.concatenate(out), np.concatenate(deltas).astype(np.float64)
 
 
-def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, seed: int = 0) -> np.ndarray:
+def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, seed: int = 0,
+               advance: Optional[Callable[[], None]] = None) -> np.ndarray:
     """LIME as it works on tables (Ribeiro et al.'s tabular explainer): each sample switches a random set of columns
     off, and a switched-off column takes a random value from the training distribution (numerics ~ normal around the
     typical value with the training spread, see numeric_spread; categoricals a random known level; text empty). A weighted linear fit of the output on the
@@ -414,4 +420,6 @@ def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, s
         coef = _seeded(seed + i, lambda: lime.attribute(x, target=int(targets[i]), n_samples=n_samples,
                                                         perturbations_per_eval=min(100, n_samples)))
         out[i] = coef.reshape(-1).detach().numpy()
+        if advance:
+            advance()
     return out

@@ -39,7 +39,8 @@ def _tokens(model, frame: pd.DataFrame, arrays: dict) -> list[list[str]]:
 
 
 def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target: Optional[int] = None,
-                  n_steps: int = 50, n_samples: Optional[int] = None, seed: int = 0) -> Local:
+                  n_steps: int = 50, n_samples: Optional[int] = None, seed: int = 0, advance=None) -> Local:
+    """`advance` is called once per instance LIME explains (a progress bar's step)."""
     kind = kind_of(model.manifest)
     outputs = at.predict(model, arrays)
     targets = at.targets_for(model, outputs, target)
@@ -54,14 +55,14 @@ def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target:
         if method == "ig":
             values, deltas = at.ig_tokens(model, arrays, targets, n_steps=n_steps)
         else:
-            values = at.lime_tokens(model, arrays, targets, n_samples=n_samples or 300, seed=seed)
+            values = at.lime_tokens(model, arrays, targets, n_samples=n_samples or 300, seed=seed, advance=advance)
         tokens = _tokens(model, frame, arrays)
     else:
         features, _ = at.table_groups(model)
         if method == "ig":
             values, deltas = at.ig_table(model, arrays, targets, n_steps=n_steps)
         else:
-            values = at.lime_table(model, arrays, targets, n_samples=n_samples or 400, seed=seed)
+            values = at.lime_table(model, arrays, targets, n_samples=n_samples or 400, seed=seed, advance=advance)
         cols = [c for c in model.features if c in frame.columns]
         raw_values = frame[cols].to_dict(orient="records") if len(frame) == len(values) else None
     return Local(method, kind, outputs, targets, values, deltas, features, tokens, raw_values)

@@ -74,7 +74,7 @@ def choose(manifest: dict, method: Optional[str], has_input: bool) -> list[str]:
         raise ConfigError(f"unknown explain method {method!r}; choose one of {', '.join(METHODS)}")
     ok = applicable(manifest)
     if method not in ok:
-        raise ConfigError(f"--method {method} does not apply to this run: {WHY_NOT[method]}, and this run is "
+        raise ConfigError(f"method {method!r} does not apply to this run: {WHY_NOT[method]}, and this run is "
                           f"{_what(manifest)}. Use {' or '.join(ok)}")
     return [method]
 

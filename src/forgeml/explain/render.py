@@ -75,6 +75,10 @@ def image_grid(images01: np.ndarray, heats: dict[str, np.ndarray], titles: list[
                 if r == 0:
                     ax.set_title(TITLES[m], fontsize=7)
         axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+    caption = {"gradcam": "Grad-CAM: where the last convolutional stage found evidence for the predicted class (red: most)",
+               "ig": "Integrated Gradients: per pixel, green for the predicted class, red against it"}
+    fig.tight_layout(rect=(0, 0.025, 1, 1))
+    fig.text(0.5, 0.01, ".   ".join(caption[m] for m in methods), ha="center", va="bottom", fontsize=8)
     return _save(fig, path)
 
 
@@ -156,6 +160,7 @@ def rows_plot(records: list[dict], units: str, path: Path, top: int = 8) -> Path
         ax.tick_params(labelsize=7)
         ax.set_title(rec["heading"].replace(": ", ":\n", 1), fontsize=8)
     fig.supxlabel(units, fontsize=8)
+    fig.tight_layout()
     return _save(fig, path, dpi=110)
 
 

@@ -174,8 +174,10 @@ class _Context:
     def local(self, arrays, frame, method):
         from forgeml.explain.local import explain_local
 
+        n = len(next(iter(arrays.values())))
+        advance = self.add_progress(f"{NAMES[method]} ({n} rows)", n) if method == "lime" and n > 1 else None
         return explain_local(self.model, arrays, frame, method, target=self.target, n_steps=self.opts.steps,
-                             n_samples=self.opts.samples, seed=self.opts.seed)
+                             n_samples=self.opts.samples, seed=self.opts.seed, advance=advance)
 
     def picked(self, n: int) -> list[int]:
         total = len(self.frame) if len(self.frame) else len(next(iter(self.arrays.values())))
@@ -286,7 +288,7 @@ def _images(ctx: _Context, methods: list[str]) -> None:
         else:
             classes = sorted(set(labels.tolist()))[: ctx.opts.max_classes]
             rows = [[int(i) for i in np.flatnonzero(labels == c)[: ctx.opts.per_class]] for c in classes]
-            idx = sorted(i for r in rows for i in r)
+            idx = [i for r in rows for i in r]  # class by class, as the grid shows them
     arrays, frame = _subset(ctx.arrays, ctx.frame, idx)
     truths = _truths(model, frame) if len(frame) == len(idx) else None
     names = _index_names(ctx, idx)

@@ -28,9 +28,9 @@ def _local_table(result: dict, top: int):
     instances = result.get("instances", [])
     if kind == "image":
         table = Table(title="per-image explanations (peak: (row, col) of the heat-map's largest value)")
-        cols = ["example", "true", "predicted", "p", "top-3 classes"] + [f"{NAMES[m]} peak" for m in result["methods"]]
+        cols = ["row", "true", "predicted", "p", "top-3 classes"] + [f"{NAMES[m]} peak" for m in result["methods"]]
         for c in cols:
-            table.add_column(c, justify="left" if c in ("example", "top-3 classes") else "right")
+            table.add_column(c, justify="left" if c == "top-3 classes" else "right")
         for rec in instances:
             probs = sorted(rec.get("probabilities", {}).items(), key=lambda kv: -kv[1])[:3]
             top3 = ", ".join(f"{k} {v:.2f}" for k, v in probs)
