@@ -234,7 +234,7 @@ def test_cv_reports_mean_std_and_folds_partition_the_data(in_tmp, capsys):
     assert cli("cv", "--data", "bundled:breast_cancer", "--folds", "3", "--model", "mlp", "--epochs", "2",
                "--tracking-uri", "none", "-q") == 0
     out = capsys.readouterr().out
-    assert "3-fold cross-validation" in out and "mean ± std" in out
+    assert "3-fold cross-validation" in out and "model: mean" in out and "model: std" in out
     summary = json.loads(open("runs/breast_cancer-cv/cv.json").read())
     acc = [f["test"]["accuracy"] for f in summary["per_fold"]]
     assert summary["model"]["accuracy"]["mean"] == pytest.approx(np.mean(acc))

@@ -109,6 +109,10 @@ def train(
     runs_dir: Optional[str] = RUNS_DIR,
     resume: bool = typer.Option(False, "--resume", help="continue an interrupted run from its last checkpoint"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run of the same name"),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="train with differential privacy (DP-SGD, Opacus): "
+                                            "the privacy budget epsilon, e.g. 3 (smaller is more private)"),
+    delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default min(1e-5, 0.1/training rows))"),
+    max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="DP per-row gradient clipping norm (default 1.0)"),
     tracking_uri: Optional[str] = TRACKING,
     quiet: bool = QUIET,
 ):
@@ -126,10 +130,13 @@ def train(
         "runs_dir": runs_dir,
         "data": _data_options(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                               scale, outliers),
-        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device},
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device,
+                  "privacy": {"epsilon": epsilon, "delta": delta, "max_grad_norm": max_grad_norm}},
         "tracking": {"uri": tracking_uri},
     }
     cfg_dict = merge(base, overrides)
+    if (delta is not None or max_grad_norm is not None) and (cfg_dict.get("train", {}).get("privacy") or {}).get("epsilon") is None:
+        raise ConfigError("--delta and --max-grad-norm set up differential privacy; give its budget with --epsilon E")
     if resume and not cfg_dict.get("name"):
         raise ConfigError("--resume needs the name of the run to continue: forgeml train --name NAME --resume")
     if resume and "data" not in base and data is None:
@@ -384,9 +391,10 @@ def _cv_table(result: dict):
     for f in result["per_fold"]:
         table.add_row(f"{f['fold']} ({f['model']}, {f['rows']['test']} rows)", *(f"{f['test'][k]:.4f}" for k in keys))
     table.add_section()
-    table.add_row("model: mean ± std", *(f"{result['model'][k]['mean']:.4f} ± {result['model'][k]['std']:.4f}" for k in keys))
     base = result["baseline"]
-    table.add_row(f"baseline ({base['name']}): mean ± std", *(f"{base[k]['mean']:.4f} ± {base[k]['std']:.4f}" for k in keys))
+    for label, summary in (("model", result["model"]), (f"baseline ({base['name']})", base)):
+        table.add_row(f"{label}: mean", *(f"{summary[k]['mean']:.4f}" for k in keys))
+        table.add_row(f"{label}: std", *(f"{summary[k]['std']:.4f}" for k in keys), style="dim")
     return table
 
 
@@ -415,6 +423,83 @@ def explain(
     con = _stdout()
     for item in renderables(result):
         con.print(item)
+
+
+@app.command()
+def federate(
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="csv/parquet/jsonl file, image folder, or bundled:NAME"),
+    target: Optional[str] = typer.Option(None, "--target", "-t", help="column to predict"),
+    clients: int = typer.Option(5, "--clients", help="simulated clients the training split is divided among"),
+    rounds: int = typer.Option(10, "--rounds", help="federated rounds (server sends weights, clients train, server averages)"),
+    partition: str = typer.Option("iid", "--partition", help="iid (balanced) | dirichlet (label skew set by --alpha)"),
+    alpha: float = typer.Option(0.5, "--alpha", help="Dirichlet concentration: 0.1 very skewed, 100 nearly IID"),
+    strategy: str = typer.Option("fedavg", "--strategy", help="fedavg | fedprox"),
+    mu: float = typer.Option(0.1, "--mu", help="FedProx proximal weight: adds mu/2 * ||w - w_global||^2 to each client's loss"),
+    local_epochs: int = typer.Option(1, "--local-epochs", help="passes over its own rows each client makes per round"),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="DP-SGD on every client: the privacy budget each "
+                                            "client may spend over all rounds (train.privacy.epsilon)"),
+    delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default min(1e-5, 0.1/training rows))"),
+    engine: str = typer.Option("local", "--engine", help="local: clients run in this process, one after another | "
+                               "simulation: Flower's Ray-based Simulation Engine (needs ray)"),
+    central: bool = typer.Option(True, "--central/--no-central", help="also train the model centrally with the same "
+                                 "budget (rounds x local epochs) for the comparison"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (data, model, train); flags override it"),
+    task: Optional[str] = typer.Option(None, help="auto | classification | regression"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="auto | mlp | cnn | text | minilm (not lightgbm)"),
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="run name: runs/<name>/ (default <data>-federated)"),
+    batch_size: Optional[int] = typer.Option(None, help="batch size on each client"),
+    lr: Optional[float] = typer.Option(None, help="learning rate on each client"),
+    seed: Optional[int] = typer.Option(None, help="training seed"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda | cuda:N | mps"),
+    runs_dir: Optional[str] = typer.Option(None, help="folder of run folders (default runs)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing run of the same name"),
+    tracking_uri: Optional[str] = TRACKING,
+    quiet: bool = QUIET,
+):
+    """Federated learning with Flower: split the training data across simulated clients, train, compare with central."""
+    from forgeml import api
+    from forgeml.config import load_config, merge
+    from forgeml.errors import ConfigError
+
+    base = load_config(config) if config else {}
+    if model and base.get("model", {}).get("name") != model:
+        base = {**base, "model": {"name": model}}
+    default = _default_name(data)
+    overrides = {
+        "name": name or (None if base.get("name") else (f"{default}-federated" if default else None)),
+        "task": task,
+        "runs_dir": runs_dir,
+        "data": {"source": data, "target": target},
+        "train": {"batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+                  "privacy": {"epsilon": epsilon, "delta": delta}},
+        "tracking": {"uri": tracking_uri},
+    }
+    if delta is not None and epsilon is None:
+        raise ConfigError("--delta needs --epsilon (the privacy budget of DP-SGD on every client)")
+    cfg_dict = merge(base, overrides)
+    if not cfg_dict.get("data", {}).get("source"):
+        raise ConfigError("give the data with --data PATH (or data.source in --config)")
+    result = api.federate(cfg_dict, overwrite=overwrite, quiet=quiet, source=f"{config} + options" if config else "options",
+                          clients=clients, rounds=rounds, partition=partition, alpha=alpha, strategy=strategy, mu=mu,
+                          local_epochs=local_epochs, engine=engine, central=central)
+    _print_federated(result)
+
+
+def _print_federated(result) -> None:
+    from forgeml.evaluate.metrics import SUMMARY_KEYS
+
+    m = result.metrics
+    fed = m["federated"]
+    keys = [k for k in SUMMARY_KEYS[result.manifest["task"]] if m["test"].get(k) is not None]
+    rows = [(f"{fed['model']} federated ({fed['options']['strategy']})", m["test"])]
+    if fed.get("central"):
+        rows.append((f"{fed['model']} centralized", fed["central"]["test"]))
+    rows.append((f"baseline: {m['baseline']['name']}", m["baseline"]["test"]))
+    con = _stdout()
+    con.print(_metric_table(f"test metrics ({m['test']['n']} rows)", rows, keys))
+    con.print(f"run:    {result.run_dir}")
+    con.print(f"report: {result.run_dir / 'report.html'}")
+    con.print(f"plot:   {result.run_dir / 'plots' / 'federated_rounds.png'}")
 
 
 @app.command("datasets")
