@@ -69,6 +69,10 @@ def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots
         t = metrics["training"]
         parts.append(f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
                      f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>")
+    if metrics.get("federated"):
+        from forgeml.privacy.federated import report_section
+
+        parts += report_section(run_dir, metrics)
     parts.append("<h2>Plots</h2>")
     parts += [_img(p) for p in plots]
     if (run_dir / "compression.json").is_file():

@@ -1,0 +1,1 @@
+"""Privacy: differentially private training (dp, Opacus) and federated learning (federated, Flower)."""
