@@ -163,12 +163,15 @@ def _quadrant_shares(heatmap) -> dict:
 def test_gradcam_and_ig_mass_sits_in_the_deciding_quadrant(quadrants):
     result = api.explain(quadrants["run"], quiet=True, per_class=6)
     assert result["methods"] == ["gradcam", "ig"] and result["files"] == ["grid.png", "explanations.json"]
-    yes = [r for r in result["instances"] if r["true"] == "yes" and r["prediction"] == "yes"]
-    assert len(yes) >= 5
-    for method in ("gradcam", "ig"):
-        shares = [_quadrant_shares(r[method]["heatmap"]) for r in yes]
+    right = [r for r in result["instances"] if r["true"] == r["prediction"]]
+    yes = [r for r in right if r["true"] == "yes"]
+    assert len(yes) >= 5 and len(right) >= 10
+    # Grad-CAM looks at the top-left for both answers (a square there, or its absence); IG from a black image can
+    # only credit pixels that are bright, so it is checked where the square is present
+    for method, examples in (("gradcam", right), ("ig", yes)):
+        shares = [_quadrant_shares(r[method]["heatmap"]) for r in examples]
         top = [max(s, key=s.get) for s in shares]
-        assert top.count("tl") >= len(yes) - 1, (method, shares)
+        assert top.count("tl") >= len(examples) - 1, (method, shares)
         assert np.mean([s["tl"] for s in shares]) > 0.4, (method, shares)
     assert all(len(r["gradcam"]["heatmap"]) == 16 for r in result["instances"])
     assert "grid.png" in (quadrants["run"] / "report.html").read_text()
@@ -242,6 +245,8 @@ def test_server_explains_instances_and_refuses_bad_ones(tables):
         assert wrong.status_code == 422 and "instances[0].x3" in wrong.json()["detail"]
         assert client.post("/v1/models/signal/explain", json={"instances": [ROW], "method": "gradcam"}).status_code == 422
         assert client.post("/v1/models/trees/explain", json={"instances": [ROW], "method": "ig"}).status_code == 422
+        glob = client.post("/v1/models/signal/explain", json={"instances": [ROW], "method": "permutation"})
+        assert glob.status_code == 422 and "global" in glob.json()["detail"]
         assert client.post("/v1/models/nope/explain", json={"instances": [ROW]}).status_code == 404
         assert client.post("/v1/models/signal/explain", json={"instances": [ROW] * 33}).status_code == 413
 
@@ -261,7 +266,7 @@ def test_bad_explain_input_is_a_clear_user_error(tables, in_tmp, capsys):
     msg = user_error(capsys, "explain", run, "--method", "shap")
     assert "unknown explain method 'shap'" in msg and "gradcam, ig, lime, permutation" in msg
     msg = user_error(capsys, "explain", run, "--method", "gradcam")
-    assert "does not apply" in msg and "image" in msg and "permutation or ig or lime" in msg
+    assert "does not apply" in msg and "image" in msg and "permutation, ig or lime" in msg
     msg = user_error(capsys, "explain", str(tables["lgb"]), "--method", "ig")
     assert "does not apply" in msg and "LightGBM" in msg and "lime" in msg
     msg = user_error(capsys, "explain", run, "--input", json.dumps(ROW), "--method", "permutation")

@@ -3,9 +3,9 @@
 What is explained: for classification the predicted probability of the explained class (by default the predicted
 class), for regression the prediction in the target's own units. Integrated Gradients and LIME attributions are in
 those units (IG's sum over the inputs equals output(x) - output(baseline), Captum reports the gap as `delta`).
-Grad-CAM follows the paper (gradient-weighted activations of the last convolutional stage, ReLU, upsampled) with
-one change: it explains the class's log-probability rather than its bare logit, so the map shows evidence for the
-class against the others.
+Grad-CAM follows the paper (gradient-weighted activations of the last convolutional stage, ReLU, upsampled, scaled to
+[0, 1] per image) with one change: it explains the class's logit minus the mean of the other classes' logits rather
+than the bare logit, so the map shows evidence for the class against the others.
 
 Baselines ("feature absent"): a black image; empty text (padding tokens); for tables a typical row: every numeric
 column at the value a missing entry would get (the training mean unless data.clean says otherwise), every
@@ -40,13 +40,14 @@ def _units(model) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda out: out.float() * scale
 
 
-def _torch_forward(model, keys: list[str], log_proba: bool = False) -> Callable:
+def _torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
     net, units = model.estimator, _units(model)
 
     def forward(*tensors):
         out = net(dict(zip(keys, tensors)))
-        if log_proba and model.task.name == "classification":
-            return torch.log_softmax(out.float(), dim=-1)
+        if contrast and model.task.name == "classification" and out.shape[-1] > 1:
+            out = out.float()  # each class's logit minus the mean of the others' (log-odds for two classes)
+            return out - (out.sum(dim=-1, keepdim=True) - out) / (out.shape[-1] - 1)
         return units(out)
 
     return forward
@@ -118,16 +119,19 @@ def gradcam(model, image: np.ndarray, targets: np.ndarray, chunk: int = 64) -> n
     """Grad-CAM heat-maps [N, H, W] (>= 0), upsampled bilinearly from the last stage to the input size."""
     ca = captum_attr()
     net = model.estimator
-    # the class's log-probability, not its bare logit: what all classes' logits share cancels out of the map (with a
-    # global-average-pooling head, a bare logit's map can light up the evidence for the *other* class)
-    layer_gc = ca.LayerGradCam(_torch_forward(model, ["image"], log_proba=True), _last_conv_stage(net))
+    # the class's logit against the others', not the bare logit: what all classes' logits share cancels out of the map
+    # (with a global-average-pooling head, a bare logit's map can light up the evidence for the *other* class); unlike
+    # the log-probability, its gradient does not vanish when the model is very sure
+    layer_gc = ca.LayerGradCam(_torch_forward(model, ["image"], contrast=True), _last_conv_stage(net))
     maps = []
     for s in _chunks(len(image), chunk):
         x = torch.from_numpy(np.ascontiguousarray(image[s]))
         cam = layer_gc.attribute(x, target=torch.from_numpy(targets[s]), relu_attributions=True)
         up = ca.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
         maps.append(up[:, 0].detach().numpy())
-    return np.concatenate(maps).astype(np.float64)
+    maps = np.concatenate(maps).astype(np.float64)
+    top = maps.reshape(len(maps), -1).max(axis=1)
+    return maps / np.where(top > 0, top, 1.0)[:, None, None]  # Grad-CAM's scale means nothing: 1 = the hottest spot
 
 
 def black_image(model) -> torch.Tensor:

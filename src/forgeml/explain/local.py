@@ -93,10 +93,10 @@ def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -
     """One instance's explanation as JSON-able data."""
     rec = {"method": local.method, **prediction(model, local, i)}
     if local.deltas is not None:
-        rec["delta"] = round(float(local.deltas[i]), digits)
+        rec["delta"] = round(float(local.deltas[i]), digits) + 0.0  # + 0.0: no "-0.0"
     v = local.values[i]
     if local.kind == "table":
-        rec["attributions"] = {f: round(float(a), digits) for f, a in zip(local.features, v)}
+        rec["attributions"] = {f: round(float(a), digits) + 0.0 for f, a in zip(local.features, v)}
         order = np.argsort(-np.abs(v))
         rec["top"] = [local.features[j] for j in order[:5]]
         if local.raw_values is not None:
@@ -106,7 +106,7 @@ def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -
         keep = [j for j, t in enumerate(toks) if j < len(v) and (model.preprocessor.state["text"]["tokenizer"] == "words"
                                                                  or t not in ("[CLS]", "[SEP]", "[PAD]"))]
         rec["tokens"] = [toks[j] for j in keep]
-        rec["attributions"] = [round(float(v[j]), digits) for j in keep]
+        rec["attributions"] = [round(float(v[j]), digits) + 0.0 for j in keep]
         order = sorted(range(len(keep)), key=lambda j: -abs(rec["attributions"][j]))
         rec["top"] = [rec["tokens"][j] for j in order[:5]]
     else:
@@ -114,5 +114,5 @@ def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -
         rec["peak"] = [int(peak[0]), int(peak[1])]
         rec["size"] = list(v.shape)
         if heatmap:
-            rec["heatmap"] = np.round(v, digits).tolist()
+            rec["heatmap"] = (np.round(v, digits) + 0.0).tolist()
     return rec

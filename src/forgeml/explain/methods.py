@@ -65,17 +65,22 @@ WHY_NOT = {
 }
 
 
-def choose(manifest: dict, method: Optional[str], has_input: bool) -> list[str]:
+def _listing(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def choose(manifest: dict, method: Optional[str], has_input: bool, allowed: tuple = METHODS) -> list[str]:
     """The methods to run; a clear error for an unknown method or one that does not fit the run."""
     if method is None:
         return defaults(manifest, has_input)
     method = method.strip().lower()
     if method not in METHODS:
-        raise ConfigError(f"unknown explain method {method!r}; choose one of {', '.join(METHODS)}")
-    ok = applicable(manifest)
+        raise ConfigError(f"unknown explain method {method!r}; choose one of {', '.join(m for m in METHODS if m in allowed)}")
+    ok = [m for m in applicable(manifest) if m in allowed]
     if method not in ok:
         raise ConfigError(f"method {method!r} does not apply to this run: {WHY_NOT[method]}, and this run is "
-                          f"{_what(manifest)}. Use {' or '.join(ok)}")
+                          f"{_what(manifest)}. Use {_listing(ok)}")
     return [method]
 
 
@@ -84,8 +89,9 @@ def local_method(manifest: dict, method: Optional[str]) -> str:
     run's default (gradcam for images, ig for text and torch tables, lime for LightGBM)."""
     if method is None:
         return next(m for m in defaults(manifest, has_input=True) if m in LOCAL)
-    (chosen,) = choose(manifest, method, has_input=True)
-    if chosen not in LOCAL:
-        raise ConfigError(f"{chosen} is a global method (it needs many labelled rows); explain instances with "
-                          f"{' or '.join(m for m in applicable(manifest) if m in LOCAL)}")
+    if isinstance(method, str) and method.strip().lower() == "permutation":
+        raise ConfigError("permutation importance is global (it shuffles columns across many labelled rows): run "
+                          "`forgeml explain RUN`; explain instances here with "
+                          f"{_listing(m for m in applicable(manifest) if m in LOCAL)}")
+    (chosen,) = choose(manifest, method, has_input=True, allowed=LOCAL)
     return chosen

@@ -12,9 +12,8 @@ def _permutation_table(perm: dict, top: int):
     from rich.table import Table
 
     change = "drop" if perm["higher_is_better"] else "rise"
-    table = Table(title=f"permutation importance: {change} in test {perm['metric']} when a column is shuffled "
-                        f"({perm['metric']} = {perm['score']:.4f}, {perm['rows']} rows, {perm['repeats']} shuffles)")
-    for col, justify in (("rank", "right"), ("feature", "left"), ("importance", "right"), ("± sd", "right")):
+    table = Table()
+    for col, justify in (("rank", "right"), ("feature", "left"), (f"{perm['metric']} {change}", "right"), ("± sd", "right")):
         table.add_column(col, justify=justify)
     for f in perm["features"][:top]:
         table.add_row(str(f["rank"]), f["feature"], f"{f['importance']:.4f}", f"{f['std']:.4f}")
@@ -56,7 +55,11 @@ def renderables(result: dict, top: int = 10) -> list:
     out = [f"explained [bold]{result['run']}[/] ({result['model']}) on {result['data']}: "
            + ", ".join(NAMES[m] for m in result["methods"])]
     if "permutation" in result:
-        out.append(_permutation_table(result["permutation"], top))
+        perm = result["permutation"]
+        out.append(f"permutation importance: how much test {perm['metric']} ({perm['score']:.4f} on {perm['rows']} rows) "
+                   f"{'drops' if perm['higher_is_better'] else 'rises'} when one column is shuffled "
+                   f"({perm['repeats']} shuffles each)")
+        out.append(_permutation_table(perm, top))
     if result.get("instances"):
         out.append(_local_table(result, 3 if result["kind"] != "text" else 5))
     out.append(f"wrote {len(result['files'])} files to {result['out']}: {', '.join(result['files'][:8])}"
