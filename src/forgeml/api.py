@@ -44,6 +44,7 @@ class Splits:
 class Prepared(Splits):
     preprocessor: Any = None
     enc: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model inputs per split
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split after cleaning, before resampling
 
 
 def split_data(cfg: Config) -> Splits:
@@ -134,7 +135,7 @@ def prepare(cfg: Config, say: Say = lambda m: None) -> Prepared:
         splits.preparation["balance"] = {"method": bal.method, "train_class_counts_before": before.tolist(),
                                       "train_class_counts_after": after.tolist()}
         say(f"[dim]balance ({bal.method}): training class counts {before.tolist()} -> {after.tolist()}[/]")
-    return Prepared(**vars(splits), preprocessor=pre, enc=enc)
+    return Prepared(**vars(splits), preprocessor=pre, enc=enc, rows=n)
 
 
 def _cleaning_line(prep: dict) -> str:
@@ -199,6 +200,9 @@ def train(
         raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
 
     data = prepare(cfg, say)  # data problems surface before anything is written or replaced
+    if cfg.train.privacy is not None and "lightgbm" in data.candidates:  # model: auto
+        data.candidates = [c for c in data.candidates if c != "lightgbm"]
+        say(f"privacy: model auto trains only {', '.join(data.candidates)} (LightGBM cannot be trained with DP-SGD)")
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -217,6 +221,7 @@ def train(
         for name in data.candidates:
             params = _params_for(cfg, name)
             tic = time.perf_counter()
+            dp = None
             if name == "lightgbm":
                 weights = None
                 if bal.method in ("class_weights", "focal"):  # trees have no focal loss here: they get class weights
@@ -228,16 +233,28 @@ def train(
             else:
                 torch.manual_seed(cfg.train.seed)
                 model = get_model(name).build(params, data.preprocessor.input_shapes(), task.out_dim)
+                if cfg.train.privacy is not None:  # DP-SGD (forgeml.privacy.dp): DP-compatible layers, then fit with it
+                    from forgeml.privacy.dp import DPSGD
+
+                    dp = DPSGD(cfg.train, len(data.y["train"]))
+                    model = dp.prepare(model, data.enc["train"], data.y["train"], train_loss or task.loss)
+                    for note in dp.notes():
+                        say(f"privacy: {note}")
                 ckpt = run_dir / "checkpoints" / name
                 ckpt.mkdir(parents=True, exist_ok=True)
-                fit_info = fit(model, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"], cfg.train,
+                fit_info = fit(model, task, data.enc["train"], data.y["train"], data.enc["val"], data.y["val"],
+                               dp.train_config if dp else cfg.train,
                                checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
                                progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."),
-                               loss=train_loss, augment=augment)
+                               loss=train_loss, augment=augment, privacy=dp)
+                if dp is not None:
+                    dp.close()
+                    say(f"privacy: {dp.summary()}")
                 val_raw = predict_raw(model, data.enc["val"], device=next(model.parameters()).device)
             val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
             candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info, "raw": {"val": val_raw},
-                               "val": val_metrics, "seconds": time.perf_counter() - tic})
+                               "val": val_metrics, "seconds": time.perf_counter() - tic,
+                               "privacy": dp.report() if dp is not None else None})
             score = val_metrics[task.primary_metric]
             say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
 
@@ -319,6 +336,8 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
         base_raw = run_baseline(kind, task, data.enc, data.y, data.raw, text_cols, cfg.train.seed, cfg.train.threads)
     metrics["baseline"] = {"name": kind, **{s: task.metrics(data.y[s], task.outputs(base_raw[s])) for s in ("val", "test")}}
     metrics["candidates"] = [{"model": c["model"], "val": _summary(task.name, c["val"]), "seconds": round(c["seconds"], 3)} for c in candidates]
+    if chosen.get("privacy"):  # DP-SGD: the (epsilon, delta) actually spent; the baseline is not private
+        metrics["privacy"] = chosen["privacy"]
     fit_info = chosen["fit"]
     if fit_info is not None:
         metrics["history"] = fit_info.history
@@ -354,12 +373,15 @@ def _finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates
         "preprocessing": data.preprocessor.state,
         "model": {"name": name, "params": chosen["params"].model_dump(mode="json"), **weights,
                   "input_shapes": data.preprocessor.input_shapes()},
-        "data": {"source": cfg.data.source, "rows": {s: len(data.raw[s]) for s in data.raw},
+        "data": {"source": cfg.data.source, "rows": data.rows,
                  **({"preparation": data.preparation} if data.preparation else {})},
         "metrics": {"test": _summary(task.name, metrics["test"]), "baseline_test": _summary(task.name, metrics["baseline"]["test"])},
         "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
         "versions": artifacts.library_versions(),
     }
+    if metrics.get("privacy"):  # dp_fixed: the layers DP training replaced (BatchNorm -> GroupNorm) that load repeats
+        manifest["privacy"] = metrics["privacy"]
+        manifest["model"]["dp_fixed"] = [r for r in metrics["privacy"]["replaced_layers"] if r["rebuild"]]
     artifacts.write_json(run_dir / "metrics.json", metrics)
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
     artifacts.write_text(run_dir / "report.html", render(run_dir, manifest, metrics, cfg.to_yaml(), made))
@@ -402,6 +424,10 @@ class LoadedModel:
             build = get_model(m["name"]).build
             kwargs = {"pretrained": False} if m["name"] in ("minilm", "text") else {}  # weights come from the run
             self.estimator = build(params, m["input_shapes"], self.task.out_dim, **kwargs)
+            if m.get("dp_fixed"):  # trained with DP-SGD after BatchNorm -> GroupNorm etc.: the same layers again
+                from forgeml.privacy.dp import rebuild
+
+                self.estimator = rebuild(self.estimator, m["dp_fixed"])
             self.estimator.load_state_dict(artifacts.load_tensors(self.run_dir / m["file"]))
             self.estimator.eval()
 
