@@ -251,6 +251,24 @@ def test_server_explains_instances_and_refuses_bad_ones(tables):
         assert client.post("/v1/models/signal/explain", json={"instances": [ROW] * 33}).status_code == 413
 
 
+def test_server_explain_of_a_run_whose_weights_are_gone_is_a_409(tables, tmp_path):
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    from fastapi.testclient import TestClient
+
+    from forgeml.serve.app import create_app
+    from forgeml.serve.registry import build_registry
+
+    run = tmp_path / "gone"
+    shutil.copytree(tables["mlp"], run)
+    registry = build_registry([str(run)])  # model.onnx is written; predictions keep working without the weights
+    (run / "model.safetensors").unlink()
+    with TestClient(create_app(registry)) as client:
+        assert client.post("/v1/models/gone/predict", json={"instances": [ROW]}).status_code == 200
+        r = client.post("/v1/models/gone/explain", json={"instances": [ROW]})
+        assert r.status_code == 409 and "no trained model" in r.json()["detail"]
+
+
 # --------------------------------------------------------------------------------------------- bad input
 def test_bad_explain_input_is_a_clear_user_error(tables, in_tmp, capsys):
     run = str(tables["mlp"])

@@ -136,6 +136,11 @@ def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] 
         where = f"test split of {model.manifest['data']['source']}"
     else:
         arrays, frame, where = inp.read_input(model, inputs)
+    labelled_rows = None
+    if "permutation" in methods:  # checked before any work: permutation needs the target column
+        from forgeml.explain.permutation import labelled
+
+        labelled_rows = labelled(model, frame, where)
     run_dir = model.run_dir
     out_dir = Path(out) if out else run_dir / DEFAULT_DIR
     kind = kind_of(model.manifest)
@@ -144,7 +149,7 @@ def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] 
     result = {"run": run_dir.name, "model": model.model_name, "task": model.task.name, "kind": kind,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data": where, "methods": methods,
               "units": units_of(model, opts.explain_class), "baseline": BASELINES[kind], "files": []}
-    ctx = _Context(model, arrays, frame, inputs is not None, opts, out_dir, result, target_index, say)
+    ctx = _Context(model, arrays, frame, inputs is not None, opts, out_dir, result, target_index, say, labelled_rows)
     with _progress(quiet) as add:
         ctx.add_progress = add
         if kind == "image":
@@ -169,6 +174,7 @@ class _Context:
     result: dict
     target: Optional[int]
     say: Callable[[str], None]
+    labelled: Optional[tuple] = None  # (rows, encoded targets) for permutation importance
     add_progress: Callable = None
 
     def local(self, arrays, frame, method):
@@ -203,12 +209,12 @@ def _index_names(ctx: _Context, idx: list[int]) -> list[str]:
 def _tables(ctx: _Context, methods: list[str]) -> None:
     from forgeml.explain import render
     from forgeml.explain.local import record
-    from forgeml.explain.permutation import labelled, permutation_importance
+    from forgeml.explain.permutation import MAX_ROWS, permutation_importance
 
     model = ctx.model
     if "permutation" in methods:
-        frame, y = labelled(model, ctx.frame, ctx.result["data"])
-        n = min(len(frame), 5000)
+        frame, y = ctx.labelled
+        n = min(len(frame), MAX_ROWS)
         ctx.say(f"  permutation importance: {len(model.features)} columns x {ctx.opts.repeats} shuffles on {n} rows")
         advance = ctx.add_progress("permutation importance", len(model.features) * ctx.opts.repeats)
         perm = permutation_importance(model, frame, y, ctx.opts.repeats, ctx.opts.seed, advance)
