@@ -189,7 +189,8 @@ class _Context:
         total = len(self.frame) if len(self.frame) else len(next(iter(self.arrays.values())))
         if self.has_input:
             if total > self.opts.max_inputs:
-                self.say(f"  explaining the first {self.opts.max_inputs} of {total} input rows (--max-inputs)")
+                self.say(f"  explaining the first {self.opts.max_inputs} of {total} input rows "
+                         "(forgeml.api.explain(..., max_inputs=N) for more)")
             return list(range(min(total, self.opts.max_inputs)))
         labels = None
         if self.model.task.name == "classification":
