@@ -335,9 +335,23 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _private_model(self):
-        if self.train.privacy is not None and self.model.name == "lightgbm":
+        if self.train.privacy is None:
+            return self
+        if self.model.name == "lightgbm":
             raise ValueError("lightgbm cannot be trained with differential privacy (DP-SGD trains neural networks); "
                              "use model: mlp, or model: auto (which then trains only the mlp)")
+        # DP-SGD bounds what one training row can change; these would tie a row's gradient to other rows
+        bal = self.data.balance
+        if bal.method in ("oversample", "smote"):
+            raise ValueError(f"data.balance.method {bal.method} does not work with privacy: it copies or blends training "
+                             "rows, so one row would count several times; use undersample or focal (focal_balanced: false)")
+        if bal.method == "class_weights" or (bal.method == "focal" and bal.focal_balanced):
+            raise ValueError(f"data.balance.method {bal.method}{' (focal_balanced)' if bal.method == 'focal' else ''} does "
+                             "not work with privacy: its weighted mean divides by the batch's total weight, so each row's "
+                             "gradient depends on the other rows; use undersample or focal with focal_balanced: false")
+        if self.data.augment.table.mixup:
+            raise ValueError("data.augment.table.mixup does not work with privacy: it blends pairs of rows, so one row's "
+                             "gradient would carry another's; set mixup: 0")
         return self
 
     @property

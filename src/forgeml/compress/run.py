@@ -77,6 +77,9 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
     run_dir, manifest, task = model.run_dir, model.manifest, model.task
     name, kind = manifest["model"]["name"], manifest["model"]["kind"]
     # fail before any work on requests the model cannot honour
+    if manifest.get("privacy") and (options.prune or options.distill):
+        raise ConfigError("this run was trained with differential privacy; --prune and --distill train again on its "
+                          "training rows without it, which would void the guarantee (--quantize int8 does not train)")
     q_methods = quant.methods_for(name) if options.quantize else ()
     if options.prune:
         from forgeml.compress.prune import SUPPORTED

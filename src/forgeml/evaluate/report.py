@@ -56,6 +56,8 @@ def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots
             won = better(primary, m, b)
             parts.append(f"<p class={'good' if won else 'bad'}>On test {primary}, the model {'beats' if won else 'does not beat'} "
                          f"the baseline ({m:.4f} vs {b:.4f}).</p>")
+    if metrics.get("privacy"):
+        parts += _privacy(metrics["privacy"])
     if len(metrics.get("candidates", [])) > 1:
         parts.append("<h2>Model selection (validation)</h2>")
         parts.append(_table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
@@ -103,6 +105,22 @@ def _compression(run_dir: Path) -> list[str]:
     plot = run_dir / "plots" / "compression.png"
     if plot.is_file():
         parts.append(_img(plot))
+    return parts
+
+
+def _privacy(p: dict) -> list[str]:
+    """DP-SGD runs (train.privacy): the budget actually spent, how, and what the guarantee covers."""
+    rows = [["epsilon spent", p["epsilon"]], ["epsilon budget", p["target_epsilon"]], ["delta", f"{p['delta']:.3g}"],
+            ["noise multiplier", p["noise_multiplier"]], ["per-row clipping norm", p["max_grad_norm"]],
+            ["steps", p["steps"]], ["sample rate", p["sample_rate"]], ["accountant", p["accountant"]]]
+    replaced = ", ".join(f"{r['layer']} ({r['from']} -> {r['to']})" for r in p.get("replaced_layers", []))
+    parts = ["<h2>Differential privacy</h2>",
+             "<p class=note>Trained with DP-SGD (Opacus): Poisson-sampled batches, each row's gradient clipped, Gaussian "
+             "noise added. The weights are (epsilon, delta)-differentially private with respect to the training rows; "
+             "the preprocessing statistics and the baseline are computed without DP (the baseline is for reference).</p>",
+             _table(["", "value"], rows)]
+    if replaced:
+        parts.append(f"<p class=note>layers replaced for DP: {html.escape(replaced)}</p>")
     return parts
 
 
