@@ -174,7 +174,7 @@ def test_dp_clients_stay_within_the_budget(in_tmp):
     from forgeml import api
 
     r = api.federate({"data": {"source": "bundled:breast_cancer"}, "name": "dp", **SMALL,
-                      "train": {**SMALL["train"], "privacy": {"epsilon": 4.0}}},
+                      "train": {**SMALL["train"], "privacy": {"epsilon": 4.0, "accountant": "rdp"}}},
                      clients=2, rounds=2, quiet=True)
     p = r.metrics["privacy"]
     assert 0 < p["epsilon"] <= 4.0 and p["noise_multiplier"] > 0 and p["delta"] < 1 / 400
@@ -209,6 +209,8 @@ def test_flower_simulation_engine_matches_the_local_engine(in_tmp):
     (["--strategy", "fedsgd"], "unknown --strategy 'fedsgd'"),
     (["--model", "lightgbm"], "lightgbm cannot be federated"),
     (["--clients", "5000"], "5000 clients but the training split has only"),
+    (["--epsilon", "0"], "epsilon is the privacy budget and must be a number > 0"),
+    (["--delta", "1e-5"], "give its budget with --epsilon"),
 ])
 def test_bad_input_is_one_clear_error(in_tmp, capsys, args, expected):
     message = user_error(capsys, "federate", "--data", "bundled:iris", *args, *FLAGS)

@@ -439,6 +439,7 @@ def federate(
     epsilon: Optional[float] = typer.Option(None, "--epsilon", help="DP-SGD on every client: the privacy budget each "
                                             "client may spend over all rounds (train.privacy.epsilon)"),
     delta: Optional[float] = typer.Option(None, "--delta", help="DP delta (default min(1e-5, 0.1/training rows))"),
+    max_grad_norm: Optional[float] = typer.Option(None, "--max-grad-norm", help="DP per-row gradient clipping norm (default 1.0)"),
     engine: str = typer.Option("local", "--engine", help="local: clients run in this process, one after another | "
                                "simulation: Flower's Ray-based Simulation Engine (needs ray)"),
     central: bool = typer.Option(True, "--central/--no-central", help="also train the model centrally with the same "
@@ -471,12 +472,12 @@ def federate(
         "runs_dir": runs_dir,
         "data": {"source": data, "target": target},
         "train": {"batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
-                  "privacy": {"epsilon": epsilon, "delta": delta}},
+                  "privacy": {"epsilon": epsilon, "delta": delta, "max_grad_norm": max_grad_norm}},
         "tracking": {"uri": tracking_uri},
     }
-    if delta is not None and epsilon is None:
-        raise ConfigError("--delta needs --epsilon (the privacy budget of DP-SGD on every client)")
     cfg_dict = merge(base, overrides)
+    if (delta is not None or max_grad_norm is not None) and (cfg_dict.get("train", {}).get("privacy") or {}).get("epsilon") is None:
+        raise ConfigError("--delta and --max-grad-norm set up DP-SGD on every client; give its budget with --epsilon E")
     if not cfg_dict.get("data", {}).get("source"):
         raise ConfigError("give the data with --data PATH (or data.source in --config)")
     result = api.federate(cfg_dict, overwrite=overwrite, quiet=quiet, source=f"{config} + options" if config else "options",

@@ -22,6 +22,8 @@ normalization) is fitted on the pooled training split, as ``forgeml train`` fits
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import os
@@ -82,7 +84,7 @@ def _flower():
     """Import Flower quietly: no telemetry, only errors in the log (its INFO lines would bury our progress)."""
     os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
     flwr = require("flwr", "federated", "forgeml federate")
-    require("flwr.serverapp.strategy", "federated", "forgeml federate (Flower >= 1.21 with the Message API)")
+    require("flwr.serverapp.strategy", "federated", "forgeml federate (Flower 1.41 or newer: the Message API)")
     return flwr
 
 
@@ -139,6 +141,7 @@ def _local_grid_class():
                 for k in range(num_nodes)
             }
             self._replies: dict[str, Message] = {}
+            self._sent = 0
             self._on_reply = on_reply
             self._run = None
 
@@ -159,7 +162,8 @@ def _local_grid_class():
             ids = []
             for i, msg in enumerate(messages):
                 reply = self._app(msg, self._contexts[msg.metadata.dst_node_id])
-                key = f"{len(self._replies)}"
+                self._sent += 1
+                key = str(self._sent)
                 self._replies[key] = reply
                 ids.append(key)
                 if self._on_reply:
@@ -399,11 +403,12 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
     params = api._params_for(cfg, name)
     shapes = data.preprocessor.input_shapes()
     monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping else "val_loss"
+    from forgeml.data import balance
+
     train_loss = None
     if classification:
-        from forgeml.data import balance
-
         train_loss = balance.training_loss(cfg.data.balance, data.y["train"], task.out_dim)  # class weights / focal
+    tune_threshold = classification and cfg.data.balance.threshold != "none"
     client_data = _ClientData(name, params, shapes, task, cfg.train,
                               [({k: v[idx] for k, v in data.enc["train"].items()}, data.y["train"][idx]) for idx in parts],
                               cfg.train.seed, threads=1 if opts.engine == "simulation" else cfg.train.threads,
@@ -447,7 +452,13 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
                        progress=TrainProgress(f"central {name}", quiet), loss=train_loss, privacy=dp)
             if dp is not None:
                 dp.close()
-            c_out = {s: task.outputs(predict_raw(central_model, data.enc[s])) for s in ("val", "test")}
+            c_raw = {s: predict_raw(central_model, data.enc[s]) for s in ("val", "test")}
+            if tune_threshold:  # the centralized model gets its own threshold, tuned on validation like the federated one
+                tuned = balance.tune_threshold(data.y["val"], task.outputs(c_raw["val"])["proba"][:, 1],
+                                               cfg.data.balance.threshold, cfg.data.balance.target_recall)
+                task.state["threshold"] = tuned["threshold"]
+            c_out = {s: task.outputs(raw) for s, raw in c_raw.items()}
+            task.state.pop("threshold", None)
             central = {"model": name, "epochs": budget, "best_epoch": info.best_epoch, "monitor": info.monitor,
                        "seconds": round(time.perf_counter() - tic, 3),
                        "val": api._summary(task.name, task.metrics(data.y["val"], c_out["val"])),
@@ -471,6 +482,8 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
             say(f"privacy: clients spent epsilon {chosen['privacy']['epsilon']:.3f} at most (budget {privacy.epsilon:g}, "
                 f"delta {privacy.delta:.2g}); noise multipliers {min(c['noise_multiplier'] for c in fed['clients']):.3f}-"
                 f"{max(c['noise_multiplier'] for c in fed['clients']):.3f}")
+        if tune_threshold:  # as forgeml train does: P(positive) >= threshold, tuned on validation, kept in the manifest
+            api._set_threshold(task, cfg.data.balance, data.y["val"], task.outputs(val_raw)["proba"], say)
         result = api._finish(cfg, run_dir, data, chosen, [chosen], tracker, say, extra={"federated": summary})
         result.manifest["federated"] = {**summary["options"], "kept_round": fed["kept_round"],
                                         "central_test": central["test"] if central else None}
@@ -537,13 +550,15 @@ def _run_rounds(opts, client_data: _ClientData, server_model, task, data, monito
     saved_random = random.getstate()
     random.seed(client_data.seed)  # Flower samples (all) clients with `random`: a fixed order, reproducible sums
     tic = time.perf_counter()
+    calibrate = _calibrate_once() if client_data.train_cfg.privacy is not None else contextlib.nullcontext()
     try:
-        if opts.engine == "local":
-            grid = _local_grid_class()(_client_app(client_data), opts.clients, on_reply)
-            strategy.start(grid=grid, initial_arrays=initial, num_rounds=opts.rounds, train_config=train_config,
-                           evaluate_fn=evaluate_fn)
-        else:
-            _simulate(opts, client_data, strategy, initial, train_config, evaluate_fn)
+        with calibrate:
+            if opts.engine == "local":
+                grid = _local_grid_class()(_client_app(client_data), opts.clients, on_reply)
+                strategy.start(grid=grid, initial_arrays=initial, num_rounds=opts.rounds, train_config=train_config,
+                               evaluate_fn=evaluate_fn)
+            else:
+                _simulate(opts, client_data, strategy, initial, train_config, evaluate_fn)
     finally:
         random.setstate(saved_random)
         progress.close()
@@ -553,6 +568,25 @@ def _run_rounds(opts, client_data: _ClientData, server_model, task, data, monito
                       for c in strategy.last_client_metrics), key=lambda c: c["client"])
     return {"rounds": rounds, "kept_round": best["round"], "best_state": best["state"], "clients": clients,
             "seconds": time.perf_counter() - tic}
+
+
+@contextlib.contextmanager
+def _calibrate_once():
+    """Remember Opacus' noise calibration for this run. Each round, every DP client makes a fresh optimizer private
+    with ``make_private_with_epsilon``, which searches for the noise multiplier of (epsilon, delta, sample rate,
+    epochs): the same answer every round, and seconds of work each time. A pure function of scalars, so it is cached
+    while the rounds run (in this process; Ray actors calibrate for themselves) and restored afterwards."""
+    try:
+        import opacus.privacy_engine as engine
+    except ImportError:
+        yield
+        return
+    original = engine.get_noise_multiplier
+    engine.get_noise_multiplier = functools.lru_cache(maxsize=None)(original)
+    try:
+        yield
+    finally:
+        engine.get_noise_multiplier = original
 
 
 def _simulate(opts, client_data, strategy, initial, train_config, evaluate_fn) -> None:
@@ -658,6 +692,10 @@ def report_section(run_dir, metrics: dict) -> list[str]:
         _table(["client", "rows", "label skew (TV distance)", *classes],
                [[c["client"], c["rows"], c["label_skew"], *c["class_counts"].values()] for c in part["clients"]]),
     ]
+    if metrics.get("privacy"):
+        parts.append("<p class=note>Differential privacy here is per client: every client ran DP-SGD on its own rows, "
+                     "with its noise calibrated for all rounds, and the figures in the Differential privacy section are "
+                     "the worst client's. The centralized comparison spent the same budget on the pooled rows.</p>")
     plot = run_dir / "plots" / PLOT
     if plot.is_file():
         parts.append(_img(plot))
