@@ -29,7 +29,7 @@ EXPERIMENTS = {
     "text": {
         "data": {"source": "bundled:tweets"},
         "model": {"name": "text", "hidden": 64, "embedding_dim": 64},
-        "train": {"epochs": 12, "lr": 2e-3, "early_stopping": {"patience": 4}},
+        "train": {"epochs": 6, "lr": 2e-3, "early_stopping": {"patience": 3}},
         "variants": {"delete 0.1 + 1 swap": {"text": {"delete": 0.1, "swap": 1}}},
     },
     "tables": {

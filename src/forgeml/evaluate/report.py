@@ -56,6 +56,7 @@ def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots
             won = better(primary, m, b)
             parts.append(f"<p class={'good' if won else 'bad'}>On test {primary}, the model {'beats' if won else 'does not beat'} "
                          f"the baseline ({m:.4f} vs {b:.4f}).</p>")
+    parts += _preparation(manifest)
     if metrics.get("privacy"):
         parts += _privacy(metrics["privacy"])
     if len(metrics.get("candidates", [])) > 1:
@@ -106,6 +107,38 @@ def _compression(run_dir: Path) -> list[str]:
     if plot.is_file():
         parts.append(_img(plot))
     return parts
+
+
+def _preparation(manifest: dict) -> list[str]:
+    """What data.clean and data.balance did, fitted on the training split (empty when nothing beyond the defaults)."""
+    pre, prep = manifest["preprocessing"], manifest["data"].get("preparation", {})
+    num, cat = pre.get("numeric", {}), pre.get("categorical", {})
+    lines = []
+    if "duplicates" in prep:
+        lines.append(f"{prep['duplicates']} exact duplicate rows removed before splitting")
+    for why, n in prep.get("training_rows_dropped", {}).items():
+        lines.append(f"{n} training rows dropped ({why}); validation and test rows are filled and clipped instead")
+    if num.get("scale_method", "standard") != "standard":
+        lines.append(f"numeric columns scaled: {num['scale_method']}")
+    if "clip" in num:
+        lines.append("numeric outliers clipped to training quantiles")
+    if num.get("indicator"):
+        lines.append(f"missing-value indicators for {', '.join(num['indicator'])}")
+    if cat.get("missing") == "most_frequent":
+        lines.append("missing categories filled with the most frequent training level")
+    if pre.get("text", {}).get("normalize"):
+        lines.append(f"text normalized: {', '.join(pre['text']['normalize'])}")
+    if bal := prep.get("balance"):
+        lines.append(f"training split rebalanced by {bal['method']}: class counts {bal['train_class_counts_before']} -> "
+                     f"{bal['train_class_counts_after']} (validation and test keep the real balance)")
+    if tuned := manifest["target"].get("threshold_tuning"):
+        labels = manifest["target"].get("labels", [])
+        lines.append(f"decision threshold P({labels[1] if len(labels) > 1 else 'positive'}) >= {tuned['threshold']:.4f}, "
+                     f"tuned on validation for {tuned['tuned_for']} (val precision {tuned['val_precision']:.3f}, "
+                     f"recall {tuned['val_recall']:.3f})")
+    if not lines:
+        return []
+    return ["<h2>Data preparation</h2><ul>", *(f"<li>{html.escape(line)}</li>" for line in lines), "</ul>"]
 
 
 def _privacy(p: dict) -> list[str]:
