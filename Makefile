@@ -1,4 +1,4 @@
-# Two entry points: `make demo` (install + quickstart + compress) and `make test` (install + dev extras + pytest).
+# Two entry points: `make demo` (install + quickstart + compress + explain) and `make test` (install + dev extras + pytest).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -26,6 +26,7 @@ install-dev: $(VENV)/.installed-dev
 demo: install
 	$(BIN)/forgeml quickstart
 	$(BIN)/forgeml compress runs/quickstart --quantize int8 --prune 0.5
+	$(BIN)/forgeml explain runs/quickstart -q
 
 test: install-dev
 	$(BIN)/python -m pytest -q
