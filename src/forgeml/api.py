@@ -103,9 +103,9 @@ def prepare(cfg: Config, say: Say = lambda m: None) -> Prepared:
     numeric = [f.name for f in splits.features if f.type == "numeric"]
     categorical = [f.name for f in splits.features if f.type == "categorical"]
     train_rows = splits.raw["train"]
-    bounds = (quantile_bounds(numeric_frame(train_rows, numeric), clean.outliers.quantiles)
-              if numeric and clean.outliers.method != "none" else None)
-    drops = training_rows_to_drop(train_rows, numeric, categorical, clean, bounds)
+    values = numeric_frame(train_rows, numeric) if numeric else np.zeros((len(train_rows), 0), np.float32)
+    bounds = quantile_bounds(values, clean.outliers.quantiles) if numeric and clean.outliers.method != "none" else None
+    drops = training_rows_to_drop(train_rows, values, categorical, clean, bounds)
     if drops:
         keep = ~np.logical_or.reduce(list(drops.values()))
         if not keep.any():

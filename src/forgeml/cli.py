@@ -118,12 +118,10 @@ def train(
 ):
     """Train a model on a data file; prints the config it chose, the test metrics and the report's path."""
     from forgeml import api
-    from forgeml.config import load_config, merge
+    from forgeml.config import merge
     from forgeml.errors import ConfigError
 
-    base = load_config(config) if config else {}
-    if model and base.get("model", {}).get("name") != model:
-        base = {**base, "model": {"name": model}}  # another model: the file's model keys belong to the old one
+    base = _base_config(config, model)
     overrides = {
         "name": name or (None if base.get("name") else _default_name(data)),
         "task": task,
@@ -145,6 +143,16 @@ def train(
         raise ConfigError("give the data with --data PATH (or data.source in --config)")
     _print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet,
                             source=f"{config} + options" if config else "options"))
+
+
+def _base_config(config: Optional[Path], model: Optional[str]) -> dict:
+    """The --config file as a dict, with --model applied (another model: the file's model keys belong to the old one)."""
+    from forgeml.config import load_config
+
+    base = load_config(config) if config else {}
+    if model and base.get("model", {}).get("name") != model:
+        base = {**base, "model": {"name": model}}
+    return base
 
 
 def _data_options(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator, scale,
@@ -358,12 +366,10 @@ def cv(
     """K-fold cross-validation: trains one run per fold and reports each metric's mean and standard deviation
     (stratified folds for classification; group folds with --group-col; expanding time folds with --time-col)."""
     from forgeml import api
-    from forgeml.config import load_config, merge
+    from forgeml.config import merge
     from forgeml.errors import ConfigError
 
-    base = load_config(config) if config else {}
-    if model and base.get("model", {}).get("name") != model:
-        base = {**base, "model": {"name": model}}
+    base = _base_config(config, model)
     default = _default_name(data)
     cfg_dict = merge(base, {
         "name": name or (None if base.get("name") else default and f"{default}-cv"),
@@ -459,12 +465,10 @@ def federate(
 ):
     """Federated learning with Flower: split the training data across simulated clients, train, compare with central."""
     from forgeml import api
-    from forgeml.config import load_config, merge
+    from forgeml.config import merge
     from forgeml.errors import ConfigError
 
-    base = load_config(config) if config else {}
-    if model and base.get("model", {}).get("name") != model:
-        base = {**base, "model": {"name": model}}
+    base = _base_config(config, model)
     default = _default_name(data)
     overrides = {
         "name": name or (None if base.get("name") else (f"{default}-federated" if default else None)),

@@ -18,7 +18,7 @@ import torch
 
 from forgeml import artifacts
 from forgeml.compress.measure import speed
-from forgeml.errors import ConfigError, DataError, RunError
+from forgeml.errors import ConfigError, DataError
 
 COMPRESSION = "compression.json"
 

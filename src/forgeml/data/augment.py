@@ -70,7 +70,7 @@ def batch_augmenter(cfg, task_name: str) -> Optional[Callable]:
     return augment
 
 
-def _uniform(g, n: int, low: float, high: float, device) -> "torch.Tensor":  # noqa: F821
+def _uniform(g, n: int, low: float, high: float, device):
     import torch
 
     return (low + (high - low) * torch.rand(n, generator=g)).to(device)

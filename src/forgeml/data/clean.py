@@ -34,17 +34,15 @@ def quantile_bounds(values: np.ndarray, quantiles: tuple[float, float]) -> tuple
     return np.nan_to_num(lo, nan=-np.inf).astype(np.float32), np.nan_to_num(hi, nan=np.inf).astype(np.float32)
 
 
-def training_rows_to_drop(df: pd.DataFrame, numeric: list[str], categorical: list[str], clean, bounds) -> dict[str, np.ndarray]:
-    """Masks of training rows removed by data.clean (missing: drop, outliers: drop), by reason."""
-    from forgeml.data.preprocess import numeric_frame
-
+def training_rows_to_drop(df: pd.DataFrame, values: np.ndarray, categorical: list[str], clean, bounds) -> dict[str, np.ndarray]:
+    """Masks of training rows removed by data.clean (missing: drop, outliers: drop), by reason. ``values``: the
+    numeric columns as floats (forgeml.data.preprocess.numeric_frame)."""
     drops: dict[str, np.ndarray] = {}
-    values = numeric_frame(df, numeric) if numeric else np.zeros((len(df), 0), np.float32)
-    if clean.missing.numeric == "drop" and numeric:
+    if clean.missing.numeric == "drop" and values.shape[1]:
         drops["missing numeric value"] = ~np.isfinite(values).all(axis=1)
     if clean.missing.categorical == "drop" and categorical:
         drops["missing categorical value"] = df[categorical].isna().any(axis=1).to_numpy()
-    if clean.outliers.method == "drop" and numeric:
+    if clean.outliers.method == "drop" and values.shape[1]:
         lo, hi = bounds
         with np.errstate(invalid="ignore"):
             drops["outlier"] = ((values < lo) | (values > hi)).any(axis=1)

@@ -209,7 +209,6 @@ def _index_names(ctx: _Context, idx: list[int]) -> list[str]:
 # --------------------------------------------------------------------------------------------- tables
 def _tables(ctx: _Context, methods: list[str]) -> None:
     from forgeml.explain import render
-    from forgeml.explain.local import record
     from forgeml.explain.permutation import MAX_ROWS, permutation_importance
 
     model = ctx.model
@@ -234,13 +233,8 @@ def _tables(ctx: _Context, methods: list[str]) -> None:
     for method in local:
         ctx.say(f"  {NAMES[method]} on {len(idx)} row(s) ...")
         loc = ctx.local(arrays, frame, method)
-        for k, i in enumerate(idx):
-            rec = {"index": i, **record(model, loc, k)}
-            if truths:
-                rec["true"] = truths[k]
-            rec["heading"] = f"{render.heading(rec, names[k], truths[k] if truths else None)} [{NAMES[method]}]"
-            instances.append(rec)
-        recs = [r for r in instances if r["method"] == method]
+        recs = _records(model, loc, idx, names, truths, suffix=f" [{NAMES[method]}]")
+        instances += recs
         render.rows_plot(recs[:9], f"attribution ({ctx.result['units']})", ctx.file(f"rows_{method}.png"))
         feats = loc.features
         render.write_csv([{"row": r["index"], "prediction": r["prediction"], **r["attributions"]} for r in recs],
@@ -248,10 +242,24 @@ def _tables(ctx: _Context, methods: list[str]) -> None:
     ctx.result["instances"] = instances
 
 
+def _records(model, loc, idx, names: list[str], truths, suffix: str = "") -> list[dict]:
+    """One explanation record per picked row: its attributions, its true label when known, and a heading."""
+    from forgeml.explain import render
+    from forgeml.explain.local import record
+
+    recs = []
+    for k, i in enumerate(idx):
+        rec = {"index": i, **record(model, loc, k)}
+        if truths:
+            rec["true"] = truths[k]
+        rec["heading"] = render.heading(rec, names[k], truths[k] if truths else None) + suffix
+        recs.append(rec)
+    return recs
+
+
 # --------------------------------------------------------------------------------------------- text
 def _texts(ctx: _Context, methods: list[str]) -> None:
     from forgeml.explain import render
-    from forgeml.explain.local import record
 
     model = ctx.model
     idx = ctx.picked(ctx.opts.rows)
@@ -261,14 +269,7 @@ def _texts(ctx: _Context, methods: list[str]) -> None:
     instances = []
     for method in methods:
         ctx.say(f"  {NAMES[method]} on {len(idx)} text(s) ...")
-        loc = ctx.local(arrays, frame, method)
-        recs = []
-        for k, i in enumerate(idx):
-            rec = {"index": i, **record(model, loc, k)}
-            if truths:
-                rec["true"] = truths[k]
-            rec["heading"] = render.heading(rec, names[k], truths[k] if truths else None)
-            recs.append(rec)
+        recs = _records(model, ctx.local(arrays, frame, method), idx, names, truths)
         note = (f"{NAMES[method]}: each token's contribution to the {ctx.result['units']}; green for it, red against it "
                 "(hover a token for its value). Baseline: " + ctx.result["baseline"] + ".")
         artifacts.write_text(ctx.file(f"text_{method}.html"), render.text_html(recs, f"{model.run_dir.name}: {NAMES[method]}", note))

@@ -301,7 +301,7 @@ def _level_codes(levels: list, missing_is_mode: bool) -> dict:
 def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict):
     """The complete ONNX model (an onnx.ModelProto) for a trained estimator and its preprocessing."""
     onnx = require("onnx", "export", "forgeml export")
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     if model_kind == "lightgbm":
         n_features = input_shapes["numeric"] + len(input_shapes["categorical"])

@@ -96,7 +96,7 @@ def make_compatible(model: nn.Module, sample: Optional[dict] = None, target: Opt
     if problems:
         raise ConfigError(
             "these layers cannot be trained with differential privacy (Opacus), even after the automatic "
-            f"replacements:\n  " + "\n  ".join(problems) +
+            "replacements:\n  " + "\n  ".join(problems) +
             "\nchoose another model (model: mlp without text columns, cnn, or text with encoder: bilstm), "
             "or train without train.privacy")
     return fixed, replaced

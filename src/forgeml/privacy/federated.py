@@ -34,7 +34,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from forgeml.errors import ConfigError, MissingExtraError, RunError, require
+from forgeml.errors import ConfigError, RunError, require
 
 STRATEGIES = ("fedavg", "fedprox")
 ENGINES = ("local", "simulation")
@@ -502,7 +502,6 @@ def _fmt(v) -> str:
 def _run_rounds(opts, client_data: _ClientData, server_model, task, data, monitor: str, tracker, quiet: bool,
                 evaluate_split) -> dict:
     """Run the Flower strategy for ``opts.rounds`` rounds; evaluate the global model on validation after each."""
-    import torch
     from flwr.app import ArrayRecord, ConfigRecord, MetricRecord
 
     from forgeml.progress import TrainProgress

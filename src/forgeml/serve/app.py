@@ -194,39 +194,58 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
             problems.append(f"{where}: {e.get('msg')}")
         return _error(422, "; ".join(problems) or "invalid request")
 
-    async def _predict(name: str, version: Optional[str], request: Request):
+    def _lookup(name: str, version: Optional[str]):
+        """(the served model, None), or (None, a 404 naming what is served)."""
         model = registry.get(name, version)
-        if model is None:
-            if name in registry.models:
-                return _error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
-            return _error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+        if model is not None:
+            return model, None
+        if name in registry.models:
+            return None, _error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
+        return None, _error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+
+    async def _instances(request: Request, limit: int, optional: tuple[str, ...] = ()):
+        """(the JSON body, None), or (None, a 400/413/422 saying what is wrong with it). The body is parsed by hand
+        so that deeply nested or non-finite JSON gets a 4xx instead of an exception."""
+        shape = "{\"instances\": [{feature: value, ...}, ...]" + "".join(f", \"{k}\": ..." for k in optional) + "}"
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return None, _error(400, f"the body is not valid JSON (expected {shape})")
+        if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances", *optional}:
+            return None, _error(422, f"the body must be an object {shape}: 'instances' is a non-empty list of objects"
+                                     + (f"; {', '.join(optional)} optional" if optional else ""))
+        if not body["instances"]:
+            return None, _error(422, "'instances' is empty")
+        if len(body["instances"]) > limit:
+            return None, _error(413, f"{len(body['instances'])} instances in one request; the limit is {limit}")
+        return body, None
+
+    def _bad_input(exc: InputError):
+        where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
+        return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
+
+    async def _predict(name: str, version: Optional[str], request: Request):
+        model, problem = _lookup(name, version)
+        if problem:
+            return problem
         batcher = batchers[(model.name, model.version)]
         batcher.arriving += 1  # from here until queued: the batcher may wait (up to max_wait_ms) for this request
         try:
+            body, problem = await _instances(request, settings.max_instances)
+            if problem:
+                return problem
             try:
-                body = json.loads(await request.body())
-            except (ValueError, RecursionError):
-                return _error(400, "the body is not valid JSON (expected {\"instances\": [{feature: value, ...}, ...]})")
-            if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances"}:
-                return _error(422, "the body must be an object with one key, 'instances': a non-empty list of objects")
-            rows = body["instances"]
-            if not rows:
-                return _error(422, "'instances' is empty")
-            if len(rows) > settings.max_instances:
-                return _error(413, f"{len(rows)} instances in one request; the limit is {settings.max_instances}")
-            try:
-                feed = model.feed(rows)
+                feed = model.feed(body["instances"])
             except InputError as exc:
-                where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
-                return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
+                return _bad_input(exc)
         finally:
             batcher.arriving -= 1
-        out = await batcher.submit(feed, len(rows))
+        out = await batcher.submit(feed, len(body["instances"]))
         # a JSONResponse, not a dict: the response model documents the shape, re-validating it per request is waste
         return JSONResponse({"model": model.name, "version": model.version, "labels": model.labels, **model.response(out)})
 
-    # The body is parsed by hand (not by a pydantic parameter) so that deeply nested or non-finite JSON gets a 4xx
-    # instead of an exception; `openapi_extra` still documents it with the pydantic model.
+    # The body is parsed by hand (_instances), not by a pydantic parameter; `openapi_extra` still documents it with
+    # the pydantic model.
     body_doc = {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}}
 
     @app.post("/v1/models/{name}/predict", response_model=PredictResponse, dependencies=[Depends(authorized)],
@@ -246,29 +265,19 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     async def _explain(name: str, version: Optional[str], request: Request):
         from starlette.concurrency import run_in_threadpool
 
-        model = registry.get(name, version)
-        if model is None:
-            if name in registry.models:
-                return _error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
-            return _error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, RecursionError):
-            return _error(400, "the body is not valid JSON (expected {\"instances\": [{feature: value, ...}], \"method\": \"ig\"})")
-        if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances", "method"}:
-            return _error(422, "the body must be an object with 'instances' (a non-empty list of objects) and optionally 'method'")
+        model, problem = _lookup(name, version)
+        if problem:
+            return problem
+        body, problem = await _instances(request, EXPLAIN_MAX, optional=("method",))
+        if problem:
+            return problem
         rows = body["instances"]
-        if not rows:
-            return _error(422, "'instances' is empty")
-        if len(rows) > EXPLAIN_MAX:
-            return _error(413, f"{len(rows)} instances in one explain request; the limit is {EXPLAIN_MAX}")
         try:
             method = explainers.method(model, body.get("method"))
             model.feed(rows)  # the same schema checks as predict: 422 naming the row and field
             result = await run_in_threadpool(explainers.explain, model, rows, method)
         except InputError as exc:
-            where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
-            return _error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
+            return _bad_input(exc)
         except ExplainProblem as exc:
             return _error(exc.status, str(exc))
         return JSONResponse(result)
