@@ -124,7 +124,7 @@ def epoch_overheads(build, data, tcfg, reps: int = 15) -> dict[str, float]:
     from forgeml.train import checkpoint
     from forgeml.train.loop import predict_raw
     from forgeml.train.optim import make_optimizer, make_schedule
-    from forgeml.train.precision import grad_scaler
+    from forgeml.precision import grad_scaler
 
     model, task, xv, yv = build(), data.task, data.enc["val"], data.y["val"]
     opt = make_optimizer(model, tcfg)

@@ -97,8 +97,8 @@ note("start-up, imports")
 threading.Thread(target=sampler, daemon=True).start()
 tic = time.perf_counter()
 import forgeml.cli as cli
-import forgeml.data.profile as prof
-import forgeml.evaluate.profile_report as rep
+import forgeml.profile.analyze as prof
+import forgeml.profile.report as rep
 
 captured = {}
 real_source = prof.profile_source

@@ -10,7 +10,7 @@ from forgeml.config import MODEL_PARAMS, Config
 
 HEADER = """# Config reference
 
-Generated from the pydantic models in `src/forgeml/config.py` by `make docs`; do not edit by hand.
+Generated from the pydantic models in `src/forgeml/config/` by `make docs`; do not edit by hand.
 Every key has a default except `data.source`. The JSON schema is `docs/config.schema.json`.
 
 ```yaml
@@ -69,6 +69,11 @@ def section(title: str, model: type[BaseModel], prefix: str) -> list[str]:
 def main() -> None:
     lines = HEADER.splitlines() + [""]
     lines += section("top level", Config, "")
+    from forgeml.core import TASKS
+
+    for name, family in TASKS.items():
+        if getattr(family, "Config", None) is not None:
+            lines += section(f"task: {name}", family.Config, "task.")
     lines += ["## `model`", "", "Chosen by `model.name`; each model has its own keys.", ""]
     for name, cls in MODEL_PARAMS.items():
         lines += section(f"model: {name}", cls, "model.")

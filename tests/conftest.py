@@ -56,3 +56,15 @@ def user_error(capsys, *argv: str) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
     assert starts, out.err
     return "\n".join(lines[starts[-1]:])
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The test machine is shared: one torch thread avoids oversubscription (and is faster here). Use it in a module
+    with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

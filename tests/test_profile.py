@@ -10,7 +10,7 @@ import pytest
 
 from conftest import cli, user_error
 
-from forgeml.data.profile import profile
+from forgeml.profile.analyze import profile
 
 
 def warnings_of(result: dict, kind: str) -> list[dict]:
@@ -36,7 +36,7 @@ def leak_frame(rows: int = 4000, seed: int = 0) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------- class balance
 @pytest.fixture(scope="module")
 def default_profile() -> dict:
-    from forgeml.data.profile import profile_source
+    from forgeml.profile.analyze import profile_source
 
     return profile_source("bundled:default")
 
@@ -168,7 +168,7 @@ def test_entirely_missing_column_is_reported_not_fatal():
 
 # --------------------------------------------------------------------------------------------- HTML report and CLI
 def test_html_report_is_self_contained(tmp_path):
-    from forgeml.evaluate.profile_report import write_report
+    from forgeml.profile.report import write_report
 
     df = leak_frame(1500)
     df.loc[::7, "x2"] = np.nan
@@ -251,7 +251,7 @@ def test_out_is_a_folder(in_tmp, capsys):
 
 @pytest.mark.parametrize("y", [["b", "a", "b", "c"], [1.0, 2.0, 1.0, 3.0], [True, False, True, True], [1, "1", 2, "x"]])
 def test_target_encoding_matches_training(y):
-    from forgeml.data.profile import encode_target
+    from forgeml.profile.analyze import encode_target
     from forgeml.tasks import fit_task
 
     y = pd.Series(y, dtype=object if isinstance(y[1], str) and not isinstance(y[0], str) else None)

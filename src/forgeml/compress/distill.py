@@ -90,7 +90,7 @@ def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch
 
     def loss(out: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
         out, teacher = out.float(), packed[:, 1:]
-        if task.name == "classification":
+        if "labels" in task.tags:
             hard = task.loss(out, packed[:, 0].long())
             t = temperature
             soft = F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(teacher / t, dim=1),
@@ -106,7 +106,7 @@ def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch
 def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], data_cfg, train_cfg,
             temperature: float = 4.0, alpha: float = 0.7, epochs: int | None = None, progress=None,
             transfer: Optional[tuple] = None) -> Distilled:
-    """Train ``student`` on ``splits`` (a forgeml.api.Splits) against the teacher's raw outputs on its training rows
+    """Train ``student`` on ``splits`` (a forgeml.tasks.supervised.Splits) against the teacher's raw outputs on its training rows
     (logits or standardized values, in ``splits.raw['train']`` order), early-stopping on the validation labels.
 
     ``transfer``: optional extra training rows (rows DataFrame, encoded labels, teacher raw outputs), e.g. augmented
@@ -129,7 +129,7 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
         soft = soft[:, None]
     if soft.shape != (len(y), task.out_dim):
         raise DataError(f"teacher outputs have shape {soft.shape}, expected ({len(y)}, {task.out_dim}): one row per training "
-                        f"row and {task.out_dim} {'logits' if task.name == 'classification' else 'value'} for this {task.name} task")
+                        f"row and {task.out_dim} {'logits' if 'labels' in task.tags else 'value'} for this {task.name} task")
     if not np.isfinite(soft).all():
         raise DataError("teacher outputs contain NaN or infinite values")
 

@@ -14,12 +14,16 @@ from torch import nn
 
 from forgeml.errors import ConfigError
 
-SUPPORTED = ("cnn", "mlp")  # model names whose channels/neurons can be removed
+def prunable() -> list[str]:
+    """The learners whose channels/neurons can be removed (tag ``prunable``)."""
+    from forgeml.core import LEARNERS
+
+    return LEARNERS.tagged("prunable")
 
 
 def _check(model_name: str, ratio: float) -> None:
-    if model_name not in SUPPORTED:
-        raise ConfigError(f"pruning supports the models {', '.join(SUPPORTED)}; {model_name!r} is not one of them")
+    if model_name not in prunable():
+        raise ConfigError(f"pruning supports the models {', '.join(prunable())}; {model_name!r} is not one of them")
     if not 0 < ratio < 1:  # also rejects NaN
         raise ConfigError(f"pruning ratio must be strictly between 0 and 1 (e.g. 0.5 removes half the channels), got {ratio}")
 
@@ -94,7 +98,7 @@ def pruned_params(model_name: str, params, model: nn.Module):
 
 def fine_tune(model, task, data, train_cfg, epochs: int, lr_scale: float = 0.2, progress=None):
     """A short recovery fine-tune on the training split, validated on the validation split; the best epoch by
-    val_loss is kept. `data` is a forgeml.api.Prepared. Returns fit's FitResult."""
+    val_loss is kept. `data` is a forgeml.tasks.supervised.Prepared. Returns fit's FitResult."""
     from forgeml.train.loop import fit
 
     if epochs < 1 or not lr_scale > 0:

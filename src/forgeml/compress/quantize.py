@@ -19,21 +19,26 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from forgeml.core import LEARNERS
 from forgeml.errors import ConfigError, require
+from forgeml.models import get_model
 
-# per model type: the int8 methods that apply, the first one is the model's "int8" variant
-METHODS = {"cnn": ("static", "dynamic"), "mlp": ("static", "dynamic"), "text": ("dynamic",), "minilm": ("dynamic",)}
-# a dynamic-quantized conv (ConvInteger) is slower than fp32 on CPUs: only report static for CNNs unless asked
-DEFAULT_METHODS = {"cnn": ("static",), "mlp": ("static", "dynamic"), "text": ("dynamic",), "minilm": ("dynamic",)}
+def quantizable(model_name: str) -> tuple[str, ...]:
+    """The int8 methods a learner supports (its ``quantize:static`` / ``quantize:dynamic`` tags)."""
+    tags = get_model(model_name).tags
+    return tuple(m for m in ("static", "dynamic") if f"quantize:{m}" in tags)
 
 
 def methods_for(model_name: str) -> tuple[str, ...]:
-    if model_name not in METHODS:
-        supported = ", ".join(sorted(METHODS))
-        raise ConfigError(f"int8 quantization applies to the neural models ({supported}); {model_name!r} is a tree "
-                          "ensemble with no weight matrices to quantize: distill it into a neural student instead "
-                          "(--distill --student mlp)")
-    return DEFAULT_METHODS[model_name]
+    """The methods measured by default; the first is the run's "int8" variant. A dynamic-quantized convolution
+    (ConvInteger) is slower than fp32 on CPUs, so learners tagged ``conv`` get static only."""
+    methods = quantizable(model_name)
+    if not methods:
+        supported = ", ".join(n for n, _ in LEARNERS.items() if quantizable(n))
+        raise ConfigError(f"int8 quantization applies to the neural models ({supported}); {model_name!r} has no weight "
+                          "matrices to quantize: distill it into a neural student instead (--distill --student mlp)")
+    conv = "conv" in get_model(model_name).tags
+    return tuple(m for m in methods if not (conv and m == "dynamic"))
 
 
 class _Reader:

@@ -64,16 +64,18 @@ class CompressOptions:
 
 
 def _metric_name(task) -> str:
-    return "accuracy" if task.name == "classification" else task.primary_metric
+    return "accuracy" if "labels" in task.tags else task.primary_metric
 
 
 def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda m: None, quiet: bool = True) -> dict:
-    from forgeml.api import _summary, load, run_config, split_data
+    from forgeml.run import load, run_config, summary
+    from forgeml.tasks.supervised import split_data
     from forgeml.compress import quantize as quant
     from forgeml.export import onnx as ox
 
     options.check()
     model = load(run)
+    model.require_target("forgeml compress")
     run_dir, manifest, task = model.run_dir, model.manifest, model.task
     name, kind = manifest["model"]["name"], manifest["model"]["kind"]
     # fail before any work on requests the model cannot honour
@@ -82,11 +84,11 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
                           "training rows without it, which would void the guarantee (--quantize int8 does not train)")
     q_methods = quant.methods_for(name) if options.quantize else ()
     if options.prune:
-        from forgeml.compress.prune import SUPPORTED
+        from forgeml.compress.prune import prunable
 
-        if name not in SUPPORTED:
-            raise ConfigError(f"pruning removes channels/neurons of {', '.join(SUPPORTED)} models; this run's model is {name!r}"
-                              + (" (use --quantize int8 or --distill instead)" if name in quant.METHODS else " (use --distill instead)"))
+        if name not in prunable():
+            raise ConfigError(f"pruning removes channels/neurons of {', '.join(prunable())} models; this run's model is {name!r}"
+                              + (" (use --quantize int8 or --distill instead)" if quant.quantizable(name) else " (use --distill instead)"))
     if options.distill and not options.student:
         raise ConfigError("--distill needs --student MODEL (e.g. text, mlp or cnn)")
     cfg = run_config(run_dir)
@@ -119,7 +121,7 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
 
     def score(outputs: dict) -> dict:
         m = task.metrics(y_test, outputs)
-        return {"test_" + _metric_name(task): m[_metric_name(task)], "test_metrics": _summary(task.name, m)}
+        return {"test_" + _metric_name(task): m[_metric_name(task)], "test_metrics": summary(task.name, m)}
 
     def measure_onnx(variant: str, path: Path, extra: dict, feed=test_feed) -> dict:
         sess = ox.session(path, options.threads)
@@ -173,10 +175,8 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
 
 
 def _native_runner(model, kind: str):
-    if kind == "lightgbm":
-        from forgeml.models import gbdt
-
-        return lambda arrays: gbdt.raw_outputs(model.estimator, arrays, model.task)
+    if kind != "torch":  # a learner with its own runtime (LightGBM)
+        return lambda arrays: model.learner.raw(model.estimator, arrays, model.task)
     net = model.estimator.eval()
 
     @torch.no_grad()
@@ -187,7 +187,7 @@ def _native_runner(model, kind: str):
 
 
 def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
-    from forgeml.api import _raw_outputs
+    from forgeml.models import raw_outputs
     from forgeml.compress import prune as pr
     from forgeml.config import MODEL_PARAMS
     from forgeml.export import onnx as ox
@@ -200,7 +200,7 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
     say(f"  pruning {ratio:.0%} of channels/neurons, then fine-tuning {options.fine_tune_epochs} epochs ...")
     pruned = pr.prune(model.estimator, m["name"], ratio, example)
     data = SimpleNamespace(enc=enc, y=splits.y)
-    before = model.task.metrics(splits.y["test"], model.task.outputs(_raw_outputs(pruned, m["name"], enc["test"], model.task)))[_metric_name(model.task)]
+    before = model.task.metrics(splits.y["test"], model.task.outputs(raw_outputs(pruned, m["name"], enc["test"], model.task)))[_metric_name(model.task)]
     pr.fine_tune(pruned, model.task, data, cfg.train, options.fine_tune_epochs, lr_scale=0.5,
                  progress=TrainProgress(variant, quiet))
     pruned = pruned.cpu().eval()  # fine-tuning may have run on a GPU; export and measure on the CPU
@@ -218,14 +218,14 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
 
 
 def _distill_variant(model, student_params, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
-    from forgeml.api import _raw_outputs
+    from forgeml.models import raw_outputs
     from forgeml.compress.distill import distill
     from forgeml.export import onnx as ox
     from forgeml.progress import TrainProgress
 
     tic = time.perf_counter()
     say(f"  teacher ({model.model_name}) outputs on {len(splits.raw['train'])} training rows ...")
-    teacher = _raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
+    teacher = raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
     transfer = None
     if options.augment:
         from forgeml.data.augment import text_copies
@@ -233,7 +233,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
         text_cols = [f.name for f in splits.features if f.type == "text"]
         extra = text_copies(splits.raw["train"], text_cols, options.augment, seed=cfg.train.seed)
         say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
-        extra_raw = _raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)
+        extra_raw = raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)
         transfer = (extra, np.tile(splits.y["train"], options.augment), extra_raw)
     say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={options.alpha:g}) ...")
     result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, options.alpha,
@@ -261,7 +261,7 @@ def _write(run_dir: Path, result: dict, manifest: dict) -> None:
     from datetime import datetime, timezone
 
     from forgeml.evaluate import plots
-    from forgeml.evaluate.report import rerender
+    from forgeml.evaluate.report import rerender, write_section
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for v in result["variants"]:
@@ -274,4 +274,29 @@ def _write(run_dir: Path, result: dict, manifest: dict) -> None:
     plots.compression(result, run_dir / "plots" / "compression.png")
     artifacts.write_json(run_dir / COMPRESSION, result)
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    write_section(run_dir, "70-compression", report_section(run_dir))
     rerender(run_dir)
+
+
+def report_section(run_dir: Path) -> list[str]:
+    """The report's \"Compression\" section, from compression.json."""
+    import html
+    import json
+
+    from forgeml.evaluate.html import img, table
+
+    result = json.loads((run_dir / "compression.json").read_text())
+    metric = "test_" + result["metric"]
+    base = next(v for v in result["variants"] if v["variant"] == "fp32")
+    rows = [[v["variant"], v["runtime"], v["size_bytes"] / 1e6, f"{base['size_bytes'] / v['size_bytes']:.2f}x", v[metric],
+             v["latency_ms_p50"], v["latency_ms_p95"], f"{base['latency_ms_p50'] / v['latency_ms_p50']:.2f}x",
+             round(v["throughput_per_s"])] for v in result["variants"]]
+    parts = ["<h2>Compression</h2>",
+             f"<p class=note>test split ({result['test_rows']} rows), {result['threads']} threads; ratios against fp32 "
+             f"({html.escape(base['runtime'])}).</p>",
+             table(["variant", "runtime", "size (MB)", "smaller", result["metric"], "p50 ms (batch 1)", "p95 ms",
+                     "faster (p50)", "rows/s (batch 64)"], rows)]
+    plot = run_dir / "plots" / "compression.png"
+    if plot.is_file():
+        parts.append(img(plot))
+    return parts

@@ -19,7 +19,7 @@ def check(cfg, task, input_groups: set[str]) -> None:
     """Reject settings that cannot apply, before anything is trained."""
     if cfg.method == "none" and cfg.threshold == "none":
         return
-    if task.name != "classification":
+    if "labels" not in task.tags:
         raise ConfigError(f"data.balance is for classification; this is a {task.name} task (leave data.balance out)")
     if cfg.threshold != "none" and task.out_dim != 2:
         raise ConfigError(f"data.balance.threshold is for binary tasks; this one has {task.out_dim} classes")

@@ -104,3 +104,10 @@ def to_array(value, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.
 def to_batch(values, mode: str, size: tuple[int, int], scale: float = 1.0) -> np.ndarray:
     return np.stack([to_array(v, mode, size, scale) for v in values]).astype(np.float32)
 
+
+def source_pixel_range(image_state: dict) -> float:
+    """The largest pixel value of the source: 255 for image files and 8-bit arrays, else the arrays' own maximum."""
+    if "pixel_range" in image_state:
+        return float(image_state["pixel_range"])
+    scale = image_state.get("array_scale", 1.0)  # runs from before pixel_range was recorded
+    return 255.0 if scale == 1.0 else float(scale)

@@ -1,112 +1,86 @@
-"""A self-contained report.html (plots embedded as base64) with metric tables, the baseline and the config."""
+"""The run's report.html: its own sections (metrics beside the baseline, data preparation, model selection, per-class
+scores, training, plots, config) plus the sections other capabilities wrote into the run's ``report/`` folder
+(federated learning, compression, explanations...). The report joins them by key; it imports none of them."""
 from __future__ import annotations
 
-import base64
 import html
+import json
 from pathlib import Path
 
+from forgeml import artifacts
+from forgeml.evaluate.html import img, page, table
+from forgeml.core import better
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:4px 10px;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.5em 0}
-pre{background:#f7f7f7;padding:1em;overflow:auto}.good{color:#0a0}.bad{color:#b00}.note{color:#555}"""
+SECTIONS = "report"  # RUN/report/<key>.html, joined in key order
+TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")
 
 
-def _fmt(v) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return html.escape(str(v))
+def write_section(run_dir: Path, key: str, parts: list[str]) -> None:
+    """Add (or replace) a section of the run's report. ``key`` orders it: the report's own sections are 10-metrics,
+    20-preparation, 25-privacy, 30-selection, 40-per-class, 50-training, 60-plots, 99-config; e.g. 70-compression
+    lands after the plots. Call ``rerender`` afterwards."""
+    artifacts.write_text(run_dir / SECTIONS / f"{key}.html", "".join(parts))
 
 
-def _table(header: list[str], rows: list[list]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_fmt(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+def rerender(run_dir: Path) -> None:
+    """(Re)build report.html from what the run folder holds."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    manifest = artifacts.read_manifest(run_dir)
+    sections = _own_sections(run_dir, manifest, metrics, (run_dir / "config.yaml").read_text())
+    folder = run_dir / SECTIONS
+    if folder.is_dir():
+        sections.update({f.stem: [f.read_text()] for f in folder.glob("*.html")})
+    parts = [p for key in sorted(sections) for p in sections[key]]
+    artifacts.write_text(run_dir / "report.html", page(f"forgeml {run_dir.name}", parts))
 
 
-def _img(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
-
-
-def render(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str, plots: list[Path]) -> str:
+def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str) -> dict[str, list[str]]:
     task = manifest["task"]
-    keys = [k for k in SUMMARY_KEYS[task] if metrics["test"].get(k) is not None]
+    keys = [k for k in metrics.get("summary_keys") or SUMMARY_KEYS[task] if metrics["test"].get(k) is not None]
     model_name = manifest["model"]["name"]
     base = metrics.get("baseline")
     rows = [[f"{model_name} (chosen)", *[metrics["test"].get(k) for k in keys]]]
     if base:
         rows.append([f"baseline: {base['name']}", *[base["test"].get(k) for k in keys]])
-    parts = [
+    summary = [
         f"<h1>forgeml run: {html.escape(run_dir.name)}</h1>",
         f"<p class=note>task: {task} · model: {html.escape(model_name)} · data: {html.escape(manifest['data']['source'])} · "
         f"rows train/val/test: {manifest['data']['rows']['train']}/{manifest['data']['rows']['val']}/{manifest['data']['rows']['test']}</p>",
         "<h2>Test metrics</h2>",
-        _table(["model", *keys], rows),
+        table(["model", *keys], rows),
     ]
     if base:
         primary = metrics.get("primary_metric")
         m, b = metrics["test"].get(primary), base["test"].get(primary)
         if m is not None and b is not None:
-            from forgeml.tasks import better
-
             won = better(primary, m, b)
-            parts.append(f"<p class={'good' if won else 'bad'}>On test {primary}, the model {'beats' if won else 'does not beat'} "
-                         f"the baseline ({m:.4f} vs {b:.4f}).</p>")
-    parts += _preparation(manifest)
+            summary.append(f"<p class={'good' if won else 'bad'}>On test {primary}, the model {'beats' if won else 'does not beat'} "
+                           f"the baseline ({m:.4f} vs {b:.4f}).</p>")
+    sections = {"10-metrics": summary, "20-preparation": _preparation(manifest)}
     if metrics.get("privacy"):
-        parts += _privacy(metrics["privacy"])
+        sections["25-privacy"] = _privacy(metrics["privacy"])
     if len(metrics.get("candidates", [])) > 1:
-        parts.append("<h2>Model selection (validation)</h2>")
-        parts.append(_table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
-                            [[c["model"], c["val"].get(metrics["primary_metric"]), c.get("seconds")] for c in metrics["candidates"]]))
-    if task == "classification":
+        sections["30-selection"] = [
+            "<h2>Model selection (validation)</h2>",
+            table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
+                  [[c["model"], c["val"].get(metrics["primary_metric"]), c.get("seconds")] for c in metrics["candidates"]])]
+    if "per_class" in metrics["test"]:
         per = metrics["test"]["per_class"]
-        parts.append("<h2>Per class (test)</h2>")
-        parts.append(_table(["class", "precision", "recall", "f1", "support"],
-                            [[lab, v["precision"], v["recall"], v["f1"], v["support"]] for lab, v in per.items()]))
+        sections["40-per-class"] = ["<h2>Per class (test)</h2>", table(
+            ["class", "precision", "recall", "f1", "support"], [[lab, v["precision"], v["recall"], v["f1"], v["support"]]
+                                                              for lab, v in per.items()])]
     if metrics.get("training"):
         t = metrics["training"]
-        parts.append(f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
-                     f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>")
-    if metrics.get("federated"):
-        from forgeml.privacy.federated import report_section
-
-        parts += report_section(run_dir, metrics)
-    parts.append("<h2>Plots</h2>")
-    parts += [_img(p) for p in plots]
-    if (run_dir / "compression.json").is_file():
-        parts += _compression(run_dir)
-    parts += _explanations(run_dir)
-    parts.append("<h2>Config</h2>")
-    parts.append(f"<pre>{html.escape(config_yaml)}</pre>")
-    return f"<!doctype html><html><head><meta charset=utf-8><title>forgeml {html.escape(run_dir.name)}</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+        sections["50-training"] = [
+            f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
+            f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>"]
+    plots = [run_dir / "plots" / f"{name}.png" for name in TRAINING_PLOTS]
+    sections["60-plots"] = ["<h2>Plots</h2>", *(img(p) for p in plots if p.is_file())]
+    sections["99-config"] = ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
+    return sections
 
 
-TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")
-
-
-def _compression(run_dir: Path) -> list[str]:
-    import json
-
-    result = json.loads((run_dir / "compression.json").read_text())
-    metric = "test_" + result["metric"]
-    base = next(v for v in result["variants"] if v["variant"] == "fp32")
-    rows = [[v["variant"], v["runtime"], v["size_bytes"] / 1e6, f"{base['size_bytes'] / v['size_bytes']:.2f}x", v[metric],
-             v["latency_ms_p50"], v["latency_ms_p95"], f"{base['latency_ms_p50'] / v['latency_ms_p50']:.2f}x",
-             round(v["throughput_per_s"])] for v in result["variants"]]
-    parts = ["<h2>Compression</h2>",
-             f"<p class=note>test split ({result['test_rows']} rows), {result['threads']} threads; ratios against fp32 "
-             f"({html.escape(base['runtime'])}).</p>",
-             _table(["variant", "runtime", "size (MB)", "smaller", result["metric"], "p50 ms (batch 1)", "p95 ms",
-                     "faster (p50)", "rows/s (batch 64)"], rows)]
-    plot = run_dir / "plots" / "compression.png"
-    if plot.is_file():
-        parts.append(_img(plot))
-    return parts
 
 
 def _preparation(manifest: dict) -> list[str]:
@@ -151,31 +125,7 @@ def _privacy(p: dict) -> list[str]:
              "<p class=note>Trained with DP-SGD (Opacus): Poisson-sampled batches, each row's gradient clipped, Gaussian "
              "noise added. The weights are (epsilon, delta)-differentially private with respect to the training rows; "
              "the preprocessing statistics and the baseline are computed without DP (the baseline is for reference).</p>",
-             _table(["", "value"], rows)]
+             table(["", "value"], rows)]
     if replaced:
         parts.append(f"<p class=note>layers replaced for DP: {html.escape(replaced)}</p>")
     return parts
-
-
-def _explanations(run_dir: Path) -> list[str]:
-    """After `forgeml explain RUN`: its section, from RUN/explanations/explanations.json (forgeml.explain.render)."""
-    import json
-
-    path = run_dir / "explanations" / "explanations.json"
-    if not path.is_file():
-        return []
-    from forgeml.explain.render import report_section
-
-    return report_section(json.loads(path.read_text()), path.parent)
-
-
-def rerender(run_dir: Path) -> None:
-    """Rebuild report.html from what the run folder holds (after compress or explain add sections)."""
-    import json
-
-    from forgeml.artifacts import read_manifest, write_text
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    plots = [run_dir / "plots" / f"{name}.png" for name in TRAINING_PLOTS]
-    write_text(run_dir / "report.html", render(run_dir, read_manifest(run_dir), metrics,
-                                               (run_dir / "config.yaml").read_text(), [p for p in plots if p.is_file()]))

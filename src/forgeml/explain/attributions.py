@@ -34,7 +34,7 @@ def captum_attr():
 
 # --------------------------------------------------------------------------------------------- the explained output
 def _units(model) -> Callable[[torch.Tensor], torch.Tensor]:
-    if model.task.name == "classification":
+    if "labels" in model.task.tags:
         return lambda out: torch.softmax(out.float(), dim=-1)
     scale = float(model.task.state["std"])  # the target was standardized; attributions in its own units
     return lambda out: out.float() * scale
@@ -45,7 +45,7 @@ def _torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
 
     def forward(*tensors):
         out = net(dict(zip(keys, tensors)))
-        if contrast and model.task.name == "classification" and out.shape[-1] > 1:
+        if contrast and "labels" in model.task.tags and out.shape[-1] > 1:
             out = out.float()  # each class's logit minus the mean of the others' (log-odds for two classes)
             return out - (out.sum(dim=-1, keepdim=True) - out) / (out.shape[-1] - 1)
         return units(out)
@@ -66,7 +66,7 @@ def _lightgbm_forward(model, keys: list[str]) -> Callable:
 
 
 def is_torch(model) -> bool:
-    return model.manifest["model"]["kind"] != "lightgbm"
+    return "torch" in model.learner.tags
 
 
 def forward_for(model, keys: list[str]) -> Callable:
@@ -91,7 +91,7 @@ def predict(model, arrays: dict[str, np.ndarray], batch: int = 256) -> np.ndarra
 
 def targets_for(model, outputs: np.ndarray, target: Optional[int] = None) -> np.ndarray:
     """Which output to explain per row: the predicted class (or the given class index); 0 for regression."""
-    if model.task.name != "classification":
+    if "labels" not in model.task.tags:
         return np.zeros(len(outputs), dtype=np.int64)
     if target is not None:
         return np.full(len(outputs), target, dtype=np.int64)

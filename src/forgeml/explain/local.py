@@ -81,7 +81,7 @@ def _json_value(v):
 def prediction(model, local: Local, i: int) -> dict:
     """What the model said for instance i, and which output is explained."""
     out = local.outputs[i]
-    if model.task.name == "classification":
+    if "labels" in model.task.tags:
         labels = model.labels
         return {"prediction": _json_value(labels[int(out.argmax())]), "explained": _json_value(labels[int(local.targets[i])]),
                 "probability": round(float(out[local.targets[i]]), 6),

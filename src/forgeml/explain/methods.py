@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Optional
 
 from forgeml.errors import ConfigError
+from forgeml.models import get_model
 
 METHODS = ("gradcam", "ig", "lime", "permutation")
 LOCAL = ("gradcam", "ig", "lime")
@@ -25,7 +26,7 @@ def kind_of(manifest: dict) -> str:
     pre = manifest["preprocessing"]
     if "image" in pre:
         return "image"
-    if manifest["model"]["name"] in ("text", "minilm"):
+    if get_model(manifest["model"]["name"]).accepts == {"text"}:
         return "text"
     return "table"
 
@@ -36,7 +37,7 @@ def applicable(manifest: dict) -> tuple[str, ...]:
         return ("gradcam", "ig")
     if kind == "text":
         return ("ig", "lime")
-    if manifest["model"]["kind"] == "lightgbm":
+    if "torch" not in get_model(manifest["model"]["name"]).tags:  # no gradients: no Integrated Gradients
         return ("permutation", "lime")
     return ("permutation", "ig", "lime")
 
@@ -47,7 +48,7 @@ def defaults(manifest: dict, has_input: bool) -> list[str]:
         return ["gradcam", "ig"]
     if kind == "text":
         return ["ig"]
-    local = "lime" if manifest["model"]["kind"] == "lightgbm" else "ig"
+    local = "ig" if "torch" in get_model(manifest["model"]["name"]).tags else "lime"
     return [local] if has_input else ["permutation", local]
 
 

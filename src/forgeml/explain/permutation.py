@@ -19,7 +19,7 @@ MAX_ROWS = 5000  # more test rows than this: a seeded sample of them (each shuff
 
 def scorer(task) -> tuple[str, Callable[[np.ndarray, np.ndarray], float], bool]:
     """(metric name, score(y, raw outputs), higher is better)."""
-    if task.name == "classification":
+    if "labels" in task.tags:
         if len(task.labels) == 2:
             from sklearn.metrics import roc_auc_score
 
@@ -40,7 +40,7 @@ def labelled(model, frame: pd.DataFrame, where: str) -> tuple[pd.DataFrame, np.n
                         "(leave out --input to use the run's own test split)")
     frame = frame[frame[target].notna()].reset_index(drop=True)
     y = model.task.encode(frame[target])
-    if model.task.name == "classification" and len(np.unique(y)) < 2 and len(model.task.labels) == 2:
+    if "labels" in model.task.tags and len(np.unique(y)) < 2 and len(model.task.labels) == 2:
         raise DataError(f"permutation importance with ROC-AUC needs both classes in the rows; {where} has one")
     return frame, y
 

@@ -10,29 +10,14 @@ from typing import Optional
 import numpy as np
 
 from forgeml import artifacts
+from forgeml.evaluate.html import img, table
+from forgeml.evaluate.plots import pyplot, save_figure
 
 TITLES = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients", "lime": "LIME"}
 # Grad-CAM is non-negative (ReLU'd): a jet overlay on the image. IG is signed and per pixel: its own map, green for
 # the explained class, red against it (Captum's red-white-green), beside the input.
 STYLE = {"gradcam": {"method": "blended_heat_map", "sign": "positive", "cmap": "jet", "alpha_overlay": 0.55},
          "ig": {"method": "heat_map", "sign": "all"}}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path, dpi: int = 100) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    _plt().close(fig)
-    artifacts.atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def _show_image(ax, image01: np.ndarray) -> None:
@@ -55,7 +40,7 @@ def _show_heat(fig, ax, heat: np.ndarray, image01: np.ndarray, method: str) -> N
 def image_grid(images01: np.ndarray, heats: dict[str, np.ndarray], titles: list[str], rows: list[list[int]],
                row_labels: list[str], path: Path) -> Path:
     """One row per class: each example as [input | one heat-map per method]."""
-    plt = _plt()
+    plt = pyplot()
     methods = list(heats)
     per_row = max(len(r) for r in rows)
     cols = per_row * (1 + len(methods))
@@ -79,19 +64,19 @@ def image_grid(images01: np.ndarray, heats: dict[str, np.ndarray], titles: list[
                "ig": "Integrated Gradients: per pixel, green for the predicted class, red against it"}
     fig.tight_layout(rect=(0, 0.025, 1, 1))
     fig.text(0.5, 0.01, ".   ".join(caption[m] for m in methods), ha="center", va="bottom", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path, dpi=100, tight_bbox=True)
 
 
 def image_panels(image01: np.ndarray, heats: dict[str, np.ndarray], title: str, path: Path) -> Path:
     """One input: [input | one heat-map per method], larger."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 1 + len(heats), figsize=(2.6 * (1 + len(heats)), 2.9), squeeze=False)
     _show_image(axes[0, 0], image01)
     axes[0, 0].set_title(title, fontsize=9)
     for ax, (m, heat) in zip(axes[0, 1:], heats.items()):
         _show_heat(fig, ax, heat, image01, m)
         ax.set_title(TITLES[m], fontsize=9)
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110, tight_bbox=True)
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -129,7 +114,7 @@ def text_html(items: list[dict], title: str, note: str) -> str:
 
 # --------------------------------------------------------------------------------------------- tables
 def importance_plot(perm: dict, path: Path, top: int = 20) -> Path:
-    plt = _plt()
+    plt = pyplot()
     feats = perm["features"][:top][::-1]
     fig, ax = plt.subplots(figsize=(6.5, 0.35 * len(feats) + 1.2))
     ax.barh([f["feature"] for f in feats], [f["importance"] for f in feats], xerr=[f["std"] for f in feats],
@@ -138,12 +123,12 @@ def importance_plot(perm: dict, path: Path, top: int = 20) -> Path:
     change = "rise" if not perm["higher_is_better"] else "drop"
     ax.set_xlabel(f"{change} in test {perm['metric']} when the column is shuffled (mean ± sd, {perm['repeats']} shuffles)")
     ax.set_title(f"permutation importance ({perm['rows']} rows, {perm['metric']} = {perm['score']:.4f})")
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110, tight_bbox=True)
 
 
 def rows_plot(records: list[dict], units: str, path: Path, top: int = 8) -> Path:
     """Per-row attributions: one small bar chart per row (green pushes toward the explained output, red away)."""
-    plt = _plt()
+    plt = pyplot()
     n = len(records)
     cols = min(3, n)
     nrows = -(-n // cols)
@@ -161,7 +146,7 @@ def rows_plot(records: list[dict], units: str, path: Path, top: int = 8) -> Path
         ax.set_title(rec["heading"].replace(": ", ":\n", 1), fontsize=8)
     fig.supxlabel(units, fontsize=8)
     fig.tight_layout()
-    return _save(fig, path, dpi=110)
+    return save_figure(fig, path, dpi=110, tight_bbox=True)
 
 
 def write_csv(rows: list[dict], columns: list[str], path: Path) -> Path:
@@ -188,7 +173,6 @@ def heading(rec: dict, index, truth: Optional[str] = None) -> str:
 # --------------------------------------------------------------------------------------------- the run's report
 def report_section(result: dict, folder: Path) -> list[str]:
     """The "Explanations" section of report.html, from explanations.json and the files beside it."""
-    from forgeml.evaluate.report import _img, _table
     from forgeml.explain.methods import NAMES
 
     e = html.escape
@@ -202,7 +186,7 @@ def report_section(result: dict, folder: Path) -> list[str]:
         parts.append(f"<h3>Permutation importance</h3><p class=note>{change} in test {e(perm['metric'])} (score "
                      f"{perm['score']:.4f} on {perm['rows']} rows) when one column is shuffled; mean and sd over "
                      f"{perm['repeats']} shuffles.</p>")
-        parts.append(_table(["rank", "feature", "importance", "sd"],
+        parts.append(table(["rank", "feature", "importance", "sd"],
                             [[f["rank"], f["feature"], f["importance"], f["std"]] for f in perm["features"][:20]]))
     instances = result.get("instances", [])
     kind = result["kind"]
@@ -212,11 +196,11 @@ def report_section(result: dict, folder: Path) -> list[str]:
         for rec in instances:
             top = sorted(rec["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
             rows.append([rec["heading"].split(" [")[0], NAMES[rec["method"]], ", ".join(f"{k} {v:+.4f}" for k, v in top)])
-        parts.append(_table(["row", "method", "largest contributions"], rows))
+        parts.append(table(["row", "method", "largest contributions"], rows))
     if instances and kind == "text":
         for method in result["methods"]:
             recs = [r for r in instances if r["method"] == method]
             parts.append(f"<h3>{e(NAMES[method])}: tokens</h3><style>{TEXT_CSS}</style>{text_fragment(recs)}")
     pngs = [f for f in result["files"] if f.endswith(".png")]
-    parts += [_img(folder / f) for f in pngs[:12] if (folder / f).is_file()]
+    parts += [img(folder / f) for f in pngs[:12] if (folder / f).is_file()]
     return parts

@@ -46,7 +46,7 @@ class ExplainOptions:
 
 
 def units_of(model, explained: Optional[str]) -> str:
-    if model.task.name == "classification":
+    if "labels" in model.task.tags:
         which = f"class {explained!r}" if explained is not None else "the predicted class"
         return f"probability of {which}"
     return f"predicted {model.manifest['target']['name']} (its own units)"
@@ -104,7 +104,7 @@ def _subset(arrays: dict, frame: pd.DataFrame, idx: list[int]) -> tuple[dict, pd
 def _explained_index(model, explained: Optional[str]) -> Optional[int]:
     if explained is None:
         return None
-    if model.task.name != "classification":
+    if "labels" not in model.task.tags:
         raise ConfigError("--class picks which class probability to explain; this run is a regression")
     labels = [str(v) for v in model.labels]
     if str(explained) not in labels:
@@ -115,12 +115,13 @@ def _explained_index(model, explained: Optional[str]) -> Optional[int]:
 def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] = None,
             options: Optional[ExplainOptions] = None, say: Callable[[str], None] = lambda m: None,
             quiet: bool = True) -> dict:
-    from forgeml.api import load, test_rows
+    from forgeml.run import load, test_rows
     from forgeml.explain import inputs as inp
 
     opts = options or ExplainOptions()
     opts.check()
     model = load(run)  # a run without weights stops here with a clear message
+    model.require_target("forgeml explain")
     methods = choose(model.manifest, opts.method, inputs is not None)
     target_index = _explained_index(model, opts.explain_class)
     from forgeml.explain.attributions import captum_attr
@@ -193,7 +194,7 @@ class _Context:
                          "(forgeml.api.explain(..., max_inputs=N) for more)")
             return list(range(min(total, self.opts.max_inputs)))
         labels = None
-        if self.model.task.name == "classification":
+        if "labels" in self.model.task.tags:
             labels = self.model.task.encode(self.frame[self.model.manifest["target"]["name"]])
         return _spread(labels, n) if labels is not None else list(range(min(n, total)))
 
@@ -289,7 +290,7 @@ def _images(ctx: _Context, methods: list[str]) -> None:
         idx = ctx.picked(0)
         rows = None
     else:
-        labels = model.task.encode(ctx.frame[model.manifest["target"]["name"]]) if model.task.name == "classification" else None
+        labels = model.task.encode(ctx.frame[model.manifest["target"]["name"]]) if "labels" in model.task.tags else None
         if labels is None:
             idx = list(range(min(len(ctx.frame), ctx.opts.per_class * ctx.opts.max_classes)))
             rows = [idx]
@@ -362,6 +363,8 @@ def _write(result: dict, out_dir: Path, run_dir: Path) -> None:
     result["files"].append(RESULT)
     artifacts.write_json(previous, result)
     if out_dir.resolve() == (run_dir / DEFAULT_DIR).resolve() and (run_dir / "metrics.json").is_file():
-        from forgeml.evaluate.report import rerender
+        from forgeml.evaluate.report import rerender, write_section
+        from forgeml.explain.render import report_section
 
+        write_section(run_dir, "80-explanations", report_section(result, out_dir))
         rerender(run_dir)

@@ -43,7 +43,7 @@ class Explainers:
     def _model(self, served):
         key = (served.name, served.version)
         if key not in self._models:
-            from forgeml.api import load
+            from forgeml.run import load
 
             try:
                 self._models[key] = load(served.run_dir)
@@ -57,7 +57,7 @@ class Explainers:
         from forgeml.explain.local import explain_local, record
         from forgeml.explain.run import BASELINES, units_of
         from forgeml.explain.methods import kind_of
-        from forgeml.serve.encode import InputError
+        from forgeml.data.records import InputError
 
         with self._lock((served.name, served.version)):
             try:

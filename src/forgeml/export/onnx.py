@@ -26,8 +26,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from forgeml.data import images as img
 from forgeml.data.clean import numeric_steps
 from forgeml.errors import require
+from forgeml.models import get_model
+from forgeml.tasks import task_tags
 
 ML_DOMAIN = "ai.onnx.ml"
 MIN_OPSET = 17  # IsInf, Unsqueeze-with-axes-input, LayerNormalization
@@ -57,27 +60,18 @@ def input_spec(pre_state: dict) -> list[dict]:
     if im := pre_state.get("image"):
         spec.append({"name": "image", "dtype": "float32", "shape": ["batch", len(im["mean"]), *im["size"]], "columns": [im["column"]],
                      "how": f"{im['mode']} pixels resized to height x width {im['size'][0]}x{im['size'][1]}, channels first, "
-                            f"values 0..{pixel_range(im):g} as in the source images/arrays"})
+                            f"values 0..{img.source_pixel_range(im):g} as in the source images/arrays"})
     return spec
 
 
-def pixel_range(image_state: dict) -> float:
-    """The largest pixel value of the source: 255 for image files and 8-bit arrays, else the arrays' own maximum."""
-    if "pixel_range" in image_state:
-        return float(image_state["pixel_range"])
-    scale = image_state.get("array_scale", 1.0)  # runs from before pixel_range was recorded
-    return 255.0 if scale == 1.0 else float(scale)
-
-
 def output_spec(task_name: str, labels: list | None) -> list[dict]:
-    if task_name == "classification":
+    if "labels" in task_tags(task_name):
         return [{"name": "probabilities", "dtype": "float32", "shape": ["batch", len(labels)], "labels": labels}]
     return [{"name": "prediction", "dtype": "float32", "shape": ["batch"]}]
 
 
 def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
     """Raw ONNX inputs for rows of a DataFrame (what a user of model.onnx would compute)."""
-    from forgeml.data import images as img
     from forgeml.data.preprocess import numeric_frame
     from forgeml.data.schema import category_keys
 
@@ -93,7 +87,7 @@ def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
         out.update({k: encoded[k] for k in TEXT_INPUTS if k in encoded})
     if im := state.get("image"):
         batch = img.to_batch(df[im["column"]].tolist(), im["mode"], tuple(im["size"]), im.get("array_scale", 1.0))
-        out["image"] = (batch * pixel_range(im)).astype(np.float32)
+        out["image"] = (batch * img.source_pixel_range(im)).astype(np.float32)
     return out
 
 
@@ -106,7 +100,7 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict):
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=4096)
     dynamic = {name: ({0: batch, 1: length} if name in TEXT_INPUTS else {0: batch}) for name in internal}
-    out_name = "probabilities" if task.name == "classification" else "standardized"
+    out_name = "probabilities" if "labels" in task.tags else "standardized"
     # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -127,7 +121,7 @@ class TorchCore(torch.nn.Module):
     def __init__(self, net, task):
         super().__init__()
         self.net = net
-        self.classification = task.name == "classification"
+        self.classification = "labels" in task.tags
 
     def forward(self, numeric_std=None, categorical_codes=None, tokens=None, input_ids=None, attention_mask=None, image_norm=None):
         named = {"numeric": numeric_std, "categorical": categorical_codes, "tokens": tokens, "input_ids": input_ids,
@@ -164,50 +158,6 @@ def _example_inputs(pre_state: dict, shapes: dict) -> list:
         else:
             out.append(torch.randn(3, *shapes["image"], generator=g))
     return out
-
-
-def _lightgbm_core(booster, n_features: int):
-    onnxmltools = require("onnxmltools", "export", "exporting a LightGBM model")
-    from onnxmltools.convert.common.data_types import FloatTensorType
-    from onnx import version_converter
-
-    model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n_features]))],
-                                         zipmap=False, target_opset=15)
-    _exact_thresholds(model, booster)
-    default = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
-    return version_converter.convert_version(model, MIN_OPSET) if default.version < MIN_OPSET else model
-
-
-def _exact_thresholds(model, booster) -> None:
-    """ONNX tree thresholds are float32, LightGBM's are float64. Rounded to nearest, a threshold can land on a feature
-    value and send that row the other way. For float32 inputs, ``x <= t`` is exactly ``x <= the largest float32 <= t``."""
-    from onnx import helper
-
-    originals: dict[tuple[int, float], float] = {}
-
-    def collect(node):
-        if "split_index" in node:
-            if node["decision_type"] == "<=":
-                t = float(node["threshold"])
-                originals[(node["split_feature"], float(np.float32(t)))] = t
-            collect(node["left_child"])
-            collect(node["right_child"])
-
-    for tree in booster.dump_model()["tree_info"]:
-        collect(tree["tree_structure"])
-    for node in model.graph.node:
-        if not node.op_type.startswith("TreeEnsemble"):
-            continue
-        attrs = {a.name: a for a in node.attribute}
-        modes, features, values = attrs["nodes_modes"].strings, attrs["nodes_featureids"].ints, attrs["nodes_values"].floats
-        exact = []
-        for mode, f, v in zip(modes, features, values):
-            t = originals.get((f, float(v))) if mode == b"BRANCH_LEQ" else None
-            if t is not None and float(np.float32(t)) > t:
-                v = float(np.nextafter(np.float32(t), np.float32(-np.inf)))
-            exact.append(v)
-        node.attribute.remove(attrs["nodes_values"])
-        node.attribute.append(helper.make_attribute("nodes_values", exact))
 
 
 # --------------------------------------------------------------------------------------------- preprocessing + joining
@@ -273,7 +223,7 @@ def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | 
     if im := pre_state.get("image"):
         c = len(im["mean"])
         inputs.append(helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", c, *im["size"]]))
-        pixel = pixel_range(im)
+        pixel = img.source_pixel_range(im)
         mean, std = np.asarray(im["mean"], dtype=np.float32), np.asarray(im["std"], dtype=np.float32)
         scale = const("pre/image_scale", (1.0 / (pixel * std)).astype(np.float32).reshape(1, c, 1, 1))
         shift = const("pre/image_shift", (mean / std).astype(np.float32).reshape(1, c, 1, 1))
@@ -303,9 +253,8 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     onnx = require("onnx", "export", "forgeml export")
     from onnx import helper, numpy_helper
 
-    if model_kind == "lightgbm":
-        n_features = input_shapes["numeric"] + len(input_shapes["categorical"])
-        core = _lightgbm_core(estimator, n_features)
+    if model_kind != "torch":  # a learner with its own ONNX converter (LightGBM: onnxmltools)
+        core = get_model(model_kind).export_core(estimator, input_shapes, MIN_OPSET)
         model_input = core.graph.input[0].name
     else:
         require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
@@ -325,7 +274,8 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     graph.initializer.extend(pre_inits)
     del graph.value_info[:]  # the exporter's intermediate shapes can disagree with ONNX's own inference; let tools re-infer
 
-    _set_opset(core, ML_DOMAIN, 3 if "categorical" in pre_state or model_kind == "lightgbm" else None)
+    uses_ml = "categorical" in pre_state or any(o.domain == ML_DOMAIN for o in core.opset_import)
+    _set_opset(core, ML_DOMAIN, 3 if uses_ml else None)
     core.producer_name = "forgeml"
     onnx.checker.check_model(core)
     return core
@@ -336,7 +286,7 @@ def _outputs(graph, task, helper, numpy_helper, inits) -> list:
     from the standardized value (torch: [N]; trees: 'variable' [N, 1])."""
     from onnx import TensorProto
 
-    if task.name == "classification":
+    if "labels" in task.tags:
         keep = [o for o in graph.output if o.name == "probabilities"]
         del graph.output[:]
         graph.output.extend(keep)
@@ -387,7 +337,7 @@ def save(model, path: Path) -> int:
 def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndarray]:
     """Run an exported model and put its output in forgeml's form ({'pred', 'proba'} / standardized 'pred')."""
     out = session_.run(None, feed)[0].astype(np.float64)
-    if task.name == "classification":
+    if "labels" in task.tags:
         out /= out.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
         return {"pred": task.decide(out), "proba": out}
     return {"pred": (out - task.state["mean"]) / task.state["std"]}

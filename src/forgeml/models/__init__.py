@@ -1,55 +1,82 @@
-"""Model registry. A torch model registers a builder by name with the feature types it accepts:
+"""Learners: the model families forgeml trains, each registered by its own module in ``LEARNERS``.
 
-    @register_model("mlp", supports={"numeric", "categorical", "text"})
+A torch network registers a builder with the feature types it accepts and its tags:
+
+    @register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static"})
     def build(params, shapes, out_dim) -> nn.Module: ...
 
-``shapes`` comes from Preprocessor.input_shapes(); models take the dict of input tensors it produces.
+``shapes`` comes from Preprocessor.input_shapes(); networks take the dict of input tensors it produces. A learner
+that is not a torch network (LightGBM, IsolationForest...) subclasses ``core.Learner`` and registers itself.
+
+Tags the code asks for (never a learner's name):
+- ``torch``: a torch network trained by forgeml's loop (weights in model.safetensors); without it, the learner saves
+  its own files and trains with its own ``fit``;
+- ``pretrained``: the builder takes ``pretrained=`` (False when a run's own weights are loaded);
+- ``dp``: DP-SGD can train it; ``sample_weights``: it takes per-row weights (class weights for trees);
+- ``prunable``: channels/neurons can be removed (forgeml.compress.prune); ``quantize:static`` / ``quantize:dynamic``:
+  the int8 methods it supports (the first listed is the default); ``distill``: it can be a distillation student.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Union
 
+import numpy as np
+
+from forgeml.core import LEARNERS, Learner
 from forgeml.errors import ConfigError
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    supports: frozenset[str]
-    build: Callable
-    text_tokenizer: Union[str, Callable] = "words"  # or a function of the model's params
+class TorchLearner(Learner):
+    """A torch network trained by forgeml's loop."""
+
+    def __init__(self, name: str, accepts: set[str], build: Callable, tags: set[str],
+                 text_tokenizer: Union[str, Callable] = "words"):
+        self.name, self.accepts, self.build = name, frozenset(accepts), build
+        self.tags = frozenset({"torch", "dp", *tags})
+        self.text_tokenizer = text_tokenizer
 
     def tokenizer_for(self, params) -> str:
+        """The text tokenizer this network's inputs need ("words" or "minilm")."""
         return self.text_tokenizer(params) if callable(self.text_tokenizer) else self.text_tokenizer
 
+    def raw(self, model, arrays: dict, task=None) -> np.ndarray:
+        from forgeml.models.inference import predict_raw
 
-MODELS: dict[str, ModelSpec] = {}
-# Non-torch estimators with their own fit/save (see models/gbdt.py).
-ESTIMATORS = {"lightgbm": frozenset({"numeric", "categorical"})}
+        return predict_raw(model, arrays, device=next(model.parameters()).device)
 
 
-def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words"):
+def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words", tags: set[str] = frozenset()):
+    """Register a torch network's builder (see the module docstring)."""
+
     def deco(fn):
-        MODELS[name] = ModelSpec(name, frozenset(supports), fn, text_tokenizer)
+        LEARNERS.add(name, TorchLearner(name, supports, fn, set(tags), text_tokenizer))
         return fn
 
     return deco
 
 
-def _load_builtin():
-    from forgeml.models import cnn, minilm, mlp, text  # noqa: F401  (registers)
+def get_model(name: str) -> Learner:
+    try:
+        return LEARNERS.get(name)
+    except KeyError as exc:
+        raise ConfigError(f"model: {exc}") from None
 
 
-def get_model(name: str) -> ModelSpec:
-    _load_builtin()
-    return MODELS[name]
+def is_torch(name: str) -> bool:
+    return "torch" in get_model(name).tags
 
 
 def supported_types(name: str) -> frozenset[str]:
-    if name in ESTIMATORS:
-        return ESTIMATORS[name]
-    return get_model(name).supports
+    return get_model(name).accepts
+
+
+def tagged(tag: str) -> list[str]:
+    return LEARNERS.tagged(tag)
+
+
+def raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
+    """A trained learner's raw outputs (logits or standardized values) on encoded inputs."""
+    return get_model(name).raw(estimator, arrays, task)
 
 
 def resolve_auto(feature_types: set[str]) -> list[str]:
@@ -72,3 +99,20 @@ def check_supports(name: str, features) -> None:
             f"model {name!r} accepts {', '.join(sorted(allowed))} features, but {f.name!r} is {f.type}; "
             f"choose another model (e.g. model: auto) or set data.features.{f.name}: ignore"
         )
+
+
+def rebuild_layers(model, layers: list[dict]):
+    """Repeat, on a freshly built network, the layer replacements a run's training made (model.dp_fixed in the
+    manifest: e.g. BatchNorm -> GroupNorm for DP-SGD), so its saved weights load. Uses Opacus' own fixers."""
+    from forgeml.errors import RunError, require
+
+    fixers = require("opacus", "privacy", "a run trained with DP-SGD").validators.ModuleValidator.FIXERS
+    for r in layers:
+        parent, _, child = r["layer"].rpartition(".")
+        holder = model.get_submodule(parent)
+        new = fixers[type(getattr(holder, child))](getattr(holder, child))
+        if type(new).__name__ != r["to"]:
+            raise RunError(f"this run's layer {r['layer']} was trained as {r['to']}, but this Opacus makes it "
+                           f"{type(new).__name__}; load it with the Opacus version it was trained with")
+        setattr(holder, child, new)
+    return model

@@ -41,6 +41,6 @@ class ResidualCNN(nn.Module):
         return self.head(self.blocks(self.stem(batch["image"])))
 
 
-@register_model("cnn", supports={"image"})
+@register_model("cnn", supports={"image"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill", "conv"})
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return ResidualCNN(shapes["image"][0], out_dim, params.channels, params.blocks_per_stage, params.dropout)

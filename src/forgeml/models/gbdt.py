@@ -5,6 +5,9 @@ from pathlib import Path
 
 import numpy as np
 
+from forgeml.core import Learner
+from forgeml.models import LEARNERS
+
 MODEL_FILE = "model.lightgbm.txt"
 
 
@@ -23,7 +26,7 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
     """Boost on a dense or sparse matrix; the validation split picks the number of trees (early stopping)."""
     import lightgbm as lgb
 
-    if task.name == "classification":
+    if "labels" in task.tags:
         k = task.out_dim
         objective = {"objective": "binary"} if k == 2 else {"objective": "multiclass", "num_class": k}
     else:
@@ -48,7 +51,7 @@ def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.nda
 def raw_matrix_outputs(booster, x, task) -> np.ndarray:
     """Outputs in the same form the torch models give: logits (classification) or standardized values."""
     raw = booster.predict(x, raw_score=True, num_iteration=booster.best_iteration or None)
-    if task.name == "classification":
+    if "labels" in task.tags:
         raw = raw.reshape(len(raw), -1)
         if raw.shape[1] == 1:  # binary: one margin -> two logits
             raw = np.concatenate([np.zeros_like(raw), raw], axis=1)
@@ -69,3 +72,77 @@ def load(run_dir: Path):
     import lightgbm as lgb
 
     return lgb.Booster(model_str=(run_dir / MODEL_FILE).read_text())
+
+
+def onnx_core(booster, n_features: int, min_opset: int):
+    """The booster as an ONNX model (onnxmltools), input 'features' [N, n_features], raised to ``min_opset``."""
+    from forgeml.errors import require
+
+    onnxmltools = require("onnxmltools", "export", "exporting a LightGBM model")
+    from onnxmltools.convert.common.data_types import FloatTensorType
+    from onnx import version_converter
+
+    model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n_features]))],
+                                         zipmap=False, target_opset=15)
+    _exact_thresholds(model, booster)
+    default = next(o for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    return version_converter.convert_version(model, min_opset) if default.version < min_opset else model
+
+
+def _exact_thresholds(model, booster) -> None:
+    """ONNX tree thresholds are float32, LightGBM's are float64. Rounded to nearest, a threshold can land on a feature
+    value and send that row the other way. For float32 inputs, ``x <= t`` is exactly ``x <= the largest float32 <= t``."""
+    from onnx import helper
+
+    originals: dict[tuple[int, float], float] = {}
+
+    def collect(node):
+        if "split_index" in node:
+            if node["decision_type"] == "<=":
+                t = float(node["threshold"])
+                originals[(node["split_feature"], float(np.float32(t)))] = t
+            collect(node["left_child"])
+            collect(node["right_child"])
+
+    for tree in booster.dump_model()["tree_info"]:
+        collect(tree["tree_structure"])
+    for node in model.graph.node:
+        if not node.op_type.startswith("TreeEnsemble"):
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        modes, features, values = attrs["nodes_modes"].strings, attrs["nodes_featureids"].ints, attrs["nodes_values"].floats
+        exact = []
+        for mode, f, v in zip(modes, features, values):
+            t = originals.get((f, float(v))) if mode == b"BRANCH_LEQ" else None
+            if t is not None and float(np.float32(t)) > t:
+                v = float(np.nextafter(np.float32(t), np.float32(-np.inf)))
+            exact.append(v)
+        node.attribute.remove(attrs["nodes_values"])
+        node.attribute.append(helper.make_attribute("nodes_values", exact))
+
+
+@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files"}, accepts={"numeric", "categorical"})
+class LightGBM(Learner):
+    """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""
+
+    file = MODEL_FILE
+
+    @staticmethod
+    def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None):
+        return fit(params, task, train, y_train, val, y_val, seed, threads, sample_weight)
+
+    @staticmethod
+    def raw(booster, arrays: dict, task) -> np.ndarray:
+        return raw_outputs(booster, arrays, task)
+
+    @staticmethod
+    def save(booster, run_dir: Path) -> None:
+        save(booster, run_dir)
+
+    @staticmethod
+    def load(run_dir: Path):
+        return load(run_dir)
+
+    @staticmethod
+    def export_core(booster, input_shapes: dict, min_opset: int):
+        return onnx_core(booster, input_shapes["numeric"] + len(input_shapes["categorical"]), min_opset)

@@ -33,6 +33,6 @@ class MiniLMClassifier(nn.Module):
         return self.head(pooled)
 
 
-@register_model("minilm", supports={"text"}, text_tokenizer="minilm")
+@register_model("minilm", supports={"text"}, tags={"pretrained", "quantize:dynamic"}, text_tokenizer="minilm")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
     return MiniLMClassifier(out_dim, params.dropout, params.freeze_encoder, pretrained=pretrained)

@@ -33,6 +33,6 @@ class TabularMLP(nn.Module):
         return self.net(torch.cat(parts, dim=1))
 
 
-@register_model("mlp", supports={"numeric", "categorical", "text"})
+@register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"})
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return TabularMLP(shapes, out_dim, params.hidden, params.dropout, params.embedding_dim, params.text_dim)

@@ -64,7 +64,7 @@ def _minilm_embedding(pretrained: bool) -> nn.Embedding:
     return table
 
 
-@register_model("text", supports={"text"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
+@register_model("text", supports={"text"}, tags={"pretrained", "quantize:dynamic", "distill"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
     embedding = _minilm_embedding(pretrained) if params.embeddings == "minilm" else None
     return TextEncoderClassifier(shapes["text_vocab"], out_dim, params.encoder, params.embedding_dim, params.hidden,

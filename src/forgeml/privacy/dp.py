@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from forgeml.errors import ConfigError, RunError, require
+from forgeml.errors import ConfigError, require
+from forgeml.core import ENGINES
 
 FEATURE = "train.privacy (DP-SGD)"
 # Layers Opacus replaces with a re-implementation of the same function under the same parameter names.
@@ -183,20 +184,13 @@ def rebuild(model: nn.Module, layers: Optional[list[dict]] = None) -> nn.Module:
     """A freshly built model with the layers DP training used. ``layers``: the replacements listed in a run's manifest
     (model.dp_fixed: the ``rebuild`` entries of make_compatible), repeated so the saved weights load into it. None:
     all of Opacus' replacements (the model a DP-SGD client trains, e.g. in federated learning)."""
+    from forgeml.models import rebuild_layers
+
     opacus = _opacus()
-    fixers = opacus.validators.ModuleValidator.FIXERS
     with _quiet():
         if layers is None:
             return _one_name_per_tensor(opacus.validators.ModuleValidator.fix(model))
-        for r in layers:
-            parent, _, child = r["layer"].rpartition(".")
-            holder = model.get_submodule(parent)
-            new = fixers[type(getattr(holder, child))](getattr(holder, child))
-            if type(new).__name__ != r["to"]:
-                raise RunError(f"this run's layer {r['layer']} was trained as {r['to']}, but this Opacus makes it "
-                               f"{type(new).__name__}; load it with the Opacus version it was trained with")
-            setattr(holder, child, new)
-    return model
+        return rebuild_layers(model, layers)
 
 
 def _one_name_per_tensor(model: nn.Module) -> nn.Module:
@@ -302,6 +296,7 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader
 
 
 # --------------------------------------------------------------------------------------------- forgeml's loop
+@ENGINES.register("dp-sgd", tags={"privacy"})
 class DPSGD:
     """DP-SGD for forgeml.train.loop.fit (``fit(..., privacy=DPSGD(...))``): fit calls ``attach`` once after making
     its optimizer, draws each epoch's batches from ``batches()`` (Poisson-sampled row indices into its in-memory

@@ -2,7 +2,7 @@
 
 The pieces, top to bottom:
 
-- the data are read, split and encoded exactly as ``forgeml train`` does (``api.prepare``); the training split is
+- the data are read, split and encoded exactly as ``forgeml train`` does (``forgeml.train.pipeline.prepare_for_training``); the training split is
   partitioned across clients (``partition.py``: IID or Dirichlet over labels); validation and test stay with the server;
 - each client is a Flower ``ClientApp``: it loads the global weights, trains ``local_epochs`` on its own rows with
   ``local_train`` (the task's loss, our optimizer; FedProx adds mu/2 * ||w - w_global||^2), and replies with its weights
@@ -14,7 +14,7 @@ The pieces, top to bottom:
   this process, one client after another (a ``Grid`` of our own, ``LocalGrid``); ``simulation`` is Flower's Simulation
   Engine (``flwr.simulation.run_simulation``, Ray actors), for when Ray is installed;
 - the same model is trained centrally on the pooled training split with the same number of passes over the data
-  (rounds x local epochs) for the comparison; the run folder is written by ``api._finish`` like a trained run, so
+  (rounds x local epochs) for the comparison; the run folder is written by ``forgeml.train.pipeline.finish`` like a trained run, so
   predict / evaluate / export / serve work on it.
 
 Simplification (documented in docs/federated.md): the preprocessing (scaling, category levels, vocabularies, image
@@ -192,7 +192,7 @@ def local_train(model, task, x: dict, y: np.ndarray, train_cfg, epochs: int, see
 
     from forgeml.train.loop import to_tensors
     from forgeml.train.optim import make_optimizer
-    from forgeml.train.precision import autocast, resolve_device, resolve_precision
+    from forgeml.precision import autocast, resolve_device, resolve_precision
 
     criterion = loss or task.loss
     torch.manual_seed(seed)  # dropout, Poisson sampling
@@ -343,7 +343,10 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
 
     import torch
 
-    from forgeml import api, artifacts
+    from forgeml import artifacts
+    from forgeml.evaluate.report import rerender, write_section
+    from forgeml.run import summary as run_summary
+    from forgeml.train import pipeline
     from forgeml.config import EarlyStopping
     from forgeml.models import get_model
     from forgeml.privacy.partition import describe, label_groups, partition
@@ -351,10 +354,10 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
     from forgeml.tracking import Tracker
     from forgeml.train.loop import evaluate_split, fit, predict_raw
 
-    say = say or api._stderr_say(quiet)
+    say = say or pipeline.stderr_say(quiet)
     opts.check()
-    if cfg.model.name == "lightgbm":
-        raise ConfigError("lightgbm cannot be federated here: boosted trees have no weights to average; "
+    if cfg.model.name != "auto" and "torch" not in get_model(cfg.model.name).tags:
+        raise ConfigError(f"{cfg.model.name} cannot be federated here: it has no network weights to average (boosted trees); "
                           "use --model mlp (tables), cnn (images) or text")
     if cfg.train.privacy is not None:
         require("opacus", "privacy", "forgeml federate --epsilon (DP-SGD on every client)")
@@ -366,12 +369,12 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunError(f"{run_dir} already exists; use --overwrite to replace it, or --name for a new run")
 
-    data = api.prepare(cfg, say)
-    name = next((c for c in data.candidates if c != "lightgbm"), None)
+    data = pipeline.prepare_for_training(cfg, say)
+    name = next((c for c in data.candidates if "torch" in get_model(c).tags), None)
     if name is None:
         raise ConfigError("no federatable model for these features (lightgbm cannot be federated); use --model mlp")
     task = data.task
-    classification = task.name == "classification"
+    classification = "labels" in task.tags
     privacy = cfg.train.privacy
     if privacy is not None and privacy.delta is None:  # one delta for every client and the central model
         from forgeml.privacy.dp import default_delta
@@ -400,7 +403,7 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
         say(f"privacy: DP-SGD on every client, budget epsilon {privacy.epsilon:g} (delta {privacy.delta:.2g}) per client "
             f"for all {opts.rounds * opts.local_epochs} passes over its rows")
 
-    params = api._params_for(cfg, name)
+    params = pipeline.params_for(cfg, name)
     shapes = data.preprocessor.input_shapes()
     monitor = cfg.train.early_stopping.monitor if cfg.train.early_stopping else "val_loss"
     from forgeml.data import balance
@@ -461,8 +464,8 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
             task.state.pop("threshold", None)
             central = {"model": name, "epochs": budget, "best_epoch": info.best_epoch, "monitor": info.monitor,
                        "seconds": round(time.perf_counter() - tic, 3),
-                       "val": api._summary(task.name, task.metrics(data.y["val"], c_out["val"])),
-                       "test": api._summary(task.name, task.metrics(data.y["test"], c_out["test"])),
+                       "val": run_summary(task.name, task.metrics(data.y["val"], c_out["val"])),
+                       "test": run_summary(task.name, task.metrics(data.y["test"], c_out["test"])),
                        "history": info.history, **({"privacy": dp.report()} if dp is not None else {})}
             say(f"  centralized {name}: val {task.primary_metric} = {_fmt(central['val'].get(task.primary_metric))} "
                 f"({budget} epochs, {central['seconds']:.1f} s)")
@@ -483,8 +486,10 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
                 f"delta {privacy.delta:.2g}); noise multipliers {min(c['noise_multiplier'] for c in fed['clients']):.3f}-"
                 f"{max(c['noise_multiplier'] for c in fed['clients']):.3f}")
         if tune_threshold:  # as forgeml train does: P(positive) >= threshold, tuned on validation, kept in the manifest
-            api._set_threshold(task, cfg.data.balance, data.y["val"], task.outputs(val_raw)["proba"], say)
-        result = api._finish(cfg, run_dir, data, chosen, [chosen], tracker, say, extra={"federated": summary})
+            task.finalize(cfg, data, task.outputs(val_raw), say)
+        result = pipeline.finish(cfg, run_dir, data, chosen, [chosen], tracker, say, extra={"federated": summary})
+        write_section(run_dir, "55-federated", report_section(run_dir, result.metrics))
+        rerender(run_dir)
         result.manifest["federated"] = {**summary["options"], "kept_round": fed["kept_round"],
                                         "central_test": central["test"] if central else None}
         artifacts.write_json(run_dir / artifacts.MANIFEST, result.manifest)
@@ -622,7 +627,7 @@ def _privacy_report(privacy, clients: list[dict], replaced: list[dict]) -> dict:
 
 # --------------------------------------------------------------------------------------------- plot and report
 def _round_metric(task) -> str:
-    return "val_accuracy" if task.name == "classification" else "val_rmse"
+    return "val_accuracy" if "labels" in task.tags else "val_rmse"
 
 
 def _plot_rounds(summary: dict, task, path) -> None:
@@ -641,9 +646,9 @@ def _plot_rounds(summary: dict, task, path) -> None:
 def federated_rounds(rounds: list[dict], key: str, path, central: Optional[float] = None, title: str = "",
                      kept_round: Optional[int] = None):
     """The global model's validation metric and loss after each round, the centralized model's value as a line."""
-    from forgeml.evaluate.plots import _plt, _save
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    plt = _plt()
+    plt = pyplot()
     x = [r["round"] for r in rounds]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     axes[0].plot(x, [r[key] for r in rounds], marker="o", ms=3, label="federated (global model)")
@@ -659,18 +664,20 @@ def federated_rounds(rounds: list[dict], key: str, path, central: Optional[float
         if kept_round is not None and kept_round > 0:
             ax.axvline(kept_round, color="grey", ls=":", lw=1, label=f"kept round {kept_round}" if ax is axes[0] else None)
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def report_section(run_dir, metrics: dict) -> list[str]:
     """The report's "Federated learning" section: federated vs centralized, the partition, the rounds plot."""
-    from forgeml.evaluate.metrics import SUMMARY_KEYS
-    from forgeml.evaluate.report import _img, _table
+    from forgeml.tasks import summary_keys
+    from forgeml.evaluate.html import img, table
 
     fed = metrics["federated"]
     o = fed["options"]
-    task = "classification" if "accuracy" in metrics["test"] else "regression"
-    keys = [k for k in SUMMARY_KEYS[task] if metrics["test"].get(k) is not None]
+    from forgeml import artifacts
+
+    task = artifacts.read_manifest(run_dir)["task"]
+    keys = [k for k in summary_keys(task) if metrics["test"].get(k) is not None]
     rows = [[f"{fed['model']} federated ({o['strategy']}, kept round {fed['kept_round']})", *[metrics["test"].get(k) for k in keys]]]
     if fed.get("central"):
         rows.append([f"{fed['model']} centralized ({fed['central']['epochs']} epochs)", *[fed["central"]["test"].get(k) for k in keys]])
@@ -686,9 +693,9 @@ def report_section(run_dir, metrics: dict) -> list[str]:
         f"{fed['engine']}, {fed['seconds']:.1f} s. The centralized model is the same network trained on the pooled "
         "training split for rounds x local epochs epochs. Preprocessing was fitted on the pooled training split.</p>",
         "<h3>Test metrics: federated vs centralized</h3>",
-        _table(["model", *keys], rows),
+        table(["model", *keys], rows),
         "<h3>Partition (training rows per client)</h3>",
-        _table(["client", "rows", "label skew (TV distance)", *classes],
+        table(["client", "rows", "label skew (TV distance)", *classes],
                [[c["client"], c["rows"], c["label_skew"], *c["class_counts"].values()] for c in part["clients"]]),
     ]
     if metrics.get("privacy"):
@@ -697,5 +704,5 @@ def report_section(run_dir, metrics: dict) -> list[str]:
                      "the worst client's. The centralized comparison spent the same budget on the pooled rows.</p>")
     plot = run_dir / "plots" / PLOT
     if plot.is_file():
-        parts.append(_img(plot))
+        parts.append(img(plot))
     return parts

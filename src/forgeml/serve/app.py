@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgeml.serve.batching import Batcher
-from forgeml.serve.encode import InputError
+from forgeml.data.records import InputError
 from forgeml.serve.metrics import Metrics
 
 API_KEY_ENV = "FORGEML_API_KEY"

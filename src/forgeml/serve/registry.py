@@ -15,7 +15,8 @@ import numpy as np
 
 from forgeml import artifacts
 from forgeml.errors import ConfigError, RunError
-from forgeml.serve.encode import encode
+from forgeml.data.records import encode
+from forgeml.tasks import task_tags
 
 MAX_LEVELS = 500  # categorical levels listed per feature by describe(); more are left out (the page then offers a text box)
 SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
@@ -58,7 +59,7 @@ class ServedModel:
         return self.session.run(None, feed)[0]
 
     def response(self, out: np.ndarray) -> dict:
-        if self.task == "classification":
+        if "labels" in task_tags(self.task):
             proba = out.astype(np.float64)
             proba /= proba.sum(axis=1, keepdims=True)
             labels = np.asarray(self.labels, dtype=object)
@@ -111,7 +112,7 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
     else:
         file, used = "model.onnx", "fp32"
         if not (run_dir / file).is_file():  # first serve of a run: export it now (needs the export extra)
-            from forgeml.api import export
+            from forgeml.export.run import export
 
             try:
                 export(run_dir)
@@ -120,7 +121,7 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
                                "the run folder can be written, then serve it") from None
     model = ServedModel(name or run_dir.name, ver or version or "1", run_dir, manifest, file, used)
     model.session = ox.session(run_dir / file, threads)
-    if manifest["preprocessing"].get("text", {}).get("tokenizer") == "minilm":
+    if manifest["preprocessing"].get("text", {}).get("tokenizer") == "minilm":  # a tokenizer, not a model name
         from forgeml.data.text import minilm_tokenizer
 
         model.tokenizer = minilm_tokenizer()

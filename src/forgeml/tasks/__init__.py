@@ -1,82 +1,46 @@
-"""Tasks: how a target is encoded, which loss trains it, how outputs become predictions and metrics.
+"""Task families. A family is one module with a ``core.Task`` subclass decorated ``@TASKS.register("name", tags=...)``;
+nothing outside this package compares task names: callers ask for tags (``"labels"``, ``"target"``...).
 
-Add one by writing a module with a ``Task`` subclass decorated with ``@register_task("name")``.
+Tags used by the built-in families:
+- ``target``: the task learns a target column (supervised);
+- ``labels``: outputs are class probabilities over ``state["labels"]`` (``proba``); ``threshold``: a binary decision
+  threshold can be tuned; ``stratify``: splits keep the class balance;
+- ``scale``: the target is standardized for training and decoded back;
+- ``scores``: outputs are one anomaly score per row (``score``) and a flag (``is_anomaly``); no target is needed.
+
+A family class also provides the pipeline's hooks (see forgeml.tasks.supervised.SupervisedTask): ``prepare_run``
+(read, split, encode), ``candidates``, ``training_loss``, ``sample_weights``, ``init_model``, ``choose``, ``finalize``,
+``baseline``, ``plots``, ``summary_keys`` and ``predictions`` (the columns predict returns).
 """
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import pandas as pd
 
-TASKS: dict[str, type["Task"]] = {}
-
-
-def register_task(name: str):
-    def deco(cls):
-        cls.name = name
-        TASKS[name] = cls
-        return cls
-
-    return deco
-
-
-class Task:
-    name: str
-    primary_metric: str  # used to choose between candidate models on validation
-
-    def __init__(self, state: dict[str, Any]):
-        self.state = state
-
-    @classmethod
-    def fit(cls, y: pd.Series) -> "Task":
-        raise NotImplementedError
-
-    def encode(self, y: pd.Series) -> np.ndarray:
-        raise NotImplementedError
-
-    @property
-    def out_dim(self) -> int:
-        raise NotImplementedError
-
-    def loss(self, out, y):
-        raise NotImplementedError
-
-    def outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw model outputs (logits or standardized values) to {'pred': encoded predictions, 'proba'?: ...}."""
-        raise NotImplementedError
-
-    def decode(self, pred: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def quick_metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict[str, float]:
-        """Cheap metrics computed every epoch (the full suite runs once, at the end)."""
-        raise NotImplementedError
+from forgeml.core import LOWER_IS_BETTER, TASKS, Task, better  # noqa: F401  (re-exported)
 
 
 def make_task(name: str, state: dict) -> Task:
-    _load_builtin()
-    return TASKS[name](state)
+    return TASKS.get(name)(state)
 
 
 def fit_task(name: str, y: pd.Series) -> Task:
-    _load_builtin()
-    return TASKS[name].fit(y)
+    return TASKS.get(name).fit(y)
 
 
-def _load_builtin():
-    from forgeml.tasks import classification, regression  # noqa: F401  (registers)
+def task_tags(name: str) -> frozenset:
+    """The tags of a task family by name (e.g. a manifest's ``task``)."""
+    return TASKS.get(name).tags
 
 
-LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse"}
+def summary_keys(name: str) -> list[str]:
+    """The metrics a family shows in tables and keeps in the manifest's summary."""
+    return list(TASKS.get(name).summary_keys)
 
 
-def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
-    """Is a better than b for this metric (by more than min_delta)?"""
-    name = metric.removeprefix("val_").removeprefix("test_")
-    if name in LOWER_IS_BETTER:
-        return a < b - min_delta
-    return a > b + min_delta
+def family_of(cfg) -> type:
+    """The task family a config asks for (``task: auto`` is supervised: classification or regression, from the target)."""
+    if cfg.task.name == "auto":
+        from forgeml.tasks.supervised import SupervisedTask
+
+        return SupervisedTask
+    return TASKS.get(cfg.task.name)

@@ -4,11 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forgeml.tasks import Task, register_task
+from forgeml.evaluate.metrics import SUMMARY_KEYS
+from forgeml.tasks import TASKS
+from forgeml.tasks.supervised import SupervisedTask
 
 
-@register_task("classification")
-class Classification(Task):
+@TASKS.register("classification", tags={"target", "labels", "threshold", "stratify"})
+class Classification(SupervisedTask):
+    summary_keys = SUMMARY_KEYS["classification"]
     @classmethod
     def fit(cls, y: pd.Series) -> "Classification":
         from forgeml.data.schema import canonical

@@ -4,11 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forgeml.tasks import Task, register_task
+from forgeml.evaluate.metrics import SUMMARY_KEYS
+from forgeml.tasks import TASKS
+from forgeml.tasks.supervised import SupervisedTask
 
 
-@register_task("regression")
-class Regression(Task):
+@TASKS.register("regression", tags={"target", "scale"})
+class Regression(SupervisedTask):
+    summary_keys = SUMMARY_KEYS["regression"]
     primary_metric = "rmse"
 
     @classmethod

@@ -11,32 +11,40 @@ LAST = "last"
 BEST = "best.safetensors"
 
 
-def _split_optimizer(state: dict) -> tuple[dict, dict]:
+def _split_optimizer(state: dict, prefix: str) -> tuple[dict, dict]:
     tensors, meta = {}, {"param_groups": state["param_groups"], "state": {}}
     for pid, entries in state["state"].items():
         meta["state"][str(pid)] = {}
         for key, value in entries.items():
             if torch.is_tensor(value):
-                tensors[f"optim/{pid}/{key}"] = value
+                tensors[f"{prefix}{pid}/{key}"] = value
             else:
                 meta["state"][str(pid)][key] = value
     return tensors, meta
 
 
-def _join_optimizer(tensors: dict, meta: dict) -> dict:
+def _join_optimizer(tensors: dict, meta: dict, prefix: str) -> dict:
     state = {int(pid): dict(entries) for pid, entries in meta["state"].items()}
     for name, value in tensors.items():
-        if name.startswith("optim/"):
-            _, pid, key = name.split("/", 2)
+        if name.startswith(prefix):
+            pid, key = name[len(prefix):].split("/", 1)
             state.setdefault(int(pid), {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
-def save(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Generator, progress: dict) -> None:
-    """Write the checkpoint: tensors first, then the JSON whose presence marks the checkpoint complete."""
-    opt_tensors, opt_meta = _split_optimizer(optimizer.state_dict())
+def _as_dict(obj) -> dict:
+    """A task may train with several optimizers (a GAN: "d" and "g"); a single one is named "model"."""
+    return obj if isinstance(obj, dict) else {"model": obj}
+
+
+def save(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator, progress: dict) -> None:
+    """Write the checkpoint: tensors first, then the JSON whose presence marks the checkpoint complete.
+    ``optimizers`` / ``schedulers``: one of each, or dicts by optimizer name."""
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
-    tensors.update(opt_tensors)
+    metas = {}
+    for name, optimizer in _as_dict(optimizers).items():
+        opt_tensors, metas[name] = _split_optimizer(optimizer.state_dict(), f"optim/{name}/")
+        tensors.update(opt_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/shuffle"] = generator.get_state()
     if torch.cuda.is_available():
@@ -45,8 +53,8 @@ def save(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Gen
     save_tensors(folder / f"{LAST}.safetensors", tensors)
     write_json(folder / f"{LAST}.json", {
         **progress,
-        "optimizer": opt_meta,
-        "scheduler": scheduler.state_dict(),
+        "optimizers": metas,
+        "schedulers": {name: sched.state_dict() for name, sched in _as_dict(schedulers).items()},
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
     })
 
@@ -55,13 +63,20 @@ def exists(folder: Path) -> bool:
     return (folder / f"{LAST}.json").is_file() and (folder / f"{LAST}.safetensors").is_file()
 
 
-def restore(folder: Path, model, optimizer, scheduler, scaler, generator: torch.Generator) -> dict:
-    """Load the last checkpoint into the given objects; returns the saved progress (epoch, history, ...)."""
+def restore(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator) -> dict:
+    """Load the last checkpoint into the given objects; returns the saved progress (epoch, history, ...).
+    Checkpoints written before optimizers were named (one "optimizer") restore into the one named "model"."""
     meta = read_json(folder / f"{LAST}.json")
     tensors = load_tensors(folder / f"{LAST}.safetensors")
     model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
-    optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizer"]))
-    scheduler.load_state_dict(meta["scheduler"])
+    if "optimizers" in meta:
+        for name, optimizer in _as_dict(optimizers).items():
+            optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizers"][name], f"optim/{name}/"))
+        for name, sched in _as_dict(schedulers).items():
+            sched.load_state_dict(meta["schedulers"][name])
+    else:
+        _as_dict(optimizers)["model"].load_state_dict(_join_optimizer(tensors, meta["optimizer"], "optim/"))
+        _as_dict(schedulers)["model"].load_state_dict(meta["scheduler"])
     if meta.get("scaler"):
         scaler.load_state_dict(meta["scaler"])
     torch.set_rng_state(tensors["rng/torch"])

@@ -1,13 +1,16 @@
 """The training loop: one readable function, top to bottom, no framework hiding the step.
 
-Data are small enough to hold as tensors, so a batch is an index into them (no DataLoader workers to tune).
-A checkpoint is written after every epoch; ``resume=True`` continues from the last one with the same RNG state,
-so a resumed run ends where an uninterrupted one would.
+Data are small enough to hold as tensors, so a batch is an index into them (no DataLoader workers to tune). What a
+step computes is the task's: ``for name, loss in task.step(model, batch)`` backpropagates each loss and steps the
+optimizer of that name (one, "model", for most tasks; a GAN has two). A checkpoint is written after every epoch;
+``resume=True`` continues from the last one with the same RNG state, so a resumed run ends where an uninterrupted
+one would.
 """
 from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -16,11 +19,12 @@ import numpy as np
 import torch
 
 from forgeml.artifacts import load_tensors, save_tensors
-from forgeml.errors import RunError
+from forgeml.errors import ConfigError, RunError
+from forgeml.models.inference import predict_raw, to_tensors  # noqa: F401  (re-exported for the loop's callers)
 from forgeml.tasks import Task, better
 from forgeml.train import checkpoint
 from forgeml.train.optim import make_optimizer, make_schedule
-from forgeml.train.precision import autocast, grad_scaler, resolve_device, resolve_precision
+from forgeml.precision import autocast, grad_scaler, resolve_device, resolve_precision
 
 
 @dataclass
@@ -35,24 +39,6 @@ class FitResult:
     precision: str = "fp32"
 
 
-def to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
-
-
-@torch.no_grad()
-def predict_raw(model, arrays: dict, batch_size: int = 512, device=None, precision: str = "fp32") -> np.ndarray:
-    device = device or next(model.parameters()).device
-    tensors = arrays if isinstance(next(iter(arrays.values())), torch.Tensor) else to_tensors(arrays)
-    n = len(next(iter(tensors.values())))
-    model.eval()
-    outs = []
-    for i in range(0, n, batch_size):
-        batch = {k: v[i : i + batch_size].to(device, non_blocking=True) for k, v in tensors.items()}
-        with autocast(precision, device):
-            outs.append(model(batch).float().cpu())
-    return torch.cat(outs).numpy().astype(np.float64)
-
-
 def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision, monitor: str = "val_loss") -> dict:
     """Per-epoch validation: the loss and the task's cheap metrics; the full suite only when it is monitored."""
     raw = predict_raw(model, arrays, batch_size, device, precision)
@@ -61,7 +47,7 @@ def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, de
     name = monitor.removeprefix("val_")
     if name != "loss" and name not in metrics:
         metrics = task.metrics(y, outputs)
-    metrics["loss"] = float(task.loss(torch.from_numpy(raw).float(), torch.from_numpy(y)))
+    metrics["loss"] = task.validation_loss(raw, y)
     return metrics
 
 
@@ -69,9 +55,9 @@ def fit(
     model: torch.nn.Module,
     task: Task,
     train: dict[str, np.ndarray],
-    y_train: np.ndarray,
+    y_train: Optional[np.ndarray],
     val: dict[str, np.ndarray],
-    y_val: np.ndarray,
+    y_val: Optional[np.ndarray],
     cfg,
     checkpoint_dir: Optional[Path] = None,
     resume: bool = False,
@@ -81,12 +67,13 @@ def fit(
     augment: Optional[Callable] = None,
     privacy=None,
 ) -> FitResult:
-    """Train with ``cfg``, keeping the best epoch on validation. ``loss(outputs, y_train rows)`` replaces the task's loss
-    for the training step only (y_train may then carry extra columns, e.g. a teacher's outputs); validation always
-    uses the task's loss on y_val. ``augment(batch, generator) -> (batch, mix)`` changes training batches on the fly
-    (forgeml.data.augment); mix = (permutation, lam) asks for the mixup loss lam * L(y) + (1 - lam) * L(y[perm]).
-    ``privacy`` (forgeml.privacy.dp.DPSGD) trains with DP-SGD: Poisson-sampled batches, per-row clipping and noise."""
-    criterion = task.loss if loss is None else loss
+    """Train with ``cfg``, keeping the best epoch on validation. ``y_train`` is None for tasks without a target
+    (anomaly detection); else each batch carries its rows as ``batch["y"]``. ``loss(outputs, y_train rows)`` replaces
+    a supervised task's loss for the training step only (y_train may then carry extra columns, e.g. a teacher's
+    outputs); validation always uses the task's own. ``augment(batch, generator) -> (batch, mix)`` changes training
+    batches on the fly (forgeml.data.augment); mix = (permutation, lam) goes to the step as ``batch["mix"]`` (the
+    mixup loss). ``privacy`` (an engine such as DP-SGD) draws the batches and makes the optimizer private."""
+    step = task.step if loss is None else partial(task.step, loss=loss)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -94,19 +81,24 @@ def fit(
     precision = resolve_precision(cfg.precision, device)
     model.to(device)
 
-    x_train, y_train_t = to_tensors(train), torch.from_numpy(y_train)
+    x_train = to_tensors(train)
+    y_train_t = torch.from_numpy(y_train) if y_train is not None else None
     x_val = to_tensors(val)
-    n = len(y_train)
+    n = len(next(iter(x_train.values())))
     batches_per_epoch = math.ceil(n / cfg.batch_size)
     if n % cfg.batch_size == 1 and batches_per_epoch > 1:
         batches_per_epoch -= 1  # a last batch of one row breaks batch norm and adds only noise
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)
 
-    optimizer = make_optimizer(model, cfg)
+    groups = task.parameter_groups(model)  # optimizer name -> the module it trains
+    if len(groups) > 1 and cfg.grad_accum > 1:
+        raise ConfigError(f"train.grad_accum > 1 does not work with a task that trains {len(groups)} optimizers "
+                          f"({', '.join(groups)}); set train.grad_accum: 1")
+    optimizers = {name: make_optimizer(module, cfg) for name, module in groups.items()}
     if privacy is not None:  # the optimizer now clips each row's gradient and adds noise; batches come from privacy
-        optimizer, batches_per_epoch = privacy.attach(model, optimizer, n, cfg.batch_size, cfg.epochs)
+        optimizers["model"], batches_per_epoch = privacy.attach(model, optimizers["model"], n, cfg.batch_size, cfg.epochs)
         steps_per_epoch = batches_per_epoch
-    scheduler = make_schedule(optimizer, cfg, steps_per_epoch * cfg.epochs)
+    schedulers = {name: make_schedule(opt, cfg, steps_per_epoch * cfg.epochs) for name, opt in optimizers.items()}
     scaler = grad_scaler(precision, device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     es = cfg.early_stopping
@@ -116,7 +108,7 @@ def fit(
     if resume:
         if checkpoint_dir is None or not checkpoint.exists(checkpoint_dir):
             raise RunError(f"--resume: no checkpoint in {checkpoint_dir}; train without --resume to start fresh")
-        saved = checkpoint.restore(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle)
+        saved = checkpoint.restore(checkpoint_dir, model, optimizers, schedulers, scaler, shuffle)
         if privacy is not None:
             privacy.load_state_dict(saved["privacy"])  # the steps already taken count against the budget
         start_epoch, bad_epochs = saved["epoch"] + 1, saved["bad_epochs"]
@@ -137,41 +129,44 @@ def fit(
         order = torch.randperm(n, generator=shuffle)
         poisson = privacy.batches() if privacy is not None else None
         running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
-        optimizer.zero_grad(set_to_none=True)
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
         for b in range(batches_per_epoch):
             idx = next(poisson) if poisson is not None else order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             batch = {k: v[idx].to(device, non_blocking=True) for k, v in x_train.items()}
-            target = y_train_t[idx].to(device, non_blocking=True)
             mix = None
             if augment is not None:
                 batch, mix = augment(batch, shuffle)
-            with autocast(precision, device):
-                out = model(batch)
-                loss = criterion(out, target)
-                if mix is not None:
-                    perm, lam = mix
-                    loss = lam * loss + (1 - lam) * criterion(out, target[perm])
-            if cfg.l1:
-                loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
-            group = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
-            scaler.scale(loss / group if group > 1 else loss).backward()
-            if (b + 1) % cfg.grad_accum == 0 or b + 1 == batches_per_epoch:
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-            if len(idx):  # a Poisson-sampled (DP) batch may be empty: its loss is nan
-                running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
+            if y_train_t is not None:
+                batch["y"] = y_train_t[idx].to(device, non_blocking=True)
+            if mix is not None:
+                batch["mix"] = mix
+            accumulate = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
+            do_step = (b + 1) % cfg.grad_accum == 0 or b + 1 == batches_per_epoch
+            losses = TaskLosses(step, model, batch, precision, device)
+            for name, loss in losses:  # each loss is computed after the previous optimizer stepped (a GAN's g after d)
+                if cfg.l1 and name == "model":
+                    loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
+                scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
+                if do_step:
+                    opt = optimizers[name]
+                    if cfg.grad_clip:
+                        scaler.unscale_(opt)
+                        torch.nn.utils.clip_grad_norm_(groups[name].parameters(), cfg.grad_clip)
+                    scaler.step(opt)
+                    schedulers[name].step()
+                    opt.zero_grad(set_to_none=True)
+                if len(idx) and name == losses.first:  # a Poisson-sampled (DP) batch may be empty: its loss is nan
+                    running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
+            if do_step:
+                scaler.update()  # once per iteration, after every optimizer stepped
             seen += len(idx)
             if progress and (b % 10 == 0 or b + 1 == batches_per_epoch):
                 progress.step(b + 1, float(running) / max(1, seen))
 
         # ---- validate, early-stop, checkpoint ----
         val_metrics = evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device, precision, result.monitor)
-        logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": scheduler.get_last_lr()[0],
+        logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": next(iter(schedulers.values())).get_last_lr()[0],
                 "seconds": time.perf_counter() - tic}
         logs.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float)) and k != "n"})
         result.history.append(logs)
@@ -188,7 +183,7 @@ def fit(
             bad_epochs += 1
         stop = bool(es) and bad_epochs >= es.patience
         if checkpoint_dir:
-            checkpoint.save(checkpoint_dir, model, optimizer, scheduler, scaler, shuffle, {
+            checkpoint.save(checkpoint_dir, model, optimizers, schedulers, scaler, shuffle, {
                 "epoch": epoch, "bad_epochs": bad_epochs, "history": result.history,
                 "best_epoch": result.best_epoch, "best_score": result.best_score, "finished": stop or epoch + 1 == cfg.epochs,
                 "stopped_early": stop, **({"privacy": privacy.state_dict()} if privacy is not None else {}),
@@ -207,3 +202,22 @@ def fit(
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+class TaskLosses:
+    """Iterate a task's ``(optimizer name, loss)`` pairs for one batch, each forward pass under autocast and each
+    backward pass outside it (PyTorch's advice). ``first``: the name of the first loss (the one logged as train_loss)."""
+
+    def __init__(self, step, model, batch: dict, precision: str, device):
+        self.steps, self.precision, self.device = step(model, batch), precision, device
+        self.first = None
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with autocast(self.precision, self.device):
+            name, loss = next(self.steps)
+        if self.first is None:
+            self.first = name
+        return name, loss

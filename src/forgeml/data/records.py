@@ -18,7 +18,7 @@ from forgeml.data import text as txt
 from forgeml.data.preprocess import TEXT_SEPARATOR
 from forgeml.data.schema import canonical
 from forgeml.errors import DataError
-from forgeml.export.onnx import pixel_range
+from forgeml.data.images import source_pixel_range
 
 MAX_IMAGE_SIDE = 4096
 
@@ -103,7 +103,7 @@ def _texts(rows: list[dict], columns: list[str]) -> list[str]:
 
 def _image(value: Any, state: dict, field: str, row: int) -> np.ndarray:
     """One image as float32 [C, H, W] in the graph's pixel range."""
-    size, mode, top = tuple(state["size"]), state["mode"], pixel_range(state)
+    size, mode, top = tuple(state["size"]), state["mode"], source_pixel_range(state)
     if isinstance(value, str):
         from PIL import Image
 

@@ -1,4 +1,4 @@
-"""Render a data profile (forgeml.data.profile): a Rich summary for the terminal and a self-contained HTML report
+"""Render a data profile (forgeml.profile.analyze): a Rich summary for the terminal and a self-contained HTML report
 whose plots are embedded PNGs (same look as the training report)."""
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional
 
-from forgeml.data.profile import TOP_FEATURES
-from forgeml.evaluate.plots import _plt, _save
-from forgeml.evaluate.report import CSS, _img, _table
+from forgeml.profile.rules import TOP_FEATURES
+from forgeml.evaluate.plots import pyplot, save_figure
+from forgeml.evaluate.html import css, img, table
 
 MAX_NUMERIC_PLOTS = 12
 MAX_MISSING_BARS = 40
@@ -75,7 +75,7 @@ def numeric_to_plot(cols: list[dict]) -> list[dict]:
 
 
 def _missing_plot(cols: list[dict], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     shown = sorted((c for c in cols if c["missing"]), key=lambda c: -c["missing_pct"])[:MAX_MISSING_BARS]
     fig, ax = plt.subplots(figsize=(8, 0.9 + 0.28 * len(shown)))
     names = [c["name"] for c in shown][::-1]
@@ -87,11 +87,11 @@ def _missing_plot(cols: list[dict], path: Path) -> Path:
     ax.set_xlabel("missing values (% of rows; label: count)")
     ax.set_title("missing values per column" + (f" (the {len(shown)} most affected)" if len(shown) == MAX_MISSING_BARS else ""))
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _numeric_plot(col: dict, path: Path, title: Optional[str] = None) -> Path:
-    plt = _plt()
+    plt = pyplot()
     s = col["stats"]
     fig, (ax_h, ax_b) = plt.subplots(1, 2, figsize=(10, 2.6), gridspec_kw={"width_ratios": [3, 2]})
     edges, counts = s["hist"]["edges"], s["hist"]["counts"]
@@ -112,11 +112,11 @@ def _numeric_plot(col: dict, path: Path, title: Optional[str] = None) -> Path:
     ax_b.set_yticks([])
     for ax in (ax_h, ax_b):
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _class_plot(result: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     ts = result["target_summary"]
     classes = ts["classes"][:MAX_CLASS_BARS]
     fig, ax = plt.subplots(figsize=(min(max(4.5, 1.5 + 0.45 * len(classes)), 12), 3.6))
@@ -130,11 +130,11 @@ def _class_plot(result: dict, path: Path) -> Path:
     if len(classes) > 6:
         ax.tick_params(axis="x", rotation=45)
     ax.grid(alpha=0.3, axis="y")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _association_plot(result: dict, path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     feats = result["association"]["features"][:TOP_FEATURES]
     suspects = {s["feature"] for s in result["leakage"]["single_feature"]["scores"] if s.get("suspect")}
     fig, ax = plt.subplots(figsize=(8, 1.0 + 0.32 * len(feats)))
@@ -146,7 +146,7 @@ def _association_plot(result: dict, path: Path) -> Path:
     ax.set_xlabel("mutual information / entropy of the target (1 = determines the target; red: leakage suspect)")
     ax.set_title(f"features most associated with {result['target']!r} ({_rows(result['association'])})", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ------------------------------------------------------------------------------------------------ HTML
@@ -177,18 +177,18 @@ def render(result: dict, plots: dict[str, list[Path]]) -> str:
                    if s.get("count") else top)
         rows.append([c["name"], c["type"], c["dtype"], f"{c['missing']:,}", f"{c['missing_pct']:.2f}%", f"{c['unique']:,}",
                      summary, ", ".join(FLAG_TEXT[f] for f in (["target"] if c["role"] == "target" else []) + c["flags"])])
-    parts.append(_table(["column", "type", "dtype", "missing", "missing %", "unique", "values", "notes"], rows))
+    parts.append(table(["column", "type", "dtype", "missing", "missing %", "unique", "values", "notes"], rows))
 
     parts.append("<h2>Missing values</h2>")
     m = r["missing"]
     if m["cells"]:
         parts.append(f"<p>{m['cells']:,} missing cells ({m['cells_pct']:.2f}% of all cells) in {m['columns_with_missing']} "
                      "column(s).</p>")
-        parts.append(_table(["column", "missing", "missing %"], [[c["name"], f"{c['missing']:,}", f"{c['missing_pct']:.2f}%"]
+        parts.append(table(["column", "missing", "missing %"], [[c["name"], f"{c['missing']:,}", f"{c['missing_pct']:.2f}%"]
                                                                 for c in r["column_info"] if c["missing"]]))
     else:
         parts.append("<p class=good>No missing values.</p>")
-    parts += [_img(p) for p in plots.get("missing", [])]
+    parts += [img(p) for p in plots.get("missing", [])]
 
     parts.append("<h2>Duplicate rows</h2>")
     d = r["duplicates"]
@@ -196,7 +196,7 @@ def render(result: dict, plots: dict[str, list[Path]]) -> str:
         parts.append(f"<p class=bad>{d['rows']:,} rows ({d['pct']:.2f}%) repeat an earlier row exactly (all columns), in "
                      f"{d['groups']:,} group(s). The first {len(d['examples'])}:</p>")
         names = list(d["examples"][0]["values"])
-        parts.append(_table(["rows (0-based)", "copies", *names],
+        parts.append(table(["rows (0-based)", "copies", *names],
                             [[", ".join(map(str, x["rows"])) + (" …" if x["count"] > len(x["rows"]) else ""), x["count"],
                               *x["values"].values()] for x in d["examples"]]))
     else:
@@ -208,7 +208,7 @@ def render(result: dict, plots: dict[str, list[Path]]) -> str:
         parts.append(f"<p class=note>Rule: a value is an outlier when it lies outside [Q1 − {r['rules']['outlier_iqr']}·IQR, "
                      f"Q3 + {r['rules']['outlier_iqr']}·IQR] (IQR = Q3 − Q1; missing and infinite values left out; not applied "
                      "when IQR is 0).</p>")
-        parts.append(_table(["column", "Q1", "median", "Q3", "lower fence", "upper fence", "outliers", "outliers %"],
+        parts.append(table(["column", "Q1", "median", "Q3", "lower fence", "upper fence", "outliers", "outliers %"],
                             [[c["name"], c["stats"]["q1"], c["stats"]["median"], c["stats"]["q3"], c["stats"]["lower_fence"],
                               c["stats"]["upper_fence"], "–" if c["stats"]["outliers"] is None else f"{c['stats']['outliers']:,}",
                               "–" if c["stats"]["outliers_pct"] is None else f"{c['stats']['outliers_pct']:.2f}%"]
@@ -216,17 +216,17 @@ def render(result: dict, plots: dict[str, list[Path]]) -> str:
         shown = numeric_to_plot(r["column_info"])
         if len(numeric) > len(shown):
             parts.append(f"<p class=note>Plots: the {len(shown)} columns with the largest outlier shares of {len(numeric)}.</p>")
-        parts += [_img(p) for p in plots.get("numeric", [])]
+        parts += [img(p) for p in plots.get("numeric", [])]
     else:
         parts.append("<p class=note>No numeric feature columns.</p>")
 
     if target:
         parts += _target_html(r, plots)
     parts.append("<h2>Rules</h2>")
-    parts.append(_table(["rule", "value"], [[k, str(v)] for k, v in r["rules"].items()]))
+    parts.append(table(["rule", "value"], [[k, str(v)] for k, v in r["rules"].items()]))
     parts.append(f"<p class=note>seconds per step: {e(', '.join(f'{k} {v:.2f}' for k, v in r['seconds'].items()))}</p>")
     title = f"forgeml profile {e(r['source'] or '')}"
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title><style>{CSS}</style></head>"
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{title}</title><style>{css()}</style></head>"
             f"<body>{''.join(parts)}</body></html>")
 
 
@@ -247,15 +247,15 @@ def _target_html(r: dict, plots: dict) -> list[str]:
                          f"ratio {ts['ratio']:.1f}:1 (minority share {ts['minority_share']:.2%}).</p>")
         elif "ratio" in ts:
             parts.append(f"<p class=good>Balanced enough: majority/minority ratio {ts['ratio']:.1f}:1.</p>")
-        parts.append(_table(["class", "rows", "%"], [[c["label"], f"{c['count']:,}", f"{c['pct']:.2f}%"] for c in ts["classes"]]))
+        parts.append(table(["class", "rows", "%"], [[c["label"], f"{c['count']:,}", f"{c['pct']:.2f}%"] for c in ts["classes"]]))
         if ts["classes_total"] > len(ts["classes"]):
             parts.append(f"<p class=note>{ts['classes_total'] - len(ts['classes'])} more classes not listed.</p>")
     elif ts.get("stats"):
         s = ts["stats"]
         parts.append("<p class=note>regression target: distribution</p>")
-        parts.append(_table(["count", "mean", "std", "min", "Q1", "median", "Q3", "max"],
+        parts.append(table(["count", "mean", "std", "min", "Q1", "median", "Q3", "max"],
                             [[f"{s['count']:,}", s["mean"], s["std"], s["min"], s["q1"], s["median"], s["q3"], s["max"]]]))
-    parts += [_img(p) for p in plots.get("target", [])]
+    parts += [img(p) for p in plots.get("target", [])]
 
     a, leak = r.get("association"), r.get("leakage")
     if not a:
@@ -266,10 +266,10 @@ def _target_html(r: dict, plots: dict) -> list[str]:
                  "most frequent levels, missing as its own level; Miller–Madow bias correction). share = MI / entropy of the "
                  f"target: 1 means the feature determines the target. single-feature score: held-out "
                  f"{leak['single_feature']['metric']} of the feature alone (see leakage).</p>")
-    parts.append(_table(["feature", "type", "MI (bits)", "share of target entropy", "single-feature score"],
+    parts.append(table(["feature", "type", "MI (bits)", "share of target entropy", "single-feature score"],
                         [[f["feature"], f["type"], f["mi_bits"], f["mi_share"], f["single_feature_score"]]
                          for f in a["features"][:TOP_FEATURES]]))
-    parts += [_img(p) for p in plots.get("association", [])]
+    parts += [img(p) for p in plots.get("association", [])]
 
     parts.append("<h2>Leakage suspects</h2>")
     sf = leak["single_feature"]
@@ -283,11 +283,11 @@ def _target_html(r: dict, plots: dict) -> list[str]:
                                       for s in suspects) + "</ul>")
     else:
         parts.append("<p class=good>No single feature predicts the target almost perfectly.</p>")
-    parts.append(_table(["feature", "model", sf["metric"]], [[s["feature"], s["model"], s["score"]] for s in sf["scores"][:10]]))
+    parts.append(table(["feature", "model", sf["metric"]], [[s["feature"], s["model"], s["score"]] for s in sf["scores"][:10]]))
     d = leak["duplicates"]
     parts.append(f"<p class=note>(b) Duplicate feature vectors across the split: rows with identical values in the feature "
                  f"columns (ID-like columns left out), placed with forgeml's default split ({e(d['split'])}).</p>")
-    parts.append(_table(["measure", "value"], [
+    parts.append(table(["measure", "value"], [
         ["labelled rows", f"{d['rows']:,}"],
         ["feature vectors occurring more than once", f"{d['duplicated_vectors']:,}"],
         ["rows in those groups", f"{d['rows_in_duplicates']:,}"],

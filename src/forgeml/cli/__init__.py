@@ -1,0 +1,33 @@
+"""Command line: parse, call forgeml.api, print. No logic lives here; heavy imports happen inside commands.
+
+options.py declares the options several commands share (once each); overrides.py turns --config, flags and --set
+into a config dict; experiments.py and runs.py hold the commands; printing.py what they print.
+"""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from forgeml.cli import experiments, runs
+
+app = typer.Typer(
+    help="forgeml: from raw data to a trained, evaluated, tracked model on the compute you have.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for command in (experiments.quickstart, experiments.train, runs.evaluate, runs.predict, runs.export, runs.compress,
+                runs.serve, runs.profile, experiments.cv, runs.explain, experiments.federate, runs.datasets, runs.tasks):
+    app.command()(command)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Typer handles usage errors itself (exit 2 with usage); forgeml's own errors become one line + exit 2."""
+    from forgeml.errors import ForgeMLError
+
+    try:
+        app(args=argv, prog_name="forgeml")
+    except ForgeMLError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(exc.exit_code) from None

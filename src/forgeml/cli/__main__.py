@@ -1,0 +1,4 @@
+"""python -m forgeml.cli"""
+from forgeml.cli import main
+
+main()

@@ -1,0 +1,103 @@
+"""train: the loop's settings, early stopping and differential privacy; tracking."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from forgeml.config.base import Strict
+
+
+class EarlyStopping(Strict):
+    """Stop when the monitored validation metric has not improved for `patience` epochs; keep the best epoch."""
+
+    monitor: str = Field(
+        "val_loss", description="val_loss or val_<metric> (classification: accuracy, f1_macro, roc_auc; regression: rmse, mae, r2)"
+    )
+    patience: int = Field(8, ge=1, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0)
+
+    @field_validator("monitor")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        if not v.startswith("val_"):
+            raise ValueError(f"monitor must be a validation metric such as val_loss or val_accuracy, got {v!r}")
+        return v
+
+
+class PrivacyConfig(Strict):
+    """Differentially private training (DP-SGD with Opacus, extra [privacy]): per-row gradients are clipped to
+    max_grad_norm and Gaussian noise is added, calibrated so that training for train.epochs epochs spends at most
+    (epsilon, delta). See docs/privacy.md."""
+
+    epsilon: float = Field(..., description="privacy budget: the most epsilon training may spend (smaller is more "
+                                            "private; 1-10 is the usual range)")
+    delta: Optional[float] = Field(None, description="probability the epsilon guarantee fails; default min(1e-5, "
+                                                     "0.1/n) for n training rows, well below the 1/n Opacus asks for")
+    max_grad_norm: float = Field(1.0, gt=0, description="each row's gradient is clipped to this L2 norm before the "
+                                                        "noise (replaces train.grad_clip)")
+    accountant: Literal["prv", "rdp"] = Field("prv", description="privacy accountant: prv (tight numerical bound, "
+                                                                  "Opacus' default) or rdp (Renyi DP, looser)")
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon(cls, v: float) -> float:
+        if not 0 < v < float("inf"):
+            raise ValueError(f"epsilon is the privacy budget and must be a number > 0 (smaller is more private; 1-10 is "
+                             f"usual), got {v}")
+        return v
+
+    @field_validator("delta")
+    @classmethod
+    def _delta(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and not 0 < v < 1:
+            raise ValueError(f"delta must be between 0 and 1 (exclusive) and well below 1/rows, e.g. 1e-5; got {v}")
+        return v
+
+
+class TrainConfig(Strict):
+    """The training loop: optimizer, schedule, regularization, precision, device, early stopping."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 via decoupled weight decay")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on weights added to the loss")
+    schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="cosine: linear warmup then cosine decay")
+    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of steps spent warming up (cosine)")
+    grad_clip: Optional[float] = Field(1.0, gt=0, description="max gradient norm; null to disable")
+    grad_accum: int = Field(1, ge=1, description="batches whose gradients are summed before each optimizer step")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp32 on CPU (no native bf16/fp16 here), bf16 on GPUs that support it, else fp16"
+    )
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
+    early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping)
+    seed: int = 0
+    threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
+    privacy: Optional[PrivacyConfig] = Field(None, description="train with differential privacy (DP-SGD); null: no DP")
+
+    @model_validator(mode="after")
+    def _private(self):
+        if self.privacy is None:
+            return self
+        if self.grad_accum > 1:
+            raise ValueError("grad_accum > 1 does not work with privacy (DP-SGD samples each batch as a whole); "
+                             "raise batch_size instead")
+        if self.l1:
+            raise ValueError("l1 does not work with privacy (its gradient would bypass the per-row clipping); "
+                             "use weight_decay")
+        if self.precision in ("bf16", "fp16"):
+            raise ValueError(f"precision {self.precision} does not work with privacy; DP-SGD trains in fp32 "
+                             "(use precision: auto or fp32)")
+        return self
+
+
+class TrackingConfig(Strict):
+    """MLflow experiment tracking."""
+
+    uri: Optional[str] = Field(
+        None, description="MLflow tracking URI; default sqlite:///<runs_dir>/mlflow.db; 'none' disables tracking"
+    )
+    experiment: str = "forgeml"

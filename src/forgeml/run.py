@@ -1,0 +1,168 @@
+"""The run artifact: a trained run's folder (manifest.json, config.yaml, weights, metrics, report) and the model
+loaded from it. Every capability (evaluate, export, serve, compress, explain, privacy) reads runs through here, never
+through forgeml.api. Loading never unpickles."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from forgeml import artifacts
+from forgeml.config import MODEL_PARAMS, Config, build_config
+from forgeml.errors import DataError, RunError
+
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict
+    manifest: dict = field(repr=False, default_factory=dict)
+
+
+def run_config(run_dir: Path) -> Config:
+    """The config a run was trained with (its config.yaml)."""
+    from forgeml.config import load_config
+
+    return build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
+
+
+def summary(task_name: str, m: dict) -> dict:
+    """The metrics of ``m`` that the family shows in tables (forgeml.tasks.summary_keys)."""
+    from forgeml.tasks import summary_keys
+
+    return {k: m.get(k) for k in summary_keys(task_name)}
+
+
+class LoadedModel:
+    """A trained run, ready to predict: ``forgeml.load("runs/x").predict(df)``."""
+
+    def __init__(self, run: Union[str, Path]):
+        from forgeml.data.preprocess import Preprocessor
+        from forgeml.models import get_model
+        from forgeml.tasks import make_task
+
+        self.run_dir = artifacts.run_dir_of(run)
+        self.manifest = artifacts.read_manifest(self.run_dir)
+        self.preprocessor = Preprocessor(self.manifest["preprocessing"])
+        target = {k: v for k, v in self.manifest["target"].items() if k != "name"}
+        self.task = make_task(self.manifest["task"], target)
+        m = self.manifest["model"]
+        self.model_name = m["name"]
+        self.learner = get_model(m["name"])
+        if not (self.run_dir / m["file"]).is_file():
+            raise RunError(f"{self.run_dir} has no trained model ({m['file']} is missing); train it to the end first "
+                           "(forgeml train ..., or --resume an interrupted run)")
+        if "torch" not in self.learner.tags:
+            self.estimator = self.learner.load(self.run_dir)
+        else:
+            from forgeml.models import rebuild_layers
+
+            params = MODEL_PARAMS[m["name"]].model_validate(m["params"])
+            kwargs = {"pretrained": False} if "pretrained" in self.learner.tags else {}  # weights come from the run
+            self.estimator = self.learner.build(params, m["input_shapes"], self.task.out_dim, **kwargs)
+            if m.get("dp_fixed"):  # trained with DP-SGD after BatchNorm -> GroupNorm etc.: the same layers again
+                self.estimator = rebuild_layers(self.estimator, m["dp_fixed"])
+            self.estimator.load_state_dict(artifacts.load_tensors(self.run_dir / m["file"]))
+            self.estimator.eval()
+
+    @property
+    def features(self) -> list[str]:
+        return [f["name"] for f in self.manifest["features"]]
+
+    @property
+    def labels(self) -> Optional[list]:
+        return self.manifest["target"].get("labels")
+
+    def _frame(self, data) -> pd.DataFrame:
+        if isinstance(data, pd.DataFrame):
+            return data
+        if isinstance(data, dict):
+            return pd.DataFrame([data])
+        if isinstance(data, (str, Path)):
+            return read_inputs(data, self.manifest)
+        if isinstance(data, (list, tuple)):
+            if data and isinstance(data[0], dict):
+                return pd.DataFrame(list(data))
+            image = next((f["name"] for f in self.manifest["features"] if f["type"] == "image"), None)
+            if image:
+                return pd.DataFrame({image: list(data)})
+        raise DataError("predict takes a DataFrame, a dict or list of dicts (one per row), a file path, or a list of image paths/arrays")
+
+    def require_target(self, capability: str) -> None:
+        """Capabilities built for supervised runs (a target column) say so plainly for the other families."""
+        if "target" not in self.task.tags:
+            raise RunError(f"{capability} works on supervised runs (classification, regression) so far; {self.run_dir} "
+                           f"is a {self.task.name} run")
+
+    def raw(self, df: pd.DataFrame) -> np.ndarray:
+        return self.learner.raw(self.estimator, self.preprocessor.transform(df), self.task)
+
+    def predict(self, data) -> pd.DataFrame:
+        """Predictions (and class probabilities as proba_<label> columns) for each input row."""
+        df = self._frame(data)
+        if len(df) == 0:
+            raise DataError("no rows to predict")
+        result = self.task.predictions(self.task.outputs(self.raw(df)))
+        # keep the caller's index so `df["pred"] = model.predict(df)["prediction"]` aligns row by row
+        result.index = df.index
+        return result
+
+
+def load(run: Union[str, Path]) -> LoadedModel:
+    return LoadedModel(run)
+
+
+def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
+    """Rows to predict from a table file or an image folder (all images inside, recursively)."""
+    from forgeml.data.sources import list_images, read_source, read_table
+
+    path = Path(source)
+    if str(source).startswith("bundled:"):
+        return read_source(str(source))[0]
+    if not path.exists():
+        raise DataError(f"input not found: {source}")
+    if path.is_dir():
+        image = next((f["name"] for f in manifest["features"] if f["type"] == "image"), None)
+        if image is None:
+            raise DataError(f"{path} is a folder, but this model takes {[f['name'] for f in manifest['features']]} from a table")
+        paths = list_images(path)
+        if not paths:
+            raise DataError(f"no images found in {path}")
+        return pd.DataFrame({image: [str(p) for p in paths]})
+    from forgeml.data.sources import anchor_image_paths
+
+    return anchor_image_paths(read_table(path), path.parent)
+
+
+def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
+    import io
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    buf = io.BytesIO()
+    if suffix in (".csv", ""):
+        df.to_csv(buf, index=False)
+    elif suffix in (".parquet", ".pq"):
+        df.to_parquet(buf, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        df.to_json(buf, orient="records", lines=True)
+    else:
+        raise DataError(f"unsupported output format {suffix}; use .csv, .parquet or .jsonl")
+    artifacts.atomic_write_bytes(path, buf.getvalue())
+
+
+def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.DataFrame]:
+    """The run's own test split (None if its data can no longer be read)."""
+    from forgeml.tasks import family_of
+
+    try:
+        cfg = run_config(model.run_dir)
+        rows = family_of(cfg).split_rows(cfg)["test"]
+    except DataError:
+        return None
+    return rows if limit is None else rows.iloc[:limit]

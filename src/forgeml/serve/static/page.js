@@ -1,0 +1,338 @@
+(() => {
+  "use strict";
+  const KEY_REQUIRED = document.body.dataset.apiKeyRequired === "true";
+  const STORE = "forgeml.apiKey";
+  const $ = (id) => document.getElementById(id);
+  const el = (tag, props = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(props)) {
+      if (k === "class") node.className = v;
+      else if (k === "text") node.textContent = v;
+      else if (k.startsWith("data-") || k.startsWith("aria-") || k === "for" || k === "list") node.setAttribute(k, v);
+      else node[k] = v;
+    }
+    for (const c of children) if (c != null) node.append(c);
+    return node;
+  };
+  const STATUS = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+                  413: "Request too large", 422: "Invalid input", 429: "Too many requests",
+                  500: "Server error", 503: "Not ready"};
+  let models = [];
+  let current = null;
+  let images = {};  // field name -> base64 of the chosen file's bytes
+
+  const keyInput = $("api-key");
+  if (KEY_REQUIRED) {
+    $("api-key-row").hidden = false;
+    try { keyInput.value = sessionStorage.getItem(STORE) || ""; } catch (e) { /* storage disabled */ }
+  }
+  const headers = (json) => {
+    const h = json ? {"Content-Type": "application/json"} : {};
+    const key = KEY_REQUIRED ? keyInput.value.trim() : "";
+    if (key) h["X-API-Key"] = key;
+    return h;
+  };
+  const rememberKey = () => {
+    try {
+      const key = keyInput.value.trim();
+      if (key) sessionStorage.setItem(STORE, key); else sessionStorage.removeItem(STORE);
+    } catch (e) { /* storage disabled */ }
+  };
+
+  // ----- errors
+  function showError(title, detail) {
+    $("error-title").textContent = title;
+    $("error-detail").textContent = detail || "";
+    $("error").hidden = false;
+  }
+  function clearError() {
+    $("error").hidden = true;
+    for (const f of document.querySelectorAll(".field.invalid")) {
+      f.classList.remove("invalid");
+      const msg = f.querySelector(".field-error");
+      if (msg) msg.remove();
+      const input = f.querySelector("[data-field]");
+      if (input) input.removeAttribute("aria-invalid");
+    }
+  }
+  function markField(name, message) {
+    const input = document.querySelector(`#fields [data-field="${CSS.escape(name)}"]`);
+    if (!input) return;
+    const wrap = input.closest(".field");
+    wrap.classList.add("invalid");
+    input.setAttribute("aria-invalid", "true");
+    if (message) wrap.append(el("span", {class: "field-error", text: message}));
+  }
+  async function responseError(res) {
+    let detail = "";
+    let body = null;
+    try { body = await res.json(); } catch (e) { /* not JSON */ }
+    if (body && typeof body.detail === "string") detail = body.detail;
+    else if (body && Array.isArray(body.detail)) detail = body.detail.map((d) => d.msg || JSON.stringify(d)).join("; ");
+    else if (body) detail = JSON.stringify(body);
+    else detail = res.statusText;
+    showError(`${res.status} · ${STATUS[res.status] || "Error"}`, detail);
+    return body || {};
+  }
+
+  // ----- server status
+  async function checkReady() {
+    const pill = $("server-status");
+    try {
+      const res = await fetch("/readyz", {cache: "no-store"});
+      pill.className = "pill " + (res.ok ? "ready" : "down");
+      $("server-status-text").textContent = res.ok ? "ready" : "not ready";
+    } catch (e) {
+      pill.className = "pill down";
+      $("server-status-text").textContent = "offline";
+    }
+  }
+
+  // ----- models
+  const modelId = (m) => `${m.name}:${m.version}`;
+  async function loadModels() {
+    clearError();
+    const select = $("model-select");
+    let res;
+    try {
+      res = await fetch("/v1/models", {headers: headers(false), cache: "no-store"});
+    } catch (e) {
+      showError("Cannot reach the server", String(e));
+      return;
+    }
+    if (!res.ok) {
+      models = [];
+      select.replaceChildren(el("option", {text: res.status === 401 ? "Enter the API key to list the models" : "No models"}));
+      select.disabled = true;
+      selectModel(null);
+      await responseError(res);
+      if (res.status === 401) keyInput.focus();
+      return;
+    }
+    models = (await res.json()).models || [];
+    const previous = current ? modelId(current) : null;
+    const groups = new Map();
+    for (const m of models) {
+      if (!groups.has(m.name)) groups.set(m.name, []);
+      groups.get(m.name).push(m);
+    }
+    const options = [];
+    for (const [name, versions] of groups) {
+      const group = el("optgroup", {label: name});
+      for (const m of versions) {
+        group.append(el("option", {value: modelId(m), text: `${modelId(m)}${m.default && versions.length > 1 ? "  · default version" : ""}`}));
+      }
+      options.push(group);
+    }
+    select.replaceChildren(...options);
+    select.disabled = models.length === 0;
+    const first = models.find((m) => m.default) || models[0];
+    const pick = models.find((m) => modelId(m) === previous) || first;
+    if (pick) select.value = modelId(pick);
+    $("model-count").textContent = ` · ${groups.size} model${groups.size === 1 ? "" : "s"}, ${models.length} version${models.length === 1 ? "" : "s"}`;
+    selectModel(pick || null);
+  }
+
+  function fmtMetric(k, v) {
+    if (typeof v !== "number") return null;
+    const pct = ["accuracy", "f1_macro", "f1", "precision", "recall"].includes(k);
+    return pct ? `${(v * 100).toFixed(1)}%` : (Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(3));
+  }
+  function renderMeta(m) {
+    const meta = $("model-meta");
+    meta.replaceChildren();
+    if (!m) return;
+    const chip = (label, value, cls) => el("span", {class: "chip" + (cls ? " " + cls : "")}, label ? label + " " : "", value != null ? el("b", {text: String(value)}) : null);
+    meta.append(el("span", {class: "chip task", text: m.task}));
+    meta.append(chip("model", m.model));
+    meta.append(chip("precision", m.precision));
+    meta.append(chip("target", m.target));
+    const metrics = m.test_metrics || {};
+    const names = {accuracy: "accuracy", roc_auc: "ROC AUC", f1_macro: "F1", r2: "R²", mae: "MAE", rmse: "RMSE"};
+    const shown = Object.keys(names).filter((k) => typeof metrics[k] === "number").slice(0, 3);
+    if (shown.length) {
+      meta.append(el("div", {class: "metrics", text: "Test set: " + shown.map((k) => `${names[k]} ${fmtMetric(k, metrics[k])}`).join(" · ")}));
+    }
+  }
+
+  // ----- the form
+  const safeId = (name) => "field-" + name.replace(/[^A-Za-z0-9_-]/g, "_");
+  function fieldFor(spec) {
+    const id = safeId(spec.name);
+    const label = el("label", {for: id}, spec.name, el("span", {class: "type", text: spec.type}));
+    const wide = spec.type === "text" || spec.type === "image";
+    const wrap = el("div", {class: "field" + (wide ? " wide" : ""), "data-testid": "field-" + spec.name});
+    if (spec.type === "numeric") {
+      wrap.append(label, el("input", {id, type: "number", step: "any", placeholder: "missing if empty", "data-field": spec.name, "data-type": "numeric"}));
+    } else if (spec.type === "categorical") {
+      const levels = Array.isArray(spec.levels) ? spec.levels.map(String) : null;
+      if (levels && levels.length <= 40) {
+        const select = el("select", {id, "data-field": spec.name, "data-type": "categorical"},
+                          el("option", {value: "", text: "— missing —"}));
+        for (const v of levels) select.append(el("option", {value: v, text: v}));
+        wrap.append(label, select);
+      } else {
+        const input = el("input", {id, type: "text", placeholder: "missing if empty", "data-field": spec.name, "data-type": "categorical"});
+        wrap.append(label, input);
+        if (levels) {
+          const list = el("datalist", {id: id + "-levels"});
+          for (const v of levels) list.append(el("option", {value: v}));
+          input.setAttribute("list", list.id);
+          wrap.append(list, el("span", {class: "hint", text: `${levels.length} known values; others count as unseen`}));
+        }
+      }
+    } else if (spec.type === "text") {
+      wrap.append(label, el("textarea", {id, placeholder: "type some text", "data-field": spec.name, "data-type": "text"}));
+    } else if (spec.type === "image") {
+      const input = el("input", {id, type: "file", accept: "image/*", "data-field": spec.name, "data-type": "image"});
+      const thumb = el("img", {class: "thumb", alt: ""});
+      thumb.hidden = true;
+      const name = el("div", {class: "drop-name", text: "Choose an image file"});
+      const size = Array.isArray(spec.size) ? `${spec.size[0]}×${spec.size[1]}` : null;
+      const mode = {L: "grayscale", RGB: "color"}[spec.mode] || spec.mode;
+      const note = el("div", {class: "hint", text: size ? `PNG, JPEG, …; resized to ${size}${mode ? " " + mode : ""}` : "PNG, JPEG, … or drop one here"});
+      const drop = el("label", {class: "drop", for: id}, thumb, el("div", {}, name, note), input);
+      const take = (file) => {
+        if (!file) return;
+        const reader = new FileReader();
+        reader.onload = () => {
+          const url = String(reader.result);
+          images[spec.name] = url.slice(url.indexOf(",") + 1);
+          thumb.src = url;
+          thumb.hidden = false;
+          name.textContent = file.name;
+          note.textContent = `${(file.size / 1024).toFixed(1)} KB` + (size ? ` · resized to ${size}` : "");
+          input.dataset.loaded = "true";
+          input.dataset.file = file.name;
+        };
+        reader.onerror = () => showError("Cannot read the file", String(reader.error));
+        input.dataset.loaded = "false";
+        reader.readAsDataURL(file);
+      };
+      input.addEventListener("change", () => take(input.files[0]));
+      drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+      drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+      drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); take(e.dataTransfer.files[0]); });
+      wrap.append(el("span", {class: "label"}, spec.name, el("span", {class: "type", text: "image"})), drop);
+    } else {
+      wrap.append(label, el("input", {id, type: "text", "data-field": spec.name, "data-type": "other"}));
+    }
+    return wrap;
+  }
+
+  function selectModel(m) {
+    current = m;
+    images = {};
+    renderMeta(m);
+    const fields = $("fields");
+    fields.replaceChildren(...(m ? m.input_schema.map(fieldFor) : []));
+    $("predict-button").disabled = !m;
+    resetResult();
+  }
+
+  function resetResult() {
+    $("result").hidden = true;
+    $("placeholder").hidden = false;
+    clearError();
+  }
+
+  function readRow() {
+    const row = {};
+    const problems = [];
+    for (const input of document.querySelectorAll("#fields [data-field]")) {
+      const name = input.dataset.field;
+      const type = input.dataset.type;
+      if (type === "numeric") {
+        if (input.validity.badInput) { problems.push([name, "not a number"]); continue; }
+        row[name] = input.value.trim() === "" ? null : Number(input.value);
+      } else if (type === "image") {
+        if (!(name in images)) { problems.push([name, input.dataset.loaded === "false" ? "still reading the file" : "choose an image file"]); continue; }
+        row[name] = images[name];
+      } else if (type === "text") {
+        row[name] = input.value;
+      } else {
+        row[name] = input.value === "" ? null : input.value;
+      }
+    }
+    return [row, problems];
+  }
+
+  // ----- prediction
+  function fmtValue(v) {
+    if (typeof v !== "number") return String(v);
+    return Math.abs(v) >= 1e6 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toPrecision(6) : String(Number(v.toFixed(4)));
+  }
+  function renderResult(m, body, ms) {
+    $("placeholder").hidden = true;
+    $("result").hidden = false;
+    const prediction = body.predictions[0];
+    $("result-target").textContent = `Predicted ${m.target}`;
+    $("prediction").textContent = fmtValue(prediction);
+    const bars = $("bars");
+    bars.replaceChildren();
+    $("confidence").replaceChildren();
+    const proba = body.probabilities && body.probabilities[0];
+    if (proba && body.labels) {
+      const rows = body.labels.map((label, i) => ({label: String(label), p: proba[i]})).sort((a, b) => b.p - a.p);
+      $("confidence").append(el("b", {text: `${(rows[0].p * 100).toFixed(1)}%`}), "confidence");
+      rows.forEach((r, i) => {
+        const pct = `${(r.p * 100).toFixed(1)}%`;
+        bars.append(el("div", {class: "bar-row" + (i === 0 ? " top" : ""), role: "listitem", "data-testid": "bar",
+                               "data-label": r.label, "data-probability": String(r.p)},
+          el("span", {class: "bar-label", text: r.label, title: r.label}),
+          el("div", {class: "bar-track"}, el("div", {class: "bar-fill", style: `width: ${(r.p * 100).toFixed(2)}%`})),
+          el("span", {class: "bar-pct", text: pct})));
+      });
+    }
+    $("latency").textContent = `· ${modelId(m)} · ${Math.round(ms)} ms`;
+    $("raw-json").textContent = JSON.stringify(body, null, 2);
+  }
+
+  const form = $("predict-form");
+  const done = () => { form.dataset.completed = String(Number(form.dataset.completed || 0) + 1); };
+  async function predict(event) {
+    event.preventDefault();
+    if (!current) return;
+    clearError();
+    const m = current;
+    const [row, problems] = readRow();
+    if (problems.length) {
+      for (const [name, msg] of problems) markField(name, msg);
+      showError("Check the form", problems.map(([n, msg]) => `${n}: ${msg}`).join("; "));
+      done();
+      return;
+    }
+    if (KEY_REQUIRED) rememberKey();
+    const button = $("predict-button");
+    button.disabled = true;
+    button.replaceChildren(el("span", {class: "spinner"}), " Predicting");
+    const url = `/v1/models/${encodeURIComponent(m.name)}/versions/${encodeURIComponent(m.version)}/predict`;
+    const tic = performance.now();
+    try {
+      const res = await fetch(url, {method: "POST", headers: headers(true), body: JSON.stringify({instances: [row]})});
+      if (current !== m) return;
+      if (!res.ok) {
+        $("result").hidden = true;
+        $("placeholder").hidden = false;
+        const body = await responseError(res);
+        if (body.field) markField(body.field, null);
+        return;
+      }
+      renderResult(m, await res.json(), performance.now() - tic);
+    } catch (e) {
+      showError("Cannot reach the server", String(e));
+    } finally {
+      button.disabled = !current;
+      button.textContent = "Predict";
+      done();
+    }
+  }
+
+  $("predict-form").addEventListener("submit", predict);
+  $("model-select").addEventListener("change", (e) => selectModel(models.find((m) => modelId(m) === e.target.value) || null));
+  $("clear-button").addEventListener("click", () => selectModel(current));
+  $("api-key-row").addEventListener("submit", (e) => { e.preventDefault(); rememberKey(); loadModels(); });
+
+  checkReady();
+  loadModels();
+})();

@@ -1,0 +1,272 @@
+"""The supervised family's data: one row per example and one target column. Read, check, de-duplicate, type and
+split the rows (deterministic for a config: evaluate replays it), then clean the training split, fit the preprocessing
+on it only, encode every split and rebalance the training inputs."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from forgeml.config import MODEL_PARAMS, Config
+from forgeml.core import Task, better
+from forgeml.errors import DataError
+from forgeml.tasks import fit_task
+
+Say = Callable[[str], None]
+
+
+class SupervisedTask(Task):
+    """One row, one target (classification, regression): the encoded target is ``batch["y"]`` and one optimizer
+    minimizes ``loss``. The class methods and hooks below are what forgeml.train.pipeline asks of a family."""
+
+    needs_target = True
+    summary_keys: list[str] = []
+
+    # ---- what a fitted task is (state: labels / target scale / threshold; JSON in the manifest)
+    @classmethod
+    def fit(cls, y: pd.Series) -> "SupervisedTask":
+        raise NotImplementedError
+
+    def encode(self, y: pd.Series):
+        raise NotImplementedError
+
+    @property
+    def out_dim(self) -> int:
+        raise NotImplementedError
+
+    def loss(self, out, y):
+        raise NotImplementedError
+
+    def decode(self, pred):
+        raise NotImplementedError
+
+    def quick_metrics(self, y, outputs: dict) -> dict[str, float]:
+        """Cheap metrics computed every epoch (the full suite runs once, at the end)."""
+        raise NotImplementedError
+
+    def step(self, model, batch: dict, loss=None):
+        """One optimizer, "model": the task's loss (or ``loss``, e.g. class weights or distillation) on ``batch["y"]``;
+        with ``batch["mix"] = (permutation, lam)`` the mixup loss lam * L(y) + (1 - lam) * L(y[perm])."""
+        criterion = self.loss if loss is None else loss
+        inputs = {k: v for k, v in batch.items() if k not in ("y", "mix")}
+        out, y = model(inputs), batch["y"]
+        value = criterion(out, y)
+        if "mix" in batch:
+            perm, lam = batch["mix"]
+            value = lam * value + (1 - lam) * criterion(out, y[perm])
+        yield "model", value
+
+    def validation_loss(self, raw, y) -> float:
+        import torch
+
+        return float(self.loss(torch.from_numpy(raw).float(), torch.from_numpy(y)))
+
+    # ---- the pipeline's hooks
+    @classmethod
+    def prepare_run(cls, cfg: Config, say: Say = lambda m: None) -> "Prepared":
+        """Split the data, choose the candidate learners (model: auto may give several), then clean, fit the
+        preprocessing for the learners' inputs and encode."""
+        from forgeml.models import check_supports, get_model, resolve_auto
+
+        splits = split_data(cfg)
+        splits.candidates = resolve_auto({f.type for f in splits.features}) if cfg.model.name == "auto" else [cfg.model.name]
+        for name in splits.candidates:
+            check_supports(name, splits.features)
+        torch_models = [c for c in splits.candidates if "torch" in get_model(c).tags]
+        first = torch_models[0] if torch_models else None
+        tokenizer = get_model(first).tokenizer_for(params_for(cfg, first)) if first else "words"
+        return prepare(cfg, splits, tokenizer, say)
+
+    def training_loss(self, cfg: Config, y_train):
+        """The loss the training step uses when data.balance asks for one (class weights, focal); None: the task's."""
+        if "labels" not in self.tags:
+            return None
+        from forgeml.data import balance
+
+        return balance.training_loss(cfg.data.balance, y_train, self.out_dim)
+
+    def sample_weights(self, cfg: Config, y_train):
+        """Per-row weights for learners that take them (trees have no focal loss: they get class weights)."""
+        if "labels" not in self.tags or cfg.data.balance.method not in ("class_weights", "focal"):
+            return None
+        from forgeml.data import balance
+
+        return balance.class_weights(y_train, self.out_dim)[y_train]
+
+    def init_model(self, model, data: "Prepared") -> None:
+        """Anything a network needs from the training rows before the first step (nothing here)."""
+
+    def choose(self, candidates: list[dict]) -> dict:
+        """The candidate with the best validation score on the primary metric (the first on a tie)."""
+        metric = self.primary_metric
+        best = candidates[0]
+        for c in candidates[1:]:
+            if c["val"][metric] is not None and (best["val"][metric] is None or better(metric, c["val"][metric], best["val"][metric])):
+                best = c
+        return best
+
+    def finalize(self, cfg: Config, data: "Prepared", val_outputs: dict, say: Say) -> None:
+        """After the choice: tune the binary decision threshold on validation (data.balance.threshold); it joins the
+        task's state (manifest), so predict, evaluate and serve decide with it."""
+        bal = cfg.data.balance
+        if bal.threshold == "none":
+            return
+        from forgeml.data import balance
+
+        tuned = balance.tune_threshold(data.y["val"], val_outputs["proba"][:, 1], bal.threshold, bal.target_recall)
+        self.state["threshold"] = tuned["threshold"]
+        self.state["threshold_tuning"] = tuned
+        say(f"decision threshold P({self.labels[1]}) >= {tuned['threshold']:.4f}, tuned on validation for "
+            f"{tuned['tuned_for']} (val precision {tuned['val_precision']:.3f}, recall {tuned['val_recall']:.3f})")
+
+    def baseline(self, cfg: Config, data: "Prepared", trained_raw: Callable) -> tuple[str, dict]:
+        """The strong non-deep baseline on the same split: (name, raw outputs for val and test). ``trained_raw(name)``
+        gives a candidate's raw outputs when the baseline was already trained as one (LightGBM), else None."""
+        from forgeml.evaluate.baseline import kind_for, run_baseline
+
+        kind = kind_for({f.type for f in data.features})
+        reused = trained_raw(kind)
+        if reused is not None:
+            return kind, reused
+        text_cols = data.preprocessor.state.get("text", {}).get("columns", [])
+        return kind, run_baseline(kind, self, data.enc, data.y, data.raw, text_cols, cfg.train.seed, cfg.train.threads)
+
+    def plots(self, data: "Prepared", outputs: dict, folder) -> list:
+        from forgeml.evaluate import plots
+
+        if "labels" in self.tags:
+            return [plots.confusion(self.metrics(data.y["test"], outputs)["confusion_matrix"], self.labels,
+                                    folder / "confusion_matrix.png"),
+                    *plots.roc_pr(data.y["test"], outputs["proba"], self.labels, folder / "roc.png", folder / "pr.png")]
+        return [plots.regression_fit(self.decode(data.y["test"]), self.decode(outputs["pred"]), folder / "regression.png")]
+
+    def baseline_task(self, data: "Prepared", val_raw) -> "SupervisedTask":
+        """The task that scores the baseline's outputs (the same: its probabilities meet the same decision rule)."""
+        return self
+
+    @classmethod
+    def split_rows(cls, cfg: Config) -> dict[str, pd.DataFrame]:
+        """The rows of each split as read (deterministic for a config: evaluate and export replay it)."""
+        return split_data(cfg).raw
+
+    def predictions(self, outputs: dict) -> pd.DataFrame:
+        """predict's columns: the prediction (and proba_<label> per class)."""
+        result = pd.DataFrame({"prediction": self.decode(outputs["pred"])})
+        if "proba" in outputs:
+            for i, label in enumerate(self.labels):
+                result[f"proba_{label}"] = outputs["proba"][:, i]
+        return result
+
+
+def params_for(cfg: Config, name: str):
+    """A learner's parameters: the config's model section when it names this learner, else its defaults."""
+    return cfg.model if cfg.model.name == name else MODEL_PARAMS[name]()
+
+
+@dataclass
+class Splits:
+    target: str
+    task: Any
+    features: list
+    raw: dict[str, pd.DataFrame]  # train / val / test rows as read
+    y: dict[str, np.ndarray]  # encoded targets per split
+    preparation: dict = field(default_factory=dict)  # what data.clean removed and data.balance changed
+    candidates: list[str] = field(default_factory=list)  # the learners to train (model: auto may give several)
+
+
+@dataclass
+class Prepared(Splits):
+    preprocessor: Any = None
+    enc: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # model inputs per split
+    rows: dict[str, int] = field(default_factory=dict)  # rows per split after cleaning, before resampling
+
+
+def split_data(cfg: Config) -> Splits:
+    """Read, check, de-duplicate, type and split the data (deterministic for a config: evaluate replays it)."""
+    from forgeml.data.clean import duplicate_rows
+    from forgeml.data.schema import check_target, check_task, infer_features, infer_task
+    from forgeml.data.sources import read_source
+    from forgeml.data.split import parse_times, split_indices
+
+    df, implied_target = read_source(cfg.data.source)
+    target = cfg.data.target or implied_target
+    df = check_target(df, target)
+    split = cfg.data.split
+    for key in ("group_col", "time_col"):
+        col = getattr(split, key)
+        if col and col not in df.columns:
+            raise DataError(f"split.{key} {col!r} is not a column of the data; columns: {list(df.columns)}")
+        if col and col == target:
+            raise DataError(f"split.{key} {col!r} is the target; choose another column")
+    preparation = {}
+    if cfg.data.clean.deduplicate:
+        dup = duplicate_rows(df)
+        if dup.any():
+            df = df.loc[~dup].reset_index(drop=True)
+        preparation["duplicates"] = int(dup.sum())
+    task_name = cfg.task.name if cfg.task.name != "auto" else infer_task(df[target])
+    check_task(df[target], task_name)
+    # the group/time column orders or groups rows; as an input it would be an ID (memorized) or a leak
+    split_cols = {c: "ignore" for c in (split.group_col, split.time_col) if c}
+    features = infer_features(df, target, {**split_cols, **cfg.data.features})
+    task = fit_task(task_name, df[target])
+    y_all = task.encode(df[target])
+    groups = df[split.group_col].astype(str).to_numpy() if split.group_col else None
+    times = parse_times(df[split.time_col]) if split.time_col else None
+    idx = dict(zip(("train", "val", "test"), split_indices(y_all, "stratify" in task.tags, split, groups, times)))
+    raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
+    return Splits(target, task, features, raw, {s: y_all[i] for s, i in idx.items()}, preparation)
+
+
+def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say = lambda m: None) -> Prepared:
+    """Clean the training split, fit the preprocessing on it only, encode every split, then rebalance the training
+    inputs (data.balance). ``text_tokenizer``: what the learner's text inputs need ("words" or "minilm")."""
+    from forgeml.data import balance
+    from forgeml.data.clean import quantile_bounds, training_rows_to_drop
+    from forgeml.data.preprocess import Preprocessor, numeric_frame
+    clean = cfg.data.clean
+    numeric = [f.name for f in splits.features if f.type == "numeric"]
+    categorical = [f.name for f in splits.features if f.type == "categorical"]
+    train_rows = splits.raw["train"]
+    values = numeric_frame(train_rows, numeric) if numeric else np.zeros((len(train_rows), 0), np.float32)
+    bounds = quantile_bounds(values, clean.outliers.quantiles) if numeric and clean.outliers.method != "none" else None
+    drops = training_rows_to_drop(train_rows, values, categorical, clean, bounds)
+    if drops:
+        keep = ~np.logical_or.reduce(list(drops.values()))
+        if not keep.any():
+            raise DataError(f"data.clean drops every training row ({', '.join(drops)}); relax data.clean.missing/outliers")
+        splits.raw["train"], splits.y["train"] = train_rows.loc[keep].reset_index(drop=True), splits.y["train"][keep]
+        splits.preparation["training_rows_dropped"] = {why: int(m.sum()) for why, m in drops.items()}
+
+    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=text_tokenizer, clip_bounds=bounds)
+    enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
+    n = {s: len(rows) for s, rows in splits.raw.items()}
+    feats = splits.features
+    say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task {splits.task.name}; "
+        f"features: {', '.join(f'{f.name}:{f.type}' for f in feats[:12])}{' ...' if len(feats) > 12 else ''}[/]")
+    if splits.preparation:
+        say(f"[dim]cleaning: {cleaning_line(splits.preparation)}[/]")
+
+    bal = cfg.data.balance
+    balance.check(bal, splits.task, set(enc["train"]))
+    if bal.method in ("oversample", "undersample", "smote"):
+        before = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
+        enc["train"], splits.y["train"], index = balance.resample(enc["train"], splits.y["train"], bal, splits.task.labels)
+        if index is not None:  # the raw rows follow (the text baseline reads them)
+            splits.raw["train"] = splits.raw["train"].iloc[index].reset_index(drop=True)
+        after = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
+        splits.preparation["balance"] = {"method": bal.method, "train_class_counts_before": before.tolist(),
+                                      "train_class_counts_after": after.tolist()}
+        say(f"[dim]balance ({bal.method}): training class counts {before.tolist()} -> {after.tolist()}[/]")
+    return Prepared(**vars(splits), preprocessor=pre, enc=enc, rows=n)
+
+
+def cleaning_line(prep: dict) -> str:
+    parts = []
+    if prep.get("duplicates"):
+        parts.append(f"{prep['duplicates']} duplicate rows removed before splitting")
+    for why, n in prep.get("training_rows_dropped", {}).items():
+        parts.append(f"{n} training rows dropped ({why})")
+    return "; ".join(parts) or "nothing to remove"

@@ -1,0 +1,249 @@
+"""One training run, end to end, for any task family: the family prepares the data (``prepare_run``), every
+candidate learner is trained (torch networks by forgeml's loop through the family's ``step``, others by their own
+``fit``), the family chooses on validation and finalizes (thresholds), the chosen model and the family's baseline are
+scored on the test split, and the run is written (weights, manifest, metrics, plots, report) and tracked.
+Engines (DP-SGD...) come from forgeml.train.engines; nothing here knows a learner or a task by name."""
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+
+from forgeml import artifacts
+from forgeml.config import Config, build_config
+from forgeml.errors import RunError
+from forgeml.models import get_model, raw_outputs
+from forgeml.run import WEIGHTS, RunResult, run_config
+from forgeml.tasks import family_of
+from forgeml.tasks.supervised import Prepared, params_for  # noqa: F401  (params_for: re-exported)
+
+Say = Callable[[str], None]
+
+
+def stderr_say(quiet: bool) -> Say:
+    if quiet:
+        return lambda msg: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    return lambda msg: console.print(msg)
+
+
+def prepare_for_training(cfg: Config, say: Say = lambda m: None) -> Prepared:
+    """Read, split and encode the data the way the task family does, with its candidate learners."""
+    return family_of(cfg).prepare_run(cfg, say)
+
+
+def train(
+    config: Union[Config, dict, None] = None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    say: Optional[Say] = None,
+    source: str = "options",
+    **options,
+) -> RunResult:
+    """Train, evaluate, report and track one run. ``options`` are config keys, e.g. data={'source': ...}."""
+    import torch
+
+    from forgeml.data.augment import batch_augmenter
+    from forgeml.models import get_model
+    from forgeml.progress import TrainProgress
+    from forgeml.tracking import Tracker
+    from forgeml.train import checkpoint
+    from forgeml.train.engines import engine_for, trains_with
+    from forgeml.train.loop import fit
+
+    say = say or stderr_say(quiet)
+    cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
+    run_dir = cfg.run_dir
+    if resume:
+        if not (run_dir / "config.yaml").is_file() or not any((run_dir / "checkpoints").glob("*/last.json")):
+            raise RunError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}; train without --resume to start fresh")
+        cfg = run_config(run_dir)
+        say(f"resuming [bold]{run_dir}[/] from its last checkpoint")
+    elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
+
+    data = prepare_for_training(cfg, say)  # data problems surface before anything is written or replaced
+    untrainable = [c for c in data.candidates if not trains_with(get_model(c), cfg.train)]
+    if untrainable and cfg.model.name == "auto":
+        data.candidates = [c for c in data.candidates if c not in untrainable]
+        say(f"privacy: model auto trains only {', '.join(data.candidates)} ({', '.join(untrainable)} cannot be trained with DP-SGD)")
+    _refuse_before_writing(cfg, data.candidates)
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    task = data.task
+    say(f"[bold]config[/] ({'model: auto -> ' + ' vs '.join(data.candidates) if cfg.model.name == 'auto' else 'model: ' + cfg.model.name}):\n"
+        + cfg.model_copy(update={"task": cfg.task.model_copy(update={"name": task.name})}).to_yaml())
+
+    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
+    try:
+        tracker.params(cfg.model_dump(mode="json") | {"task": task.name})
+        # what fitting may see: the target for supervised families; nothing for the others (a label only evaluates)
+        y_fit = {s: (data.y[s] if task.needs_target else None) for s in ("train", "val")}
+        train_loss = task.training_loss(cfg, y_fit["train"])
+        augment = batch_augmenter(cfg.data.augment, task.name)
+        candidates = []
+        for name in data.candidates:
+            params = params_for(cfg, name)
+            learner = get_model(name)
+            tic = time.perf_counter()
+            dp = None
+            if "torch" not in learner.tags:  # a learner with its own fit (LightGBM, IsolationForest...)
+                weights = task.sample_weights(cfg, y_fit["train"]) if "sample_weights" in learner.tags else None
+                model = learner.fit(params, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
+                                    cfg.train.seed, cfg.train.threads, sample_weight=weights)
+                fit_info = None
+            else:
+                torch.manual_seed(cfg.train.seed)
+                model = learner.build(params, data.preprocessor.input_shapes(), task.out_dim)
+                task.init_model(model, data)
+                dp = engine_for(cfg.train, len(next(iter(data.enc["train"].values()))))
+                if dp is not None:  # DP-SGD: DP-compatible layers, then fit with it
+                    model = dp.prepare(model, data.enc["train"], y_fit["train"], train_loss or task.loss)
+                    for note in dp.notes():
+                        say(f"privacy: {note}")
+                ckpt = run_dir / "checkpoints" / name
+                ckpt.mkdir(parents=True, exist_ok=True)
+                fit_info = fit(model, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
+                               dp.train_config if dp else cfg.train,
+                               checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
+                               progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."),
+                               loss=train_loss, augment=augment, privacy=dp)
+                if dp is not None:
+                    dp.close()
+                    say(f"privacy: {dp.summary()}")
+            val_raw = learner.raw(model, data.enc["val"], task)
+            val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
+            candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info, "raw": {"val": val_raw},
+                               "val": val_metrics, "seconds": time.perf_counter() - tic,
+                               "privacy": dp.report() if dp is not None else None})
+            score = val_metrics.get(task.primary_metric)
+            say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
+
+        chosen = task.choose(candidates)
+        if len(candidates) > 1:
+            say(f"[bold]kept {chosen['model']}[/] ({_why(chosen, candidates, task.primary_metric)})")
+        task.finalize(cfg, data, task.outputs(chosen["raw"]["val"]), say)
+        result = finish(cfg, run_dir, data, chosen, candidates, tracker, say)
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    tracker.end()
+    return result
+
+
+def _refuse_before_writing(cfg: Config, candidates: list[str]) -> None:
+    """Settings the torch loop would only reject once training starts (an unusable train.device, DP-SGD without the
+    privacy extra) are refused before the run folder is written: a half-written folder blocks the retry."""
+    if not any("torch" in get_model(c).tags for c in candidates):
+        return
+    from forgeml.precision import resolve_device
+
+    resolve_device(cfg.train.device)
+    if cfg.train.privacy is not None:
+        from forgeml.errors import require
+
+        require("opacus", "privacy", "train.privacy (DP-SGD)")
+
+
+def _why(chosen: dict, candidates: list[dict], metric: str) -> str:
+    """Why the kept candidate was kept: its validation score beside the others', or that none could be compared."""
+    scores = [c["val"].get(metric) for c in candidates]
+    if all(v is None for v in scores):
+        return f"validation {metric} is n/a for every candidate: kept the first"
+    ties = [c["model"] for c in candidates if c["val"].get(metric) == chosen["val"].get(metric)]
+    if len(ties) > 1:
+        return f"tie on validation {metric} ({chosen['val'][metric]:.4f}) between {', '.join(ties)}: kept the first"
+    return f"best validation {metric}: " + ", ".join(
+        f"{c['model']} {'n/a' if c['val'].get(metric) is None else format(c['val'][metric], '.4f')}" for c in candidates)
+
+
+def candidate_raw(candidate: dict, split: str, data: Prepared) -> np.ndarray:
+    """A candidate's raw outputs on a split, computed once (LightGBM prediction is slow on big tables)."""
+    if split not in candidate["raw"]:
+        candidate["raw"][split] = raw_outputs(candidate["estimator"], candidate["model"], data.enc[split], data.task)
+    return candidate["raw"][split]
+
+
+def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say,
+            extra: Optional[dict] = None) -> RunResult:
+    """Test metrics, baseline, plots, weights, manifest, metrics.json and report; ``extra`` adds top-level keys to
+    metrics.json (e.g. "federated", which the report renders)."""
+    from forgeml.evaluate import plots
+    from forgeml.evaluate.report import rerender
+
+    task, name, est = data.task, chosen["model"], chosen["estimator"]
+    outputs = {s: task.outputs(candidate_raw(chosen, s, data)) for s in ("val", "test")}
+    metrics: dict[str, Any] = {"val": chosen["val"], "test": task.metrics(data.y["test"], outputs["test"])}
+    metrics["primary_metric"] = task.primary_metric
+    metrics["summary_keys"] = list(task.summary_keys)
+    metrics["model"] = name
+    metrics.update(extra or {})
+
+    # the family's baseline on the same split (one already trained as a candidate is reused, not trained twice)
+    def trained_raw(learner_name: str) -> Optional[dict]:
+        same = next((c for c in candidates if c["model"] == learner_name), None)
+        return {s: candidate_raw(same, s, data) for s in ("val", "test")} if same is not None else None
+
+    kind, base_raw = task.baseline(cfg, data, trained_raw)
+    base_task = task.baseline_task(data, base_raw["val"])
+    metrics["baseline"] = {"name": kind, **{s: base_task.metrics(data.y[s], base_task.outputs(base_raw[s])) for s in ("val", "test")}}
+    keep = lambda m: {k: m.get(k) for k in task.summary_keys}  # noqa: E731
+    metrics["candidates"] = [{"model": c["model"], "val": keep(c["val"]), "seconds": round(c["seconds"], 3)} for c in candidates]
+    if chosen.get("privacy"):  # DP-SGD: the (epsilon, delta) actually spent; the baseline is not private
+        metrics["privacy"] = chosen["privacy"]
+    fit_info = chosen["fit"]
+    if fit_info is not None:
+        metrics["history"] = fit_info.history
+        metrics["training"] = {"epochs_run": len(fit_info.history), "best_epoch": fit_info.best_epoch, "monitor": fit_info.monitor,
+                               "best_score": fit_info.best_score, "stopped_early": fit_info.stopped_early,
+                               "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision}
+
+    # plots
+    pdir = run_dir / "plots"
+    made = []
+    if fit_info is not None and fit_info.history:
+        made.append(plots.learning_curves(fit_info.history, fit_info.monitor, pdir / "learning_curves.png", fit_info.best_epoch))
+    made += task.plots(data, outputs["test"], pdir)
+
+    # weights and manifest
+    learner = get_model(name)
+    if "torch" not in learner.tags:
+        learner.save(est, run_dir)
+        weights = {"kind": name, "file": learner.file}
+    else:
+        artifacts.save_tensors(run_dir / WEIGHTS, est.state_dict(), metadata={"model": name})
+        weights = {"kind": "torch", "file": WEIGHTS}
+    manifest = {
+        "format_version": artifacts.FORMAT_VERSION,
+        "name": cfg.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "task": task.name,
+        "target": {"name": data.target, **task.state},
+        "features": [f.to_json() for f in data.features],
+        "preprocessing": data.preprocessor.state,
+        "model": {"name": name, "params": chosen["params"].model_dump(mode="json"), **weights,
+                  "input_shapes": data.preprocessor.input_shapes()},
+        "data": {"source": cfg.data.source, "rows": data.rows,
+                 **({"preparation": data.preparation} if data.preparation else {})},
+        "metrics": {"test": keep(metrics["test"]), "baseline_test": keep(metrics["baseline"]["test"])},
+        "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
+        "versions": artifacts.library_versions(),
+    }
+    if metrics.get("privacy"):  # dp_fixed: the layers DP training replaced (BatchNorm -> GroupNorm) that load repeats
+        manifest["privacy"] = metrics["privacy"]
+        manifest["model"]["dp_fixed"] = [r for r in metrics["privacy"]["replaced_layers"] if r["rebuild"]]
+    artifacts.write_json(run_dir / "metrics.json", metrics)
+    artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
+    rerender(run_dir)
+    tracker.final(metrics, run_dir)
+    return RunResult(run_dir, metrics, manifest)
