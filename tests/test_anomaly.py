@@ -1,0 +1,161 @@
+"""Anomaly detection (task: anomaly): no target; detectors score rows, a threshold from validation flags them, a label
+column only evaluates. Real data: breast-cancer biopsies, benign as normal and a few malignant ones as anomalies."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from forgeml import api
+
+from conftest import cli, fast_train, user_error
+
+TRACK = ("--tracking-uri", "none", "-q")
+
+
+def _biopsies(seed: int = 0, anomalies: int = 20) -> pd.DataFrame:
+    """ADBench-style: all 357 benign rows (normal) and `anomalies` malignant rows drawn at random."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    df = data.frame.rename(columns={"target": "diagnosis"})
+    df["diagnosis"] = np.where(df["diagnosis"] == 1, "benign", "malignant")
+    rng = np.random.default_rng(seed)
+    bad = df[df["diagnosis"] == "malignant"].sample(anomalies, random_state=int(rng.integers(1 << 31)))
+    return pd.concat([df[df["diagnosis"] == "benign"], bad]).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def biopsies(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "biopsies.csv"
+    _biopsies().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def forest(biopsies, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return api.train({"name": "forest", "runs_dir": str(runs), "data": {"source": str(biopsies)},
+                      "task": {"name": "anomaly", "label": "diagnosis", "contamination": 0.05},
+                      "model": {"name": "isolation_forest"}, "tracking": {"uri": "none"}}, quiet=True)
+
+
+def test_detector_finds_the_malignant_biopsies_and_reports_the_baseline(forest):
+    m = forest.metrics
+    assert m["test"]["anomalies"] >= 2 and m["test"]["roc_auc"] > 0.85  # measured 0.9+; chance is 0.5
+    assert m["test"]["precision_at_n"] > 5 * m["test"]["anomalies"] / m["test"]["n"]  # far above the base rate
+    assert m["baseline"]["name"] == "isolation_forest" and m["baseline"]["test"]["roc_auc"] > 0.85
+    manifest = forest.manifest
+    assert manifest["task"] == "anomaly" and manifest["target"]["positive"] == "malignant"
+    assert "diagnosis" not in [f["name"] for f in manifest["features"]]  # the label is never an input
+    assert (forest.run_dir / "plots" / "scores.png").is_file() and (forest.run_dir / "plots" / "pr.png").is_file()
+    assert "Test metrics" in (forest.run_dir / "report.html").read_text()
+
+
+def test_threshold_comes_from_validation_and_predict_returns_score_and_flag(forest, biopsies):
+    from forgeml.tasks import family_of
+
+    model = api.load(forest.run_dir)
+    cfg = api.run_config(forest.run_dir)
+    rows = family_of(cfg).split_rows(cfg)
+    val_scores = model.predict(rows["val"])
+    # contamination 0.05: the threshold flags the top 5% of validation scores, no more, no fewer (ties aside)
+    assert val_scores["is_anomaly"].mean() == pytest.approx(0.05, abs=1.5 / len(val_scores))
+    assert model.manifest["target"]["threshold"] == pytest.approx(np.quantile(val_scores["score"], 0.95))
+    out = model.predict(pd.read_csv(biopsies).drop(columns=["diagnosis"]).head(50))
+    assert list(out.columns) == ["score", "is_anomaly"] and out["is_anomaly"].dtype == bool
+    assert (out["is_anomaly"] == (out["score"] >= model.manifest["target"]["threshold"])).all()
+    assert not (forest.run_dir / "model.skops").read_bytes().startswith(b"\x80")  # no pickle
+
+
+def test_the_label_never_reaches_the_fit(biopsies, in_tmp, monkeypatch):
+    """The detector's fit sees the 30 measurements and no target; the label only scores the result."""
+    from forgeml.models import get_model
+
+    learner = get_model("lof")
+    seen = {}
+    real_fit = learner.fit
+
+    def spy(params, task, train, y_train, *args, **kwargs):
+        seen.update(train=train, y=y_train)
+        return real_fit(params, task, train, y_train, *args, **kwargs)
+
+    monkeypatch.setattr(learner, "fit", spy)
+    r = api.train({"name": "spy", "data": {"source": str(biopsies)}, "task": {"name": "anomaly", "label": "diagnosis"},
+                   "model": {"name": "lof"}, "tracking": {"uri": "none"}}, quiet=True)
+    assert seen["y"] is None and set(seen["train"]) == {"numeric"} and seen["train"]["numeric"].shape[1] == 30
+    assert r.metrics["test"]["roc_auc"] > 0.5
+
+
+def test_auto_without_labels_trains_every_detector_and_keeps_the_most_central(biopsies, in_tmp, capsys):
+    """No label: the loop trains the autoencoder and Deep SVDD too; the choice is model centrality on validation."""
+    df = pd.read_csv(biopsies).drop(columns=["diagnosis"])
+    df.to_csv(in_tmp / "unlabelled.csv", index=False)
+    code = cli("train", "--data", str(in_tmp / "unlabelled.csv"), "--task", "anomaly", "--contamination", "0.1",
+               "--epochs", "2", "--name", "u", "--tracking-uri", "none")
+    assert code == 0
+    m = json.loads((in_tmp / "runs" / "u" / "metrics.json").read_text())
+    assert {c["model"] for c in m["candidates"]} == {"isolation_forest", "lof", "autoencoder", "deep_svdd"}
+    assert m["test"]["roc_auc"] is None and m["test"]["flagged"] is not None
+    centrality = {c["model"]: c["val"]["centrality"] for c in m["candidates"]}
+    assert m["primary_metric"] == "centrality" and all(-1 <= v <= 1 for v in centrality.values())
+    assert m["model"] == max(centrality, key=centrality.get)
+    assert f"kept {m['model']}" in capsys.readouterr().err
+
+
+def test_deep_detectors_train_with_the_loop_and_predict_after_loading(biopsies, in_tmp):
+    for name in ("autoencoder", "deep_svdd"):
+        r = api.train({"name": name, "data": {"source": str(biopsies)}, "task": {"name": "anomaly", "label": "diagnosis"},
+                       "model": {"name": name}, "train": fast_train(epochs=15, lr=3e-3), "tracking": {"uri": "none"}},
+                      quiet=True)
+        assert r.metrics["history"][-1]["train_loss"] < r.metrics["history"][0]["train_loss"]  # it learned
+        assert r.metrics["test"]["roc_auc"] > 0.7
+        probe = pd.read_csv(biopsies).head(10)
+        again = api.load(r.run_dir).predict(probe)
+        assert again["score"].notna().all()
+
+
+def test_images_with_the_autoencoder(in_tmp):
+    """bundled:digits as images: the digit column is left out of the inputs, the autoencoder scores pixels."""
+    r = api.train({"name": "digits", "data": {"source": "bundled:digits"}, "task": {"name": "anomaly"},
+                   "model": {"name": "autoencoder", "hidden": [32, 8]}, "train": fast_train(epochs=2),
+                   "tracking": {"uri": "none"}}, quiet=True)
+    assert [f["type"] for f in r.manifest["features"]] == ["image"]
+    assert r.metrics["test"]["flagged"] > 0
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--label", "nope"), "label column 'nope' not found"),
+    (("--label", "grade"), "has 3 values; name the anomaly value with --positive"),
+    (("--label", "diagnosis", "--positive", "fatal"), "--positive 'fatal' is not a value of 'diagnosis'"),
+    (("--contamination", "0.7"), "contamination"),
+    (("--positive", "malignant"), "positive needs a label column"),
+])
+def test_bad_input_is_one_clear_message(extra, message, biopsies, in_tmp, capsys):
+    df = pd.read_csv(biopsies)
+    df["grade"] = np.arange(len(df)) % 3
+    df.to_csv(in_tmp / "b.csv", index=False)
+    assert message in user_error(capsys, "train", "--data", in_tmp / "b.csv", "--task", "anomaly", "--model",
+                                 "isolation_forest", *extra, *TRACK)
+
+
+def test_identical_rows_and_an_empty_column_are_refused(in_tmp, capsys):
+    pd.DataFrame({"a": [1.0] * 40, "b": ["x"] * 40}).to_csv(in_tmp / "same.csv", index=False)
+    assert "every training row is identical" in user_error(capsys, "train", "--data", in_tmp / "same.csv", "--task",
+                                                           "anomaly", "--model", "lof", *TRACK)
+    pd.DataFrame({"a": np.arange(40.0), "b": [None] * 40}).to_csv(in_tmp / "empty.csv", index=False)
+    assert "column 'b' is entirely missing" in user_error(capsys, "train", "--data", in_tmp / "empty.csv", "--task",
+                                                          "anomaly", "--model", "lof", *TRACK)
+
+
+def test_a_classifier_is_not_a_detector(biopsies, in_tmp, capsys):
+    assert "is not an anomaly detector" in user_error(capsys, "train", "--data", biopsies, "--task", "anomaly",
+                                                      "--model", "mlp", *TRACK)
+
+
+@pytest.mark.parametrize("command", [("export",), ("serve", "--port", "59999"), ("explain",), ("compress", "--quantize", "int8")])
+def test_capabilities_not_built_for_anomaly_runs_say_so(forest, capsys, command):
+    msg = user_error(capsys, command[0], forest.run_dir, *command[1:])
+    assert "works on supervised runs" in msg and "anomaly run" in msg
