@@ -18,15 +18,7 @@ NOISE = ["x0", "x1", "x2", "x4", "x5", "x6"]
 ROW = {"x0": 0.1, "x1": -0.3, "x2": 0.5, "x3": 2.0, "x4": 0.0, "x5": 1.2, "x6": -0.7, "colour": "red"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The test machine is shared: one torch thread avoids oversubscription (and is faster here)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(root, name, source, model, target=None, **train):

@@ -18,7 +18,8 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (Python
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")) if p
                  and os.path.exists(p)), None)
 if CHROMIUM is None:
-    pytest.skip("no chromium binary on PATH (the page test drives a real browser)", allow_module_level=True)
+    pytest.skip("no chromium binary on PATH (the page test drives a real browser; "
+                "tests/test_serve_options.py still checks the page over HTTP)", allow_module_level=True)
 
 from PIL import Image  # noqa: E402
 
