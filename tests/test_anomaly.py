@@ -155,7 +155,63 @@ def test_a_classifier_is_not_a_detector(biopsies, in_tmp, capsys):
                                                       "--model", "mlp", *TRACK)
 
 
-@pytest.mark.parametrize("command", [("export",), ("serve", "--port", "59999"), ("explain",), ("compress", "--quantize", "int8")])
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """Biopsies plus a categorical column, detected by IsolationForest: export must one-hot it inside the graph."""
+    root = tmp_path_factory.mktemp("mixed")
+    df = _biopsies()
+    df["clinic"] = np.where(np.arange(len(df)) % 3 == 0, "north", "south")
+    df.to_csv(root / "mixed.csv", index=False)
+    run = api.train({"name": "mixed", "runs_dir": str(root / "runs"), "data": {"source": str(root / "mixed.csv")},
+                     "task": {"name": "anomaly", "label": "diagnosis"}, "model": {"name": "isolation_forest"},
+                     "tracking": {"uri": "none"}}, quiet=True).run_dir
+    return run, df.drop(columns=["diagnosis"])
+
+
+def test_the_exported_graph_gives_score_and_flag_with_onnxruntime_alone(mixed):
+    ort = pytest.importorskip("onnxruntime")
+    run, rows = mixed
+    info = api.export(run)
+    assert [o["name"] for o in info["outputs"]] == ["score", "is_anomaly"] and info["parity"]["max_abs_diff"] < 1e-4
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    spec = {i["name"]: i["columns"] for i in info["inputs"]}
+    rows = rows.head(40).copy()
+    rows.loc[0, "clinic"] = "unknown clinic"  # unseen: all zeros in the one-hot block, as in training
+    feed = {"numeric": rows[spec["numeric"]].to_numpy(np.float32),
+            "categorical": rows[spec["categorical"]].astype(str).to_numpy(object)}
+    score, flag = session.run(["score", "is_anomaly"], feed)
+    ours = api.load(run).predict(rows)
+    np.testing.assert_allclose(score, ours["score"], atol=1e-4)
+    assert (flag == ours["is_anomaly"].to_numpy()).mean() >= 0.97  # equal but for float32 ties at the threshold
+
+
+def test_a_served_detector_answers_scores_and_flags(mixed):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    run, rows = mixed
+    instances = json.loads(rows.head(5).to_json(orient="records"))
+    with TestClient(create_app(build_registry([str(run)]), ServeSettings())) as client:
+        r = client.post("/v1/models/mixed/predict", json={"instances": instances})
+        page = client.get("/")
+    assert r.status_code == 200, r.text
+    body, ours = r.json(), api.load(run).predict(rows.head(5))
+    np.testing.assert_allclose(body["scores"], ours["score"], atol=1e-4)
+    assert body["is_anomaly"] == list(ours["is_anomaly"])
+    assert page.status_code == 200 and "body.scores" in page.text  # the page shows a detector's score
+
+
+def test_a_torch_detector_exports_too(biopsies, in_tmp):
+    pytest.importorskip("onnxruntime")
+    r = api.train({"name": "ae", "data": {"source": str(biopsies)}, "task": {"name": "anomaly", "label": "diagnosis"},
+                   "model": {"name": "autoencoder"}, "train": fast_train(epochs=2), "tracking": {"uri": "none"}}, quiet=True)
+    assert api.export(r.run_dir)["parity"]["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.parametrize("command", [("explain",), ("compress", "--quantize", "int8")])
 def test_capabilities_not_built_for_anomaly_runs_say_so(forest, capsys, command):
     msg = user_error(capsys, command[0], forest.run_dir, *command[1:])
     assert "works on supervised runs" in msg and "anomaly run" in msg

@@ -30,7 +30,7 @@ from forgeml.data import images as img
 from forgeml.data.clean import numeric_steps
 from forgeml.errors import require
 from forgeml.models import get_model
-from forgeml.tasks import task_tags
+from forgeml.export.outputs import output_spec, task_outputs
 
 ML_DOMAIN = "ai.onnx.ml"
 MIN_OPSET = 17  # IsInf, Unsqueeze-with-axes-input, LayerNormalization
@@ -64,12 +64,6 @@ def input_spec(pre_state: dict) -> list[dict]:
     return spec
 
 
-def output_spec(task_name: str, labels: list | None) -> list[dict]:
-    if "labels" in task_tags(task_name):
-        return [{"name": "probabilities", "dtype": "float32", "shape": ["batch", len(labels)], "labels": labels}]
-    return [{"name": "prediction", "dtype": "float32", "shape": ["batch"]}]
-
-
 def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
     """Raw ONNX inputs for rows of a DataFrame (what a user of model.onnx would compute)."""
     from forgeml.data.preprocess import numeric_frame
@@ -100,7 +94,7 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict):
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=4096)
     dynamic = {name: ({0: batch, 1: length} if name in TEXT_INPUTS else {0: batch}) for name in internal}
-    out_name = "probabilities" if "labels" in task.tags else "standardized"
+    out_name = "probabilities" if "labels" in task.tags else "core/score" if "scores" in task.tags else "standardized"
     # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -129,7 +123,7 @@ class TorchCore(torch.nn.Module):
         raw = self.net({k: v for k, v in named.items() if v is not None}).float()
         if self.classification:
             return torch.softmax(raw, dim=-1)
-        return raw.squeeze(-1)
+        return raw if raw.dim() == 1 else raw.squeeze(-1)  # anomaly scores are [N] already
 
 
 def _groups(pre_state: dict) -> list[str]:
@@ -161,7 +155,7 @@ def _example_inputs(pre_state: dict, shapes: dict) -> list:
 
 
 # --------------------------------------------------------------------------------------------- preprocessing + joining
-def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | None):
+def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | None, onehot: bool = False):
     """Nodes, initializers and graph inputs turning raw inputs into what the model takes."""
     from onnx import TensorProto
 
@@ -229,7 +223,19 @@ def _preprocessing(pre_state: dict, helper, numpy_helper, lightgbm_input: str | 
         shift = const("pre/image_shift", (mean / std).astype(np.float32).reshape(1, c, 1, 1))
         nodes += [helper.make_node("Mul", ["image", scale], ["pre/image_scaled"], name="pre/image_mul"),
                   helper.make_node("Sub", ["pre/image_scaled", shift], [INTERNAL["image"]], name="pre/image_sub")]
-    if lightgbm_input:  # trees take one float matrix: standardized numerics, then category codes
+    if lightgbm_input and onehot:  # detectors: standardized numerics, one-hot categories, flattened pixels
+        parts = [INTERNAL["numeric"]] if "numeric" in pre_state else []
+        for j, levels in enumerate((pre_state.get("categorical") or {}).get("levels", [])):
+            codes = const(f"pre/levels{j}", np.arange(1, len(levels) + 1, dtype=np.int64)[None, :])
+            nodes += [helper.make_node("Equal", [f"pre/code{j}_col", codes], [f"pre/onehot{j}_bool"], name=f"pre/onehot{j}"),
+                      helper.make_node("Cast", [f"pre/onehot{j}_bool"], [f"pre/onehot{j}"], to=TensorProto.FLOAT,
+                                       name=f"pre/onehot{j}_cast")]
+            parts.append(f"pre/onehot{j}")
+        if "image" in pre_state:
+            nodes.append(helper.make_node("Flatten", [INTERNAL["image"]], ["pre/pixels"], axis=1, name="pre/flatten"))
+            parts.append("pre/pixels")
+        nodes.append(helper.make_node("Concat", parts, [lightgbm_input], axis=1, name="pre/concat_features"))
+    elif lightgbm_input:  # trees take one float matrix: standardized numerics, then category codes
         parts = []
         if "numeric" in pre_state:
             parts.append(INTERNAL["numeric"])
@@ -253,19 +259,21 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     onnx = require("onnx", "export", "forgeml export")
     from onnx import helper, numpy_helper
 
-    if model_kind != "torch":  # a learner with its own ONNX converter (LightGBM: onnxmltools)
-        core = get_model(model_kind).export_core(estimator, input_shapes, MIN_OPSET)
-        model_input = core.graph.input[0].name
+    onehot = False
+    if model_kind != "torch":  # a learner with its own ONNX converter (LightGBM: onnxmltools; detectors)
+        learner = get_model(model_kind)
+        core = learner.export_core(estimator, input_shapes, MIN_OPSET)
+        model_input, onehot = core.graph.input[0].name, "detector" in learner.tags
     else:
         require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
         core = _torch_core(estimator, task, pre_state, input_shapes)
         model_input = None
     graph = core.graph
-    pre_nodes, pre_inits, raw_inputs = _preprocessing(pre_state, helper, numpy_helper, model_input)
+    pre_nodes, pre_inits, raw_inputs = _preprocessing(pre_state, helper, numpy_helper, model_input, onehot)
     replaced = set(INTERNAL.values()) | ({model_input} if model_input else set())
     kept_inputs = [i for i in graph.input if i.name not in replaced and i.name not in TEXT_INPUTS]
 
-    post_nodes = _outputs(graph, task, helper, numpy_helper, pre_inits)
+    post_nodes = task_outputs(graph, task, helper, numpy_helper, pre_inits)
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(pre_nodes + nodes + post_nodes)
@@ -279,28 +287,6 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     core.producer_name = "forgeml"
     onnx.checker.check_model(core)
     return core
-
-
-def _outputs(graph, task, helper, numpy_helper, inits) -> list:
-    """forgeml's outputs: 'probabilities' (trees also give 'label': dropped), or 'prediction' on the target's scale
-    from the standardized value (torch: [N]; trees: 'variable' [N, 1])."""
-    from onnx import TensorProto
-
-    if "labels" in task.tags:
-        keep = [o for o in graph.output if o.name == "probabilities"]
-        del graph.output[:]
-        graph.output.extend(keep)
-        return []
-    value = graph.output[0].name
-    inits += [numpy_helper.from_array(np.asarray([task.state["std"]], dtype=np.float32), "post/std"),
-              numpy_helper.from_array(np.asarray([task.state["mean"]], dtype=np.float32), "post/mean"),
-              numpy_helper.from_array(np.asarray([-1], dtype=np.int64), "post/flat_shape")]
-    nodes = [helper.make_node("Reshape", [value, "post/flat_shape"], ["post/flat"], name="post/flatten"),
-             helper.make_node("Mul", ["post/flat", "post/std"], ["post/scaled"], name="post/mul"),
-             helper.make_node("Add", ["post/scaled", "post/mean"], ["prediction"], name="post/add")]
-    del graph.output[:]
-    graph.output.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch"]))
-    return nodes
 
 
 def _set_opset(model, domain: str, version: int | None) -> None:
@@ -337,6 +323,8 @@ def save(model, path: Path) -> int:
 def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndarray]:
     """Run an exported model and put its output in forgeml's form ({'pred', 'proba'} / standardized 'pred')."""
     out = session_.run(None, feed)[0].astype(np.float64)
+    if "scores" in task.tags:
+        return task.outputs(out)
     if "labels" in task.tags:
         out /= out.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
         return {"pred": task.decide(out), "proba": out}
@@ -346,6 +334,8 @@ def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndar
 def reference_outputs(loaded, df: pd.DataFrame) -> np.ndarray:
     """What the torch/LightGBM model itself gives for rows: probabilities, or predictions on the target's scale."""
     out = loaded.task.outputs(loaded.raw(df))
+    if "score" in out:
+        return out["score"]
     return out["proba"] if "proba" in out else loaded.task.decode(out["pred"])
 
 

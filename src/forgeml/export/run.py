@@ -17,7 +17,7 @@ def export(run: Union[str, Path], format: str = "onnx", output: Optional[Union[s
     if format != "onnx":
         raise ConfigError(f"unknown export format {format!r}; forgeml exports onnx")
     model = load(run)
-    model.require_target("forgeml export (and so forgeml serve)")
+    model.require_target("forgeml export (and so forgeml serve)", or_tag="scores")
     path = Path(output) if output else model.run_dir / "model.onnx"
     info = export_run(model, path, test_rows(model, check_rows))
     manifest = artifacts.read_manifest(model.run_dir)

@@ -59,6 +59,9 @@ class ServedModel:
         return self.session.run(None, feed)[0]
 
     def response(self, out: np.ndarray) -> dict:
+        if "scores" in task_tags(self.task):  # out: the graph's first output, the score
+            score = out.astype(np.float64).reshape(-1)
+            return {"scores": score.round(6).tolist(), "is_anomaly": (score >= self.decider.state["threshold"]).tolist()}
         if "labels" in task_tags(self.task):
             proba = out.astype(np.float64)
             proba /= proba.sum(axis=1, keepdims=True)

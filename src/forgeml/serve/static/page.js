@@ -265,9 +265,13 @@
   function renderResult(m, body, ms) {
     $("placeholder").hidden = true;
     $("result").hidden = false;
-    const prediction = body.predictions[0];
-    $("result-target").textContent = `Predicted ${m.target}`;
-    $("prediction").textContent = fmtValue(prediction);
+    if (body.scores) {  // an anomaly detector: the score and the flag
+      $("result-target").textContent = "Anomaly score (higher = more anomalous)";
+      $("prediction").textContent = `${fmtValue(body.scores[0])} · ${body.is_anomaly[0] ? "anomaly" : "normal"}`;
+    } else {
+      $("result-target").textContent = `Predicted ${m.target}`;
+      $("prediction").textContent = fmtValue(body.predictions[0]);
+    }
     const bars = $("bars");
     bars.replaceChildren();
     $("confidence").replaceChildren();
