@@ -51,7 +51,8 @@ def test_detector_finds_the_malignant_biopsies_and_reports_the_baseline(forest):
     assert manifest["task"] == "anomaly" and manifest["target"]["positive"] == "malignant"
     assert "diagnosis" not in [f["name"] for f in manifest["features"]]  # the label is never an input
     assert (forest.run_dir / "plots" / "scores.png").is_file() and (forest.run_dir / "plots" / "pr.png").is_file()
-    assert "Test metrics" in (forest.run_dir / "report.html").read_text()
+    report = (forest.run_dir / "report.html").read_text()
+    assert "Test metrics" in report and 'alt="scores"' in report and 'alt="pr"' in report
 
 
 def test_threshold_comes_from_validation_and_predict_returns_score_and_flag(forest, biopsies):

@@ -13,7 +13,7 @@ from forgeml.core import better
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 
 SECTIONS = "report"  # RUN/report/<key>.html, joined in key order
-TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")
+TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")  # runs that did not list theirs
 
 
 def write_section(run_dir: Path, key: str, parts: list[str]) -> None:
@@ -75,7 +75,7 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
         sections["50-training"] = [
             f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
             f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>"]
-    plots = [run_dir / "plots" / f"{name}.png" for name in TRAINING_PLOTS]
+    plots = [run_dir / "plots" / f"{name}.png" for name in metrics.get("plots") or TRAINING_PLOTS]
     sections["60-plots"] = ["<h2>Plots</h2>", *(img(p) for p in plots if p.is_file())]
     sections["99-config"] = ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
     return sections

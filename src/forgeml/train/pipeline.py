@@ -214,6 +214,7 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
     if fit_info is not None and fit_info.history:
         made.append(plots.learning_curves(fit_info.history, fit_info.monitor, pdir / "learning_curves.png", fit_info.best_epoch))
     made += task.plots(data, outputs["test"], pdir)
+    metrics["plots"] = [path.stem for path in made]  # the report shows these, in this order
 
     # weights and manifest
     learner = get_model(name)
