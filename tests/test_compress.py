@@ -5,10 +5,17 @@ import pytest
 
 from forgeml import api
 
-from conftest import cli, fast_train
+from conftest import cli, fast_train, user_error
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch_pruning")
+
+
+def majority_rate(run) -> float:
+    """The test accuracy of always predicting the most common class: the floor any real model must clear."""
+    per_class = json.loads((run / "metrics.json").read_text())["test"]["per_class"]
+    supports = [c["support"] for c in per_class.values()]
+    return max(supports) / sum(supports)
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +41,15 @@ def test_int8_and_pruning_variants_are_written_measured_and_reported(cnn_run):
     result = json.loads((cnn_run / "compression.json").read_text())
     by = {v["variant"]: v for v in result["variants"]}
     assert list(by) == ["fp32", "onnx-fp32", "int8", "pruned-0.5"]
+    floor = majority_rate(cnn_run)  # ~0.1: ten digits
     for v in by.values():
         assert (cnn_run / v["file"]).is_file() and v["size_bytes"] == (cnn_run / v["file"]).stat().st_size
-        assert v["latency_ms_p50"] <= v["latency_ms_p95"] and v["throughput_per_s"] > 0
-        assert 0 <= v["test_accuracy"] <= 1
+        assert v["latency_samples"] >= 20 and v["latency_ms_p50"] > 0 and v["throughput_per_s"] > 0  # measured
+        assert v["test_accuracy"] > floor + 0.5, v["variant"]
     fp32 = by["fp32"]
+    # the timings tell the runtimes apart: one row through ONNX Runtime takes a fraction of torch eager's Python
+    # overhead (~20x on this CNN)
+    assert by["onnx-fp32"]["latency_ms_p50"] < 0.5 * fp32["latency_ms_p50"]
     assert by["onnx-fp32"]["test_accuracy"] == pytest.approx(fp32["test_accuracy"], abs=1e-9)
     # int8 weights + per-channel scales and node names (~35 KB): 2.7x on this small CNN, 3.5x on the quickstart one (benchmark)
     assert fp32["size_bytes"] / by["int8"]["size_bytes"] > 2.5
@@ -70,7 +81,11 @@ def test_distilling_a_table_model_and_lightgbm_into_a_small_mlp(table_runs):
         assert cli("compress", str(run), "--distill", "--student", "mlp", "--distill-epochs", "2", "-q") == 0
         by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
         assert by["distilled"]["student"] == "mlp"
-        assert by["distilled"]["test_accuracy"] >= by["fp32"]["test_accuracy"] - 0.03  # ~97% positives: the floor is high
+        assert by["distilled"]["test_accuracy"] >= by["fp32"]["test_accuracy"] - 0.03
+        # ~97% of Default's rows are "No": a student that always says "No" keeps the accuracy (and this 2-epoch one
+        # nearly does), so the check that it learned is its ranking: ROC AUC ~0.96, where always "No" scores 0.5
+        assert by["distilled"]["test_accuracy"] >= majority_rate(run)
+        assert by["distilled"]["test_metrics"]["roc_auc"] > 0.85
         variant = json.loads((run / "manifest.json").read_text())["variants"]["distilled"]
         assert variant["preprocessing"]["numeric"]["columns"] == ["balance", "income"]
         assert (run / "model.distilled.onnx").is_file() and (run / "model.distilled.safetensors").is_file()
@@ -114,7 +129,8 @@ def test_a_run_without_a_trained_model_is_refused(tmp_path, capsys):
     (run / "model.safetensors").unlink()
     assert cli("compress", str(run), "--quantize", "int8") == 2
     assert "has no trained model" in capsys.readouterr().err
-    assert cli("compress", str(tmp_path / "nope"), "--quantize", "int8") == 2
+    assert user_error(capsys, "compress", tmp_path / "nope", "--quantize", "int8").startswith(
+        f"error: run folder not found: {tmp_path / 'nope'}")
 
 
 def test_text_distillation_with_an_augmented_transfer_set(tmp_path):
@@ -129,7 +145,8 @@ def test_text_distillation_with_an_augmented_transfer_set(tmp_path):
     by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
     train_rows = json.loads((run / "manifest.json").read_text())["data"]["rows"]["train"]
     assert by["distilled"]["transfer_rows"] == 3 * train_rows
-    assert by["distilled"]["test_accuracy"] > 0.55  # 2 epochs on 600 tweets: better than the majority class
+    # 2 epochs on 600 tweets: clearly better than always predicting the majority class (0.56 of the test rows; ~0.8)
+    assert by["distilled"]["test_accuracy"] > majority_rate(run) + 0.1
 
 
 def test_augment_needs_text(table_runs, capsys):

@@ -87,7 +87,7 @@ def test_text_normalization_is_replayed_by_the_server_encoder():
     from forgeml.config import DataConfig
     from forgeml.data.preprocess import Preprocessor
     from forgeml.data.schema import Feature
-    from forgeml.serve.encode import encode
+    from forgeml.data.records import encode
 
     df = pd.DataFrame({"t": ["  Ｃａｆé   CRÈME  brûlée ", "ﬁne  dining", "plain text here"]})
     cfg = DataConfig(source="x", clean={"text": {"nfkc": True, "strip": True, "lower": True}})
@@ -281,9 +281,15 @@ def test_text_deletion_keeps_order_and_minilm_markers():
     assert out["attention_mask"].tolist() == (out["input_ids"] != 0).long().tolist()
 
 
-def test_table_augmentation_trains_reproducibly(in_tmp):
+def test_table_augmentation_changes_training_and_is_reproducible(in_tmp):
     opts = dict(quiet=True, data={"source": "bundled:breast_cancer", "augment": {"table": {"noise": 0.1, "mixup": 0.4}}},
-                model={"name": "mlp", "hidden": [16]}, train=fast_train(epochs=8, lr=3e-3), tracking={"uri": "none"})
-    a = api.train(name="a", **opts).metrics["test"]
-    b = api.train(name="b", **opts).metrics["test"]
-    assert a["log_loss"] == b["log_loss"] and a["accuracy"] > 0.85
+                model={"name": "mlp", "hidden": [16]}, train=fast_train(epochs=8, lr=3e-3, threads=1), tracking={"uri": "none"})
+    a = api.train(name="a", **opts)
+    b = api.train(name="b", **opts)
+    assert a.metrics["test"]["log_loss"] == b.metrics["test"]["log_loss"] and a.metrics["test"]["accuracy"] > 0.85
+    # the augmentation really reaches the training batches: without it, the same seed trains a different model
+    plain = api.train(name="plain", **{**opts, "data": {"source": "bundled:breast_cancer"}})
+    train_losses = lambda run: [h["train_loss"] for h in run.metrics["history"]]  # noqa: E731
+    assert train_losses(a) == train_losses(b)
+    assert max(abs(x - y) for x, y in zip(train_losses(a), train_losses(plain))) > 1e-3
+    assert plain.metrics["test"]["log_loss"] != a.metrics["test"]["log_loss"]

@@ -119,7 +119,14 @@ def test_federated_model_learns_and_is_compared_with_central(federated_run):
     assert m["test"]["accuracy"] > 0.9
     assert fed["central"]["test"]["accuracy"] > 0.9 and fed["central"]["epochs"] == 6  # rounds x local epochs
     assert [r["round"] for r in fed["rounds"]] == [1, 2, 3]
-    assert all(0 <= r["val_accuracy"] <= 1 and r["val_loss"] > 0 and r["client_train_loss"] > 0 for r in fed["rounds"])
+    assert all(r["val_loss"] > 0 and r["client_train_loss"] > 0 for r in fed["rounds"])
+    # each round's validation numbers are the global model's on the validation split, and it learns: the kept round
+    # is well above always predicting the validation split's majority class
+    supports = [c["support"] for c in m["val"]["per_class"].values()]
+    assert sum(supports) == json.loads((federated_run.run_dir / "manifest.json").read_text())["data"]["rows"]["val"]
+    kept = fed["rounds"][fed["kept_round"] - 1]
+    assert kept["val_accuracy"] > max(supports) / sum(supports) + 0.2
+    assert kept["val_accuracy"] == pytest.approx(m["val"]["accuracy"])  # the kept round's model is the run's model
     assert fed["rounds"][-1]["val_loss"] < fed["rounds"][0]["val_loss"]
     assert 1 <= fed["kept_round"] <= 3
     part = fed["partition"]

@@ -1,4 +1,6 @@
 """Images from a folder of files (real digits written as PNGs) and text models (BiLSTM, transformer, MiniLM)."""
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -38,7 +40,12 @@ def test_images_of_other_sizes_are_resized_to_the_training_size(in_tmp, digit_fo
                         "train": fast_train(epochs=1)}, quiet=True)
     big = in_tmp / "big.png"
     Image.open(next((digit_folder / "5").glob("*.png"))).resize((32, 32)).convert("RGB").save(big)
-    assert len(api.load(result.run_dir).predict([str(big)])) == 1
+    # the same picture shrunk to the training size (8x8 grayscale) beforehand: the model must see identical pixels
+    small = in_tmp / "small.png"
+    Image.open(big).convert("L").resize((8, 8)).save(small)
+    model = api.load(result.run_dir)
+    proba = [model.predict([str(path)]).filter(like="proba_").to_numpy()[0] for path in (big, small)]
+    assert np.abs(proba[0] - proba[1]).max() < 1e-6, "a 32x32 RGB image must reach the CNN as the 8x8 L image it shrinks to"
 
 
 def tweets(n=None):
@@ -135,7 +142,15 @@ def test_several_text_columns_are_read_together(in_tmp):
                         "tracking": {"uri": "none"}, "train": fast_train(epochs=2)}, quiet=True)
     assert result.manifest["preprocessing"]["text"]["columns"] == ["opening", "rest"]
     assert result.metrics["model"] == "text"
-    assert len(api.load(result.run_dir).predict([{"opening": "Thank you Ohio", "rest": "see you soon!"}])) == 1
+    # the second column changes the prediction when the first stays the same ...
+    first = set(re.findall(r"[\w']+", " ".join(df["opening"]).lower()))
+    only_rest = [w for w in pd.Series(re.findall(r"[\w']+", " ".join(df["rest"]).lower())).value_counts().index
+                 if w.isalpha() and w not in first][:5]
+    rows = [{"opening": "Thank you Ohio", "rest": "see you soon!"}, {"opening": "Thank you Ohio", "rest": " ".join(only_rest)}]
+    proba = api.load(result.run_dir).predict(rows).filter(like="proba_").to_numpy()
+    assert np.abs(proba[0] - proba[1]).max() > 1e-4
+    # ... and words that only ever appear in the second column are learned
+    assert only_rest and set(only_rest) <= set(result.manifest["preprocessing"]["text"]["vocab"])
 
 
 def test_large_photos_are_shrunk_by_default_and_the_size_can_be_chosen(in_tmp):
@@ -152,6 +167,14 @@ def test_large_photos_are_shrunk_by_default_and_the_size_can_be_chosen(in_tmp):
     chosen = api.train({"name": "chosen", "data": {"source": str(root), "image_size": [30, 40]}, "tracking": {"uri": "none"},
                         "train": fast_train(epochs=1)}, quiet=True)
     assert chosen.manifest["preprocessing"]["image"]["size"] == [30, 40]
+    # the 300x400 photos really are shrunk: predicting a photo equals predicting it shrunk beforehand to the run's size
+    photo = root / "red" / "0.jpg"
+    for run, (h, w) in ((auto, (48, 64)), (chosen, (30, 40))):
+        shrunk = in_tmp / f"shrunk-{h}x{w}.png"
+        Image.open(photo).convert("RGB").resize((w, h)).save(shrunk)
+        model = api.load(run.run_dir)
+        proba = [model.predict([str(path)]).filter(like="proba_").to_numpy()[0] for path in (photo, shrunk)]
+        assert np.abs(proba[0] - proba[1]).max() < 1e-6, (h, w)
 
 
 def test_images_that_would_not_fit_in_memory_are_refused_clearly(monkeypatch):
@@ -160,3 +183,10 @@ def test_images_that_would_not_fit_in_memory_are_refused_clearly(monkeypatch):
 
     with pytest.raises(DataError, match="set a smaller data.image_size"):
         images.check_memory(100_000, 3, (512, 512))
+    # the limit is 8 GB: 1024x1024 grayscale float32 images take 4 MiB each, so 2,048 of them are exactly 8 GiB
+    with pytest.raises(DataError, match=r"would take 9\.0 GB in memory \(limit 8 GB\)"):
+        images.check_memory(2304, 1, (1024, 1024))  # 9 GiB
+    with pytest.raises(DataError, match="limit 8 GB"):
+        images.check_memory(2049, 1, (1024, 1024))  # just over
+    images.check_memory(2048, 1, (1024, 1024))  # exactly 8 GiB (nothing is allocated): accepted
+    images.check_memory(1800, 3, (512, 512))  # 5.3 GiB of RGB: accepted

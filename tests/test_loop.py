@@ -1,4 +1,6 @@
 """The training loop's knobs do what they say: accumulation, L1, schedules, early stopping, precision."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,7 @@ from forgeml.config import TrainConfig
 from forgeml.tasks import fit_task
 from forgeml.train.loop import fit
 from forgeml.train.optim import make_optimizer, make_schedule
-from forgeml.train.precision import resolve_precision
+from forgeml.precision import resolve_precision
 import pandas as pd
 
 
@@ -90,12 +92,46 @@ def test_schedules_warm_up_and_decay(schedule):
     assert 0 < peak < 50 and lrs[0] < lrs[peak] and lrs[-1] < 0.05 * max(lrs)
 
 
+def _output_dtypes(model) -> list:
+    """The dtype of the layer's output at every forward call (training steps and validation)."""
+    seen = []
+    model.fc.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    return seen
+
+
 def test_precision_defaults_to_fp32_on_cpu_and_bf16_autocast_runs(data):
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     torch.manual_seed(0)
+    model = Linear(13)
+    dtypes = _output_dtypes(model)
     with pytest.warns(UserWarning, match="no native"):
-        result = _fit(data, Linear(13), epochs=2, precision="bf16")
+        result = _fit(data, model, epochs=2, precision="bf16")
     assert result.precision == "bf16" and np.isfinite(result.history[-1]["val_loss"])
+    # autocast really ran: the linear layer computed in bfloat16 in every training and validation forward
+    assert dtypes and set(dtypes) == {torch.bfloat16}
+    assert model.fc.weight.dtype == torch.float32  # the weights themselves stay fp32
+    plain = Linear(13)
+    fp32_dtypes = _output_dtypes(plain)
+    _fit(data, plain, epochs=1)
+    assert set(fp32_dtypes) == {torch.float32}
+
+
+def test_fp16_autocast_with_loss_scaling_trains(data, tmp_path):
+    """fp16 runs under autocast with a real GradScaler: the scale it keeps (saved in the checkpoint) has moved from its
+    initial value or counted clean steps, which only happens when scaler.update() runs with the scaler enabled."""
+    import json
+
+    torch.manual_seed(0)
+    model = Linear(13)
+    dtypes = _output_dtypes(model)
+    with pytest.warns(UserWarning, match="no native"):
+        result = fit(model, *data, _cfg(epochs=3, precision="fp16"), checkpoint_dir=tmp_path)
+    assert result.precision == "fp16" and set(dtypes) == {torch.float16}
+    assert result.history[-1]["val_accuracy"] > 0.8  # it learned: wine, 3 classes, 48 validation rows
+    scaler = json.loads((tmp_path / "last.json").read_text())["scaler"]
+    assert scaler is not None, "fp16 trained without loss scaling"
+    steps = 3 * math.ceil(130 / 16)
+    assert scaler["scale"] != 65536.0 or scaler["_growth_tracker"] == steps
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

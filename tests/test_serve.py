@@ -4,6 +4,7 @@ import asyncio
 import base64
 import io
 import json
+import re
 import threading
 import time
 
@@ -14,7 +15,7 @@ import pytest
 from forgeml import api
 from forgeml.data.bundled import load_bundled
 
-from conftest import cli, fast_train
+from conftest import cli, fast_train, user_error
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -165,6 +166,19 @@ def test_health_docs_and_metrics(client):
     assert 'forgeml_queue_depth{model="default"}' in text
 
 
+def test_web_page_is_served_self_contained_and_talks_to_the_json_api(client):
+    """The page at / without a browser (the browser tests in test_serve_page.py skip without chromium)."""
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "<title>forgeml model server</title>" in html and 'data-api-key-required="false"' in html
+    assert "{{" not in html  # every template slot filled
+    # one self-contained document: no external script, stylesheet or URL to fetch
+    assert not re.search(r"<script[^>]*\bsrc=|<link[^>]*stylesheet|(?:src|href)=[\"']?(?:https?:)?//", html)
+    # its script asks the same JSON API as any client for the models, and posts predictions to it
+    assert 'fetch("/v1/models"' in html and "/predict`" in html
+
+
 def test_api_key(runs, monkeypatch):
     registry = build_registry([str(runs["mlp"])])
     with TestClient(create_app(registry, ServeSettings(api_key="s3cret"))) as c:
@@ -175,13 +189,39 @@ def test_api_key(runs, monkeypatch):
         assert _post(c, path, {"instances": [ROW]}, headers={"authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/v1/models").status_code == 401
         assert c.get("/healthz").status_code == 200  # probes stay open
+        page = c.get("/")  # the page opens without the key and shows its key field
+        assert page.status_code == 200 and 'data-api-key-required="true"' in page.text
 
 
 def test_int8_model_is_served_when_present_unless_fp32_is_asked(runs):
-    assert cli("compress", str(runs["mlp"]), "--quantize", "int8", "-q") == 0
-    assert build_registry([str(runs["mlp"])]).all()[0].precision == "int8"
-    fp32 = build_registry([str(runs["mlp"])], precision="fp32").all()[0]
-    assert fp32.precision == "fp32" and fp32.onnx_file == "model.onnx"
+    import onnxruntime as ort
+
+    run = runs["mlp"]
+    assert cli("compress", str(run), "--quantize", "int8", "-q") == 0
+    df, target = load_bundled("default")
+    rows = df.drop(columns=[target]).sample(200, random_state=0).to_dict("records")
+    feed = build_registry([str(run)], precision="fp32").all()[0].feed(rows)  # the graphs' inputs for these rows
+
+    def onnx_proba(file):  # what onnxruntime alone computes with each file, normalized as the server does
+        out = ort.InferenceSession(str(run / file), providers=["CPUExecutionProvider"]).run(None, feed)[0].astype(np.float64)
+        return out / out.sum(axis=1, keepdims=True)
+
+    int8, fp32 = onnx_proba("model.int8.onnx"), onnx_proba("model.onnx")
+    assert np.abs(int8 - fp32).max() > 1e-4  # quantization changes the numbers, so the files can be told apart
+
+    def served(precision):
+        with TestClient(create_app(build_registry([str(run)], precision=precision), ServeSettings())) as c:
+            r = _post(c, "/v1/models/default-mlp/predict", {"instances": rows})
+            listed = c.get("/v1/models").json()["models"][0]
+        assert r.status_code == 200, r.text
+        return np.array(r.json()["probabilities"]), listed
+
+    proba, listed = served("auto")  # int8 by default once it exists
+    assert listed["precision"] == "int8" and listed["file"] == "model.int8.onnx"
+    assert np.abs(proba - int8).max() < 1e-5 and np.abs(proba - fp32).max() > 1e-4
+    proba, listed = served("fp32")
+    assert listed["precision"] == "fp32" and listed["file"] == "model.onnx"
+    assert np.abs(proba - fp32).max() < 1e-5 and np.abs(proba - int8).max() > 1e-4
 
 
 # ----------------------------------------------------------------------------------------- a real server
@@ -353,7 +393,8 @@ def test_serve_command_refuses_bad_setups_with_exit_2(runs, tmp_path, capsys):
     assert "run folder not found" in capsys.readouterr().err
     assert cli("serve", str(runs["digits"]), "--precision", "int8") == 2
     assert "no int8 model" in capsys.readouterr().err
-    assert cli("serve", str(runs["digits"]), "--port", "0") == 2
+    assert user_error(capsys, "serve", runs["digits"], "--port", "0") == "error: --port must be 1..65535, got 0"
     assert cli("serve", f"a:1={runs['digits']}", f"a:1={runs['diabetes']}") == 2
     assert "given twice" in capsys.readouterr().err
-    assert cli("serve", str(runs["digits"]), "--default", "digits:7") == 2
+    message = user_error(capsys, "serve", runs["digits"], "--default", "digits:7")
+    assert message.startswith("error: --default digits:7: no such model version") and "digits:1" in message

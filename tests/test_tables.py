@@ -61,6 +61,22 @@ def test_predict_and_evaluate_reproduce_the_training_metrics(in_tmp):
     assert full["n"] == len(df) and full["accuracy"] > 0.9
 
 
+def test_early_stopping_and_the_kept_epoch_use_the_validation_split_never_the_test_split(in_tmp):
+    """README: "the test split is never used for training or early stopping". Every epoch's monitored numbers must be
+    the validation split's: the kept (best) epoch's val_loss and val_accuracy are what the final model scores on the
+    validation split, and not what it scores on the test split."""
+    result = _train("es", {"source": "bundled:breast_cancer", "split": {"val": 0.15, "test": 0.3}}, model={"name": "mlp"},
+                    train=fast_train(epochs=30, lr=3e-3, threads=1, early_stopping={"monitor": "val_loss", "patience": 2}))
+    m = result.metrics
+    best = m["history"][m["training"]["best_epoch"]]
+    assert m["training"]["monitor"] == "val_loss" and m["training"]["best_score"] == best["val_loss"]
+    assert best["val_loss"] == pytest.approx(m["val"]["log_loss"], rel=1e-4)
+    assert best["val_accuracy"] == m["val"]["accuracy"]
+    assert best["val_loss"] != pytest.approx(m["test"]["log_loss"], rel=1e-3)
+    assert api.evaluate(result.run_dir)["log_loss"] == pytest.approx(m["test"]["log_loss"], rel=1e-5)
+    assert result.manifest["data"]["rows"]["val"] == m["val"]["n"] != m["test"]["n"]
+
+
 def test_regression_reports_errors_on_the_original_scale(in_tmp):
     result = _train("diab", {"source": "bundled:diabetes"}, train=fast_train(epochs=20))
     m = result.metrics
