@@ -233,11 +233,34 @@ def lof_core(estimator, width: int, opset: int):
 
 
 # --------------------------------------------------------------------------------------------- the learners
-@LEARNERS.register("isolation_forest", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "image"})
-class IsolationForestDetector(Learner):
-    """scikit-learn's IsolationForest on the detector matrix; saved with skops."""
+class SklearnDetector(Learner):
+    """What the scikit-learn detectors share: scores from the detector matrix, skops files (only the ``trusted``
+    types beyond skops' defaults load), the ONNX core."""
 
     file = MODEL_FILE
+    trusted: tuple = ()
+
+    @staticmethod
+    def raw(estimator, arrays: dict, task=None) -> np.ndarray:
+        return scores(estimator, arrays)
+
+    @staticmethod
+    def save(estimator, run_dir: Path) -> None:
+        save_skops(estimator, run_dir)
+
+    @classmethod
+    def load(cls, run_dir: Path):
+        return load_skops(run_dir, cls.trusted)
+
+    @staticmethod
+    def export_core(estimator, input_shapes: dict, min_opset: int):
+        return onnx_core(estimator, input_shapes, min_opset)
+
+
+@LEARNERS.register("isolation_forest", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "image"})
+class IsolationForestDetector(SklearnDetector):
+    """scikit-learn's IsolationForest on the detector matrix; saved with skops."""
+
     params = IsolationForestParams
     trusted = ("sklearn.tree._tree.Tree",)  # beyond skops' defaults (numpy, builtins, the sklearn estimators)
 
@@ -251,28 +274,11 @@ class IsolationForestDetector(Learner):
                               random_state=seed, n_jobs=threads)
         return _fit(est, train, val, shapes)
 
-    @staticmethod
-    def raw(estimator, arrays: dict, task=None) -> np.ndarray:
-        return scores(estimator, arrays)
-
-    @staticmethod
-    def save(estimator, run_dir: Path) -> None:
-        save_skops(estimator, run_dir)
-
-    @staticmethod
-    def load(run_dir: Path):
-        return load_skops(run_dir, IsolationForestDetector.trusted)
-
-    @staticmethod
-    def export_core(estimator, input_shapes: dict, min_opset: int):
-        return onnx_core(estimator, input_shapes, min_opset)
-
 
 @LEARNERS.register("lof", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "image"})
-class LOFDetector(Learner):
+class LOFDetector(SklearnDetector):
     """scikit-learn's LocalOutlierFactor(novelty=True) on the detector matrix; saved with skops."""
 
-    file = MODEL_FILE
     params = LOFParams
     # the neighbour index sklearn picks (algorithm="auto") and its Euclidean distance (minkowski, p=2)
     trusted = ("sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
@@ -286,19 +292,3 @@ class LOFDetector(Learner):
         n = len(next(iter(train.values())))
         est = LocalOutlierFactor(n_neighbors=min(params.n_neighbors, max(1, n - 1)), novelty=True, n_jobs=threads)
         return _fit(est, train, val, shapes)
-
-    @staticmethod
-    def raw(estimator, arrays: dict, task=None) -> np.ndarray:
-        return scores(estimator, arrays)
-
-    @staticmethod
-    def save(estimator, run_dir: Path) -> None:
-        save_skops(estimator, run_dir)
-
-    @staticmethod
-    def load(run_dir: Path):
-        return load_skops(run_dir, LOFDetector.trusted)
-
-    @staticmethod
-    def export_core(estimator, input_shapes: dict, min_opset: int):
-        return onnx_core(estimator, input_shapes, min_opset)
