@@ -19,7 +19,10 @@ PY=${PYTHON:-.venv/bin/python}
 
 # one torch/OpenMP thread per mutant: MAX_CHILDREN mutants share the cores
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-# processes a test starts (none in the default selection) import the mutated copy, not src/
+# processes a test starts (none in the default selection) import the mutated copy, not src/. The folder must exist
+# before Python starts: a sys.path entry that is missing at start-up is remembered as empty (sys.path_importer_cache),
+# and forgeml would then be imported unmutated from the editable install (no test recorded for any mutant).
+mkdir -p mutants/src
 export PYTHONPATH="$PWD/mutants/src${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 
