@@ -1,12 +1,14 @@
-"""The four interfaces every task family plugs into, and their registries.
+"""The interfaces every task family plugs into, and their registries.
 
 - **Task** (supervised, anomaly, ...): how its data is split and prepared, what one training step computes, how raw
-  outputs become predictions, how it is evaluated, which baseline stands beside it, what its requests look like.
-- **FeatureType** (numeric, categorical, text, image, ...): detection, fitting, encoding, the ONNX preprocessing,
-  the request field. The switch on feature type exists once: in the feature-type modules.
+  outputs become predictions, how it is evaluated, which baseline stands beside it.
 - **Learner** (a torch network trained by our loop, LightGBM, IsolationForest, ...): fit, raw outputs, save/load
   without pickle, export of its core to ONNX.
-- **Engine** (local, DP-SGD, ...): how batches are drawn, how the model and optimizers are wrapped.
+- **Engine** (DP-SGD, ...): how the loop's batches are drawn and its optimizer wrapped; without one the loop trains
+  locally.
+
+Feature types (numeric, categorical, text, image) are not an interface yet: their switch still lives in
+forgeml.data.preprocess, forgeml.export.onnx and forgeml.data.records (docs/architecture.md, "What is left").
 
 Capabilities are **tags** on the implementations (``"prunable" in learner.tags``), never checks on their names. This
 module imports nothing else from forgeml, so every package may depend on it.
@@ -14,8 +16,7 @@ module imports nothing else from forgeml, so every package may depend on it.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
-from typing import Any, Callable, Generic, Iterable, Iterator, Optional, TypeVar
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 
@@ -93,10 +94,6 @@ LEARNERS: Registry = Registry("model", builtin=(
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 
 
-def has_tag(obj: Any, tag: str) -> bool:
-    return tag in getattr(obj, "tags", ())
-
-
 # --------------------------------------------------------------------------------------------- metric direction
 LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr"}
 
@@ -110,16 +107,6 @@ def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
 
 
 # --------------------------------------------------------------------------------------------- the interfaces
-@dataclass
-class Signature:
-    """What a served model takes and answers: request fields (name -> JSON type), response fields, ONNX names."""
-
-    inputs: dict[str, str]
-    outputs: dict[str, str]
-    onnx_inputs: list[str] = field(default_factory=list)
-    onnx_outputs: list[str] = field(default_factory=list)
-
-
 class Task:
     """One task family. ``state`` is what the task fitted on the training split (labels, target scale, threshold...);
     it is JSON and goes into the manifest, so a loaded run rebuilds the task as ``Task(state)``."""
@@ -157,17 +144,6 @@ class Task:
         raise NotImplementedError
 
 
-class FeatureType:
-    """One kind of input column. ``detect`` looks at a column; the preprocessor fits/encodes each type."""
-
-    name: str
-    tags: frozenset = frozenset()
-
-    @staticmethod
-    def detect(series) -> bool:
-        raise NotImplementedError
-
-
 class Learner:
     """A model family. Tags say what it supports (``torch``, ``prunable``, ``quantizable``, ``dp``, ``distillable``...)
     and which feature types it accepts (``accepts``)."""
@@ -178,33 +154,21 @@ class Learner:
 
 
 class Engine:
-    """How training runs: the order of batches and the wrapping of model and optimizers (local, DP-SGD...)."""
+    """How the loop trains when it does not train locally (forgeml.train.loop.fit(..., privacy=engine)): ``attach``
+    wraps the optimizer once and says how many steps an epoch has, ``batches`` draws one epoch's row indices, and
+    the state goes into each checkpoint so a resumed run continues it."""
 
     name: str
     tags: frozenset = frozenset()
 
-    def batches(self, n: int, batch_size: int, generator) -> Iterator:
+    def attach(self, model, optimizer, rows: int, batch_size: int, epochs: int) -> tuple[Any, int]:
         raise NotImplementedError
 
-    def wrap(self, model, optimizers: dict):
-        return model, optimizers
+    def batches(self) -> Iterator:
+        raise NotImplementedError
 
-    is_main: bool = True
+    def state_dict(self) -> dict:
+        raise NotImplementedError
 
-
-@dataclass
-class Examples:
-    """Training examples as tensors/arrays: ``len()`` and ``take(idx)`` -> a batch dict (rows, windows, clips...)."""
-
-    arrays: dict[str, Any]
-    target: Optional[Any] = None
-
-    def __len__(self) -> int:
-        first = next(iter(self.arrays.values()))
-        return len(first)
-
-    def take(self, idx) -> dict[str, Any]:
-        batch = {k: v[idx] for k, v in self.arrays.items()}
-        if self.target is not None:
-            batch["y"] = self.target[idx]
-        return batch
+    def load_state_dict(self, state: dict) -> None:
+        raise NotImplementedError

@@ -54,8 +54,6 @@ class TaskConfig(BaseModel):
         data = handler(self)
         return data["name"] if isinstance(data, dict) and set(data) == {"name"} else data
 
-    def option(self, key: str, default=None):
-        return (self.model_extra or {}).get(key, default)
 
 
 class Config(Strict):

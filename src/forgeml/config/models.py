@@ -68,10 +68,38 @@ class AutoParams(Strict):
     name: Literal["auto"] = "auto"
 
 
-# Anomaly detectors keep their parameters beside them (forgeml.models.*); the others are to follow.
-from forgeml.models.autoencoder import AutoencoderParams  # noqa: E402
-from forgeml.models.deep_svdd import DeepSVDDParams  # noqa: E402
-from forgeml.models.detectors import IsolationForestParams, LOFParams  # noqa: E402
+class IsolationForestParams(Strict):
+    """Isolation Forest (Liu et al. 2008): rows that random splits isolate in few steps are anomalous."""
+
+    name: Literal["isolation_forest"] = "isolation_forest"
+    n_estimators: int = Field(200, gt=0, description="number of trees")
+    max_samples: Literal["auto"] | Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)] = Field(
+        "auto", description="rows drawn per tree: 'auto' (min(256, n)), a count, or a fraction in (0, 1]")
+    contamination: float | None = Field(
+        None, gt=0, le=0.5, description="expected share of anomalies; only moves sklearn's own threshold (offset_), "
+                                        "not the scores; None = sklearn's 'auto'")
+
+class LOFParams(Strict):
+    """Local Outlier Factor (Breunig et al. 2000) in novelty mode: a row whose local density is low compared with
+    that of its neighbours in the training rows is anomalous."""
+
+    name: Literal["lof"] = "lof"
+    n_neighbors: int = Field(20, gt=0, description="neighbours that define the local density")
+
+class AutoencoderParams(Strict):
+    """MLP autoencoder: hidden sizes of the encoder (the last is the bottleneck); the decoder mirrors it."""
+
+    name: Literal["autoencoder"] = "autoencoder"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 16], min_length=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+class DeepSVDDParams(Strict):
+    """One-class Deep SVDD: a bias-free MLP (hidden sizes, then rep_dim outputs); score = squared distance to c."""
+
+    name: Literal["deep_svdd"] = "deep_svdd"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 32])
+    rep_dim: int = Field(16, gt=0, description="size of the representation the center lives in")
+
 
 _PARAMS = (AutoParams, MLPParams, CNNParams, TextParams, MiniLMParams, LightGBMParams,
            IsolationForestParams, LOFParams, AutoencoderParams, DeepSVDDParams)

@@ -62,16 +62,8 @@ def get_model(name: str) -> Learner:
         raise ConfigError(f"model: {exc}") from None
 
 
-def is_torch(name: str) -> bool:
-    return "torch" in get_model(name).tags
-
-
 def supported_types(name: str) -> frozenset[str]:
     return get_model(name).accepts
-
-
-def tagged(tag: str) -> list[str]:
-    return LEARNERS.tagged(tag)
 
 
 def raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:

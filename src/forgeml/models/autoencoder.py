@@ -7,23 +7,12 @@ code 0 -> all zeros, flattened images), the same columns as ``forgeml.models.det
 from __future__ import annotations
 
 from itertools import pairwise
-from typing import Annotated, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from forgeml.config.models import AutoencoderParams  # noqa: F401  (the learner's parameters)
 from forgeml.models import register_model
-
-
-class AutoencoderParams(BaseModel):
-    """MLP autoencoder: hidden sizes of the encoder (the last is the bottleneck); the decoder mirrors it."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: Literal["autoencoder"] = "autoencoder"
-    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 16], min_length=1)
-    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class FlatInputs(nn.Module):

@@ -9,28 +9,17 @@ so it is saved and loaded with the weights.
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from forgeml.config.models import DeepSVDDParams  # noqa: F401  (the learner's parameters)
 from forgeml.models import register_model
 from forgeml.models.autoencoder import FlatInputs
 
 CENTER_EPS = 0.1
 LEAKY_SLOPE = 0.01
-
-
-class DeepSVDDParams(BaseModel):
-    """One-class Deep SVDD: a bias-free MLP (hidden sizes, then rep_dim outputs); score = squared distance to c."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: Literal["deep_svdd"] = "deep_svdd"
-    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 32])
-    rep_dim: int = Field(16, gt=0, description="size of the representation the center lives in")
 
 
 class DeepSVDD(nn.Module):

@@ -7,41 +7,16 @@ one float per row, higher = more anomalous. Targets are ignored (``fit(X, y=None
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from forgeml.core import Learner
+from forgeml.config.models import IsolationForestParams, LOFParams  # noqa: F401  (the learner's parameters)
 from forgeml.models import LEARNERS
 
 MODEL_FILE = "model.skops"
 ONNX_INPUT, ONNX_OUTPUT = "features", "score"
 LAYOUT_ATTR = "forgeml_layout_"  # stored on the fitted estimator: which columns the matrix was built from
-
-
-class IsolationForestParams(BaseModel):
-    """Isolation Forest (Liu et al. 2008): rows that random splits isolate in few steps are anomalous."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: Literal["isolation_forest"] = "isolation_forest"
-    n_estimators: int = Field(200, gt=0, description="number of trees")
-    max_samples: Literal["auto"] | Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)] = Field(
-        "auto", description="rows drawn per tree: 'auto' (min(256, n)), a count, or a fraction in (0, 1]")
-    contamination: float | None = Field(
-        None, gt=0, le=0.5, description="expected share of anomalies; only moves sklearn's own threshold (offset_), "
-                                        "not the scores; None = sklearn's 'auto'")
-
-
-class LOFParams(BaseModel):
-    """Local Outlier Factor (Breunig et al. 2000) in novelty mode: a row whose local density is low compared with
-    that of its neighbours in the training rows is anomalous."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    name: Literal["lof"] = "lof"
-    n_neighbors: int = Field(20, gt=0, description="neighbours that define the local density")
 
 
 # --------------------------------------------------------------------------------------------- inputs

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from forgeml.errors import ConfigError, require
-from forgeml.core import ENGINES
+from forgeml.core import ENGINES, Engine
 
 FEATURE = "train.privacy (DP-SGD)"
 # Layers Opacus replaces with a re-implementation of the same function under the same parameter names.
@@ -297,7 +297,7 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader
 
 # --------------------------------------------------------------------------------------------- forgeml's loop
 @ENGINES.register("dp-sgd", tags={"privacy"})
-class DPSGD:
+class DPSGD(Engine):
     """DP-SGD for forgeml.train.loop.fit (``fit(..., privacy=DPSGD(...))``): fit calls ``attach`` once after making
     its optimizer, draws each epoch's batches from ``batches()`` (Poisson-sampled row indices into its in-memory
     tensors), and checkpoints ``state_dict()`` (the accountant's history) so a resumed run accounts for every step.

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from forgeml.core import Task
 from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import TASKS
-from forgeml.tasks.supervised import Prepared, Say, params_for
+from forgeml.tasks.supervised import Prepared, Say, Splits, params_for
 
 BASELINE = "isolation_forest"
 
@@ -110,7 +110,18 @@ class Anomaly(Task):
     # ---- the pipeline's hooks
     @classmethod
     def prepare_run(cls, cfg, say: Say = lambda m: None) -> Prepared:
+        """Split (``split_data``), then fit the preprocessing on the training rows and encode every split."""
         from forgeml.data.preprocess import Preprocessor
+
+        data = cls.split_data(cfg, say)
+        pre = Preprocessor.fit(data.raw["train"], data.features, cfg.data)
+        enc = {s: pre.transform(rows) for s, rows in data.raw.items()}
+        _check_variation(enc["train"])
+        return Prepared(**vars(data), preprocessor=pre, enc=enc, rows={s: len(rows) for s, rows in data.raw.items()})
+
+    @classmethod
+    def split_data(cls, cfg, say: Say = lambda m: None) -> Splits:
+        """Read and check the rows, the label and the candidates, then split (stratified on the label if any)."""
         from forgeml.data.schema import category_keys, infer_features
         from forgeml.data.sources import read_source
         from forgeml.data.split import split_indices
@@ -163,16 +174,12 @@ class Anomaly(Task):
         y_all = task.encode(df[label]) if label else np.zeros(len(df), dtype=np.int64)
         idx = dict(zip(("train", "val", "test"), split_indices(y_all, label is not None, cfg.data.split)))
         raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
-        pre = Preprocessor.fit(raw["train"], features, cfg.data)
-        enc = {s: pre.transform(rows) for s, rows in raw.items()}
-        _check_variation(enc["train"])
         y = {s: (y_all[i] if label else None) for s, i in idx.items()}
         n = {s: len(rows) for s, rows in raw.items()}
         say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task anomaly"
             f"{f' (label {label!r}, anomaly = {positive!r}, {int(y_all.sum())} rows)' if label else ' (no labels)'}; "
             f"features: {', '.join(f'{f.name}:{f.type}' for f in features[:12])}{' ...' if len(features) > 12 else ''}[/]")
-        return Prepared(target=label, task=task, features=features, raw=raw, y=y, candidates=candidates,
-                        preprocessor=pre, enc=enc, rows=n)
+        return Splits(target=label, task=task, features=features, raw=raw, y=y, candidates=candidates)
 
     def training_loss(self, cfg, y_train):
         return None
@@ -239,7 +246,7 @@ class Anomaly(Task):
 
     @classmethod
     def split_rows(cls, cfg) -> dict[str, pd.DataFrame]:
-        return cls.prepare_run(cfg).raw
+        return cls.split_data(cfg).raw
 
     def predictions(self, outputs: dict) -> pd.DataFrame:
         return pd.DataFrame({"score": outputs["score"], "is_anomaly": self.decode(outputs["pred"])})

@@ -137,8 +137,10 @@ class SupervisedTask(Task):
         from forgeml.evaluate import plots
 
         if "labels" in self.tags:
-            return [plots.confusion(self.metrics(data.y["test"], outputs)["confusion_matrix"], self.labels,
-                                    folder / "confusion_matrix.png"),
+            from sklearn.metrics import confusion_matrix
+
+            cm = confusion_matrix(data.y["test"], outputs["pred"], labels=range(self.out_dim)).tolist()
+            return [plots.confusion(cm, self.labels, folder / "confusion_matrix.png"),
                     *plots.roc_pr(data.y["test"], outputs["proba"], self.labels, folder / "roc.png", folder / "pr.png")]
         return [plots.regression_fit(self.decode(data.y["test"]), self.decode(outputs["pred"]), folder / "regression.png")]
 
