@@ -76,7 +76,7 @@ def prepared(name: str, seed: int):
     from sklearn.model_selection import train_test_split
 
     from forgeml.config import DataConfig
-    from forgeml.data.preprocess import Preprocessor
+    from forgeml.features.preprocess import Preprocessor
     from forgeml.data.schema import Feature
 
     x, y, how = anomaly_set(name, seed)

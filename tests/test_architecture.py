@@ -125,7 +125,6 @@ def test_no_private_name_is_imported_from_another_module():
 # Modules still over the limit, with their size when this test was written: each must shrink, none may grow, and no
 # other module may pass the limit. Remove an entry once its module is split.
 OVERSIZED = {
-    "forgeml/privacy/federated.py": 708,  # its own client loop: to move onto train/loop.py as an engine
     "forgeml/explain/attributions.py": 429,
 }
 
@@ -164,9 +163,8 @@ def test_static_assets_are_files():
 NAME_COMPARISONS_LEFT = {
     "forgeml/compress/prune.py": 2,  # which layers to thin per architecture: to become a learner hook
     "forgeml/data/schema.py": 2,  # task inference from the target column: to move into the task families
-    "forgeml/serve/registry.py": 1,  # the text tokenizer named "minilm" (a tokenizer, not the learner)
 }
-OWNERS = ("forgeml/tasks/", "forgeml/models/", "forgeml/features/", "forgeml/config.py")
+OWNERS = ("forgeml/tasks/", "forgeml/models/", "forgeml/features/", "forgeml/config/")
 
 
 FEATURE_TYPES = {"numeric", "categorical", "text", "image", "ignore"}
@@ -192,18 +190,53 @@ def _name_comparisons(tree: ast.Module, names: set[str]) -> int:
     return count
 
 
-def test_task_and_model_names_are_compared_only_where_they_live():
-    names = _registered_names()
-    assert {"classification", "regression", "mlp", "lightgbm"} <= names
+def _compared_outside_owners(names: set[str], left: dict[str, int]) -> dict[str, int]:
+    """Files outside OWNERS comparing more of ``names`` than ``left`` records for them."""
     over = {}
     for path in SRC.rglob("*.py"):
         rel = str(path.relative_to(SRC.parent))
-        if rel.startswith(OWNERS):
-            continue
-        n = _name_comparisons(ast.parse(path.read_text()), names)
-        if n > NAME_COMPARISONS_LEFT.get(rel, 0):
-            over[rel] = n
+        if not rel.startswith(OWNERS):
+            n = _name_comparisons(ast.parse(path.read_text()), names)
+            if n > left.get(rel, 0):
+                over[rel] = n
+    return over
+
+
+def test_task_and_model_names_are_compared_only_where_they_live():
+    names = _registered_names()
+    assert {"classification", "regression", "mlp", "lightgbm"} <= names
+    over = _compared_outside_owners(names, NAME_COMPARISONS_LEFT)
     assert not over, f"task/model names compared outside tasks/ and models/ (ask for a tag instead): {over}"
+
+
+# Feature-type names (numeric, categorical, text, image) compared outside forgeml/features/ (and tasks/, models/).
+# What is left is per-modality behaviour that is not a switch over feature types in the manifest: which explanation
+# a model gets (explain/), the profile's per-column statistics (profile/), the baseline for a mix of types
+# (evaluate/baseline.py), the model's input keys in augmentation and SMOTE (data/), type inference (data/schema.py,
+# to move into the types with issue "First contact with real files"). The counts may only go down.
+FEATURE_COMPARISONS_LEFT = {
+    "forgeml/explain/methods.py": 6,  # the explanation's kind (heat-map / tokens / table columns) and its methods
+    "forgeml/explain/attributions.py": 7,
+    "forgeml/explain/summary.py": 4,
+    "forgeml/explain/local.py": 3,
+    "forgeml/explain/run.py": 2,
+    "forgeml/explain/render.py": 1,
+    "forgeml/profile/analyze.py": 5,  # per-column statistics by profiled kind
+    "forgeml/profile/signals.py": 2,
+    "forgeml/evaluate/baseline.py": 4,  # which baseline a mix of types gets
+    "forgeml/data/augment.py": 4,  # the model's input keys a batch augmentation changes
+    "forgeml/data/balance.py": 2,  # SMOTE interpolates the table inputs
+    "forgeml/data/schema.py": 1,  # type inference (one image column per model)
+}
+
+
+def test_feature_type_names_are_compared_only_in_the_feature_modules():
+    from forgeml.features import FEATURES
+
+    names = set(FEATURES.names())
+    assert {"numeric", "categorical", "text", "image"} <= names
+    over = _compared_outside_owners(names, FEATURE_COMPARISONS_LEFT)
+    assert not over, f"feature-type names compared outside features/ (ask the type, or a tag): {over}"
 
 
 @pytest.mark.parametrize("source, expected", [("x == 'lightgbm'", 1), ("name in ('mlp', 'cnn')", 1), ("'torch' in tags", 0)])

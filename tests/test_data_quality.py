@@ -85,9 +85,9 @@ def test_training_rows_dropped_only_from_the_training_split(in_tmp):
 
 def test_text_normalization_is_replayed_by_the_server_encoder():
     from forgeml.config import DataConfig
-    from forgeml.data.preprocess import Preprocessor
+    from forgeml.features.preprocess import Preprocessor
     from forgeml.data.schema import Feature
-    from forgeml.data.records import encode
+    from forgeml.features.records import encode
 
     df = pd.DataFrame({"t": ["  Ｃａｆé   CRÈME  brûlée ", "ﬁne  dining", "plain text here"]})
     cfg = DataConfig(source="x", clean={"text": {"nfkc": True, "strip": True, "lower": True}})

@@ -240,7 +240,7 @@ def test_server_explains_instances_and_refuses_bad_ones(tables):
         glob = client.post("/v1/models/signal/explain", json={"instances": [ROW], "method": "permutation"})
         assert glob.status_code == 422 and "global" in glob.json()["detail"]
         assert client.post("/v1/models/nope/explain", json={"instances": [ROW]}).status_code == 404
-        assert client.post("/v1/models/signal/explain", json={"instances": [ROW] * 33}).status_code == 413
+        assert client.post("/v1/models/signal/explain", json={"instances": [ROW] * 33}).status_code == 422
 
 
 def test_server_explain_of_a_run_whose_weights_are_gone_is_a_409(tables, tmp_path):
@@ -299,3 +299,20 @@ def test_missing_captum_names_the_explain_extra(tables, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "captum.attr", None)  # import captum.attr -> ImportError
     msg = user_error(capsys, "explain", tables["mlp"], "-q")
     assert "forgeml[explain]" in msg and "captum" in msg
+
+
+def test_lime_explains_a_lightgbm_regression_in_target_units(tmp_path):
+    """LightGBM gives a regression's outputs as [N]; explaining one used to fail in Captum ("Cannot choose target
+    column with output shape [100]"), from the CLI's --input rows and from the server alike. y = 3 * x3 + noise."""
+    from forgeml.explain.local import explain_local
+    from forgeml.run import load
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(rng.normal(size=(400, 4)), columns=[f"x{i}" for i in range(4)])
+    df["y"] = 3 * df["x3"] + rng.normal(scale=0.1, size=400)
+    df.to_csv(tmp_path / "reg.csv", index=False)
+    model = load(_train(tmp_path, "reg", tmp_path / "reg.csv", {"name": "lightgbm", "n_estimators": 60}, "y"))
+    rows = df.drop(columns="y").iloc[:5]
+    local = explain_local(model, model.preprocessor.transform(rows), rows, "lime", n_samples=200)
+    assert local.values.shape == (5, 4)
+    assert (np.abs(local.values).argmax(axis=1) == 3).all()  # x3 decides, in every row

@@ -70,7 +70,7 @@ def test_fedprox_term_keeps_local_weights_near_the_global_ones():
     import torch
 
     from forgeml.config import TrainConfig
-    from forgeml.privacy.federated import local_train
+    from forgeml.privacy.federated_client import local_train
     from forgeml.tasks import fit_task
     import pandas as pd
 
@@ -95,6 +95,44 @@ def test_fedprox_term_keeps_local_weights_near_the_global_ones():
                 return self.m(batch["numeric"])
 
         local_train(Wrap(), task, x, y, cfg, epochs=3, seed=0, mu=mu)
+        return float(sum((p.detach() - s).pow(2).sum() for p, s in zip(model.parameters(), start)))
+
+    assert drift(10.0) < 0.5 * drift(0.0)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("opacus") is None, reason="forgeml[privacy] is not installed")
+def test_fedprox_pull_reaches_dp_clients_through_the_loop_engine():
+    """With DP-SGD the proximal gradient is added after clipping and noise (ClientDPSGD), and still pulls."""
+    import pandas as pd
+    import torch
+
+    from forgeml.config import TrainConfig
+    from forgeml.privacy.federated_client import ClientDPSGD, local_train
+    from forgeml.tasks import fit_task
+
+    rng = np.random.default_rng(0)
+    x = {"numeric": rng.normal(size=(200, 4)).astype(np.float32)}
+    y = (x["numeric"][:, 0] > 0).astype(np.int64)
+    task = fit_task("classification", pd.Series(y))
+    cfg = TrainConfig(batch_size=16, lr=0.05, optimizer="sgd", threads=1,
+                      privacy={"epsilon": 50.0, "delta": 1e-3, "accountant": "rdp"})
+
+    class Linear(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 2)
+
+        def forward(self, batch):
+            return self.lin(batch["numeric"])
+
+    def drift(mu: float) -> float:
+        torch.manual_seed(0)
+        model = Linear()
+        start = [p.detach().clone() for p in model.parameters()]
+        dp = ClientDPSGD(cfg, len(y), planned_epochs=6)
+        info = local_train(model, task, x, y, dp.train_config, epochs=3, seed=0, mu=mu, dp=dp)
+        assert info["train_loss"] > 0 and dp.report()["steps"] > 0
+        dp.close()
         return float(sum((p.detach() - s).pow(2).sum() for p, s in zip(model.parameters(), start)))
 
     assert drift(10.0) < 0.5 * drift(0.0)

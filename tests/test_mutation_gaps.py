@@ -225,17 +225,19 @@ def test_group_folds_keep_each_group_in_one_test_fold():
 
 def test_a_group_split_needs_three_groups_and_says_so():
     """docs/data-quality.md: "fewer than 3 groups" is an error. Catches `n_groups <= 3` and the message dropped.
-    (Each holdout needs 3 groups, and validation is split from what the test split leaves: 4 groups split 2 / 1 / 1,
-    while 3 groups are refused by the second holdout, which then reports the 2 groups it got.)"""
+    3 groups split 1 / 1 / 1 and 4 groups 2 / 1 / 1 (a session found 3 groups refused as "2 distinct groups")."""
     from forgeml.data.split import split_indices
     from forgeml.errors import DataError
 
     groups = np.repeat([1, 2, 3, 4], 10)
     train, val, test = split_indices(np.zeros(40), False, _split(), groups=groups)
     assert (len(train), len(val), len(test)) == (20, 10, 10)
+    three = np.repeat([1, 2, 3], 10)
+    splits = split_indices(np.zeros(30), False, _split(), groups=three)
+    assert sorted(len(set(three[s])) for s in splits) == [1, 1, 1]
     with pytest.raises(DataError) as err:
         split_indices(np.zeros(20), False, _split(), groups=np.repeat([1, 2], 10))
-    assert str(err.value) == "split.group_col has 2 distinct group(s); a group split needs at least 3"
+    assert str(err.value).startswith("split.group_col has 2 distinct group(s); a group split needs at least 3")
 
 
 def test_a_stratified_split_keeps_the_class_proportions_in_every_split():

@@ -3,7 +3,7 @@
 What the docs promise and this file checks: --api-key and $FORGEML_API_KEY (with /healthz, /readyz, /metrics and /
 left open), --max-batch, --max-wait-ms (and a lone request never waits for it), --max-body-mb (also for a chunked
 body), --workers, --host, --threads, /readyz answering 503 until the batchers run, the Server-Timing header, the
-1,024-instance limit, the web page at / (without a browser; tests/test_serve_page.py drives one when chromium is
+1,024-instance limit (422 above it), the web page at / (without a browser; tests/test_serve_page.py drives one when chromium is
 installed), and what --ray says when ray (the cluster extra) is not installed."""
 from __future__ import annotations
 
@@ -234,8 +234,8 @@ def test_1024_instances_are_answered_and_1025_refused(keyed):
         assert alone["predictions"][0] == body["predictions"][i]
         assert alone["probabilities"][0] == pytest.approx(body["probabilities"][i], abs=1e-5)
 
-    r = _post(url, {"instances": rows})
-    assert r.status_code == 413
+    r = _post(url, {"instances": rows})  # 422, as the request schema's maxItems says (413 is for the body's bytes)
+    assert r.status_code == 422
     assert r.json() == {"detail": "1025 instances in one request; the limit is 1024"}
 
 
@@ -377,12 +377,11 @@ def test_the_page_at_root_is_the_model_page_without_a_browser(keyed, run_dir):
     for path in ("/docs", "/metrics"):
         assert f'href="{path}"' in html and httpx.get(s.url + path).status_code == 200
     assert '"/readyz"' in js and '"/v1/models"' in js and re.search(r"/v1/models/\$\{[^}]+\}/versions/\$\{[^}]+\}/predict", js)
-    spec = httpx.get(s.url + "/openapi.json").json()
-    assert "/v1/models/{name}/versions/{version}/predict" in spec["paths"]
-
     # the form is built from /v1/models: the script handles each of the model's feature types, and a row filled the
     # way the form fills it (a number per numeric field, a listed level per categorical one) predicts
     (model,) = httpx.get(s.url + "/v1/models", headers=AUTH).json()["models"]
+    spec = httpx.get(s.url + "/openapi.json").json()  # the route the script posts to, documented with the model's fields
+    assert f"/v1/models/{model['name']}/versions/{model['version']}/predict" in spec["paths"]
     schema = {f["name"]: f for f in model["input_schema"]}
     assert set(schema) == {"student", "balance", "income"} and schema["student"]["levels"] == ["No", "Yes"]
     for f in schema.values():

@@ -11,6 +11,7 @@ import pandas as pd
 from forgeml import artifacts  # noqa: F401  (forgeml.api.artifacts: run folders for scripts)
 from forgeml.config import Config, build_config
 from forgeml.errors import DataError
+from forgeml.features import of_column
 from forgeml.export.run import export  # noqa: F401
 from forgeml.run import LoadedModel, RunResult, load, read_inputs, run_config, summary, test_rows, write_table  # noqa: F401
 from forgeml.tasks import family_of
@@ -24,9 +25,9 @@ Say = Callable[[str], None]
 
 def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = None) -> pd.DataFrame:
     model = load(run)
-    frame = model._frame(inputs)
+    frame = model.frame(inputs)
     result = model.predict(frame)
-    image = next((f["name"] for f in model.manifest["features"] if f["type"] == "image"), None)
+    image = of_column(model.manifest["features"], "files")
     if image and image in frame and isinstance(frame[image].iloc[0], str):
         result.insert(0, image, frame[image].to_numpy())
     if output:

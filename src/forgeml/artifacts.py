@@ -9,7 +9,8 @@ from typing import Any
 
 from forgeml.errors import RunError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest holds the signature (forgeml.run.signature); 1 is still read
+READABLE_FORMATS = (1, 2)
 MANIFEST = "manifest.json"
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -84,8 +85,9 @@ def run_dir_of(run: str | Path) -> Path:
 def read_manifest(run_dir: Path) -> dict:
     manifest = read_json(run_dir / MANIFEST)
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise RunError(f"{run_dir} was written with artifact format {version}; this forgeml reads format {FORMAT_VERSION}")
+    if version not in READABLE_FORMATS:
+        raise RunError(f"{run_dir} was written with artifact format {version}; this forgeml reads formats "
+                       f"{', '.join(map(str, READABLE_FORMATS))}")
     return manifest
 
 

@@ -7,8 +7,9 @@
 - **Engine** (DP-SGD, ...): how the loop's batches are drawn and its optimizer wrapped; without one the loop trains
   locally.
 
-Feature types (numeric, categorical, text, image) are not an interface yet: their switch still lives in
-forgeml.data.preprocess, forgeml.export.onnx and forgeml.data.records (docs/architecture.md, "What is left").
+- **FeatureType** (numeric, categorical, text, image): fit its state on the training split, turn values into the
+  model's arrays, its ONNX inputs and preprocessing nodes, its request field. The switch on feature type exists once:
+  in forgeml.features, one module per type.
 
 Capabilities are **tags** on the implementations (``"prunable" in learner.tags``), never checks on their names. This
 module imports nothing else from forgeml, so every package may depend on it.
@@ -92,6 +93,8 @@ LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
+FEATURES: Registry = Registry("feature type", builtin=(
+    "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image"))
 
 
 # --------------------------------------------------------------------------------------------- metric direction
@@ -141,6 +144,72 @@ class Task:
 
     def summary_keys(self) -> list[str]:
         """The metrics shown in tables and stored in the manifest's summary."""
+        raise NotImplementedError
+
+    def response_fields(self) -> dict[str, dict]:
+        """What a prediction response holds besides the model's name and version: field -> JSON schema (the
+        signature's outputs; the server's response model is built from it)."""
+        raise NotImplementedError
+
+
+class FeatureType:
+    """One kind of input column. Its ``state`` (fitted on the training split, JSON) is stored in the manifest's
+    preprocessing under the type's name and holds the columns it covers. ``order`` places its inputs among the
+    others (the model's input dict and the ONNX graph's inputs follow it). Methods take that state."""
+
+    name: str
+    tags: frozenset = frozenset()
+    order: int = 100
+
+    def fit(self, df, columns: list[str], data_cfg, context: dict) -> dict:
+        """The state, from the training rows (``context``: what the task adds, e.g. the text tokenizer)."""
+        raise NotImplementedError
+
+    def transform(self, df, state: dict) -> dict[str, Any]:
+        """Rows -> the model's input arrays (key -> array with one row per example)."""
+        raise NotImplementedError
+
+    def shapes(self, state: dict | None) -> dict[str, Any]:
+        """What a model built on this state receives (its part of Preprocessor.input_shapes; state None: absent)."""
+        raise NotImplementedError
+
+    def columns(self, state: dict) -> list[str]:
+        return list(state["columns"])
+
+    def model_inputs(self, state: dict) -> list[str]:
+        """The keys of the model's input dict this type fills (the ONNX core's inputs, in order)."""
+        raise NotImplementedError
+
+    def raw_inputs(self, state: dict) -> list[dict]:
+        """The ONNX graph's inputs as a user feeds them: name, dtype, shape, columns and how to compute them."""
+        raise NotImplementedError
+
+    def feeds(self, df, state: dict) -> dict[str, Any]:
+        """Rows of a DataFrame -> the raw ONNX inputs."""
+        raise NotImplementedError
+
+    def encode(self, rows: list[dict], state: dict) -> dict[str, Any]:
+        """JSON instances -> the raw ONNX inputs; a bad value raises forgeml.errors.InputError naming it."""
+        raise NotImplementedError
+
+    def load(self, state: dict) -> None:
+        """Load what encoding requests needs once (a tokenizer), so a server's first request is not slow."""
+
+    def graph(self, state: dict, g) -> dict[str, str]:
+        """Add the ONNX preprocessing nodes (forgeml.features.Graph) from the raw inputs to the model's inputs;
+        returns model input key -> the graph tensor holding it."""
+        raise NotImplementedError
+
+    def flat(self, state: dict, g, onehot: bool) -> list[str]:
+        """Graph tensors [N, k] forming this type's part of one float matrix (trees: codes, detectors: one-hot)."""
+        return []
+
+    def example(self, shapes: dict, generator) -> dict[str, Any]:
+        """Model inputs of 3 rows to trace the network for export."""
+        raise NotImplementedError
+
+    def field(self, state: dict, column: str) -> dict:
+        """The request field for one column: its JSON schema and what a client should know (levels, size...)."""
         raise NotImplementedError
 
 

@@ -40,3 +40,12 @@ def require(module: str, extra: str, feature: str):
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingExtraError(module.split(".")[0], extra, feature) from exc
+
+
+class InputError(ValueError):
+    """A request value the model cannot take (forgeml.features.records); the message names the field. Not a
+    ForgeMLError: the server answers it with 422, and predict from a file never sees it."""
+
+    def __init__(self, message: str, field: str | None = None, row: int | None = None):
+        super().__init__(message)
+        self.field, self.row = field, row

@@ -13,6 +13,7 @@ import pandas as pd
 from forgeml import artifacts
 from forgeml.config import MODEL_PARAMS, Config, build_config
 from forgeml.errors import DataError, RunError
+from forgeml.features import of_column
 
 WEIGHTS = "model.safetensors"
 
@@ -38,11 +39,26 @@ def summary(task_name: str, m: dict) -> dict:
     return {k: m.get(k) for k in summary_keys(task_name)}
 
 
+def signature(manifest: dict) -> dict:
+    """What a client sends and gets back: ``inputs``, one field per feature (name, type, JSON schema, and what a
+    client should know: levels, image size), and ``outputs``, the response fields (field -> JSON schema). Manifests
+    of format 2 store it; for older runs it is built from the same parts."""
+    if "signature" in manifest:
+        return manifest["signature"]
+    from forgeml.features import get
+    from forgeml.tasks import make_task
+
+    pre = manifest["preprocessing"]
+    task = make_task(manifest["task"], {k: v for k, v in manifest["target"].items() if k != "name"})
+    return {"inputs": [get(f["type"]).field(pre[f["type"]], f["name"]) for f in manifest["features"]],
+            "outputs": task.response_fields()}
+
+
 class LoadedModel:
     """A trained run, ready to predict: ``forgeml.load("runs/x").predict(df)``."""
 
     def __init__(self, run: Union[str, Path]):
-        from forgeml.data.preprocess import Preprocessor
+        from forgeml.features.preprocess import Preprocessor
         from forgeml.models import get_model
         from forgeml.tasks import make_task
 
@@ -78,7 +94,8 @@ class LoadedModel:
     def labels(self) -> Optional[list]:
         return self.manifest["target"].get("labels")
 
-    def _frame(self, data) -> pd.DataFrame:
+    def frame(self, data) -> pd.DataFrame:
+        """The rows to predict, from what predict was given."""
         if isinstance(data, pd.DataFrame):
             return data
         if isinstance(data, dict):
@@ -88,7 +105,7 @@ class LoadedModel:
         if isinstance(data, (list, tuple)):
             if data and isinstance(data[0], dict):
                 return pd.DataFrame(list(data))
-            image = next((f["name"] for f in self.manifest["features"] if f["type"] == "image"), None)
+            image = of_column(self.manifest["features"], "files")
             if image:
                 return pd.DataFrame({image: list(data)})
         raise DataError("predict takes a DataFrame, a dict or list of dicts (one per row), a file path, or a list of image paths/arrays")
@@ -105,7 +122,7 @@ class LoadedModel:
 
     def predict(self, data) -> pd.DataFrame:
         """Predictions (and class probabilities as proba_<label> columns) for each input row."""
-        df = self._frame(data)
+        df = self.frame(data)
         if len(df) == 0:
             raise DataError("no rows to predict")
         result = self.task.predictions(self.task.outputs(self.raw(df)))
@@ -128,7 +145,7 @@ def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
     if not path.exists():
         raise DataError(f"input not found: {source}")
     if path.is_dir():
-        image = next((f["name"] for f in manifest["features"] if f["type"] == "image"), None)
+        image = of_column(manifest["features"], "files")
         if image is None:
             raise DataError(f"{path} is a folder, but this model takes {[f['name'] for f in manifest['features']]} from a table")
         paths = list_images(path)

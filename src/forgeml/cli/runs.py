@@ -173,8 +173,8 @@ def datasets():
 
 
 def tasks():
-    """List the task families, the models each can train (with their tags) and the training engines."""
-    from forgeml.core import ENGINES, LEARNERS, TASKS
+    """List the task families, the models each can train (with their tags), the feature types and the engines."""
+    from forgeml.core import ENGINES, FEATURES, LEARNERS, TASKS
 
     out = stdout()
     out.print("[bold]task families[/] (--task NAME; auto picks classification or regression from the target)")
@@ -183,6 +183,9 @@ def tasks():
     out.print("[bold]models[/] (--model NAME)")
     for name, learner in LEARNERS.items():
         out.print(f"  {name:<17} inputs: {', '.join(sorted(learner.accepts)):<32} tags: {', '.join(sorted(learner.tags))}")
+    out.print("[bold]feature types[/] (inferred per column; data.features.COLUMN: TYPE overrides)")
+    for name, ftype in FEATURES.items():
+        out.print(f"  {name:<15} tags: {', '.join(sorted(ftype.tags)) or '-'}")
     out.print("[bold]engines[/] (chosen by the config: train.privacy -> dp-sgd)")
     for name, engine in ENGINES.items():
         out.print(f"  {name:<15} tags: {', '.join(sorted(engine.tags))}")

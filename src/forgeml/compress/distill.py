@@ -111,7 +111,7 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
 
     ``transfer``: optional extra training rows (rows DataFrame, encoded labels, teacher raw outputs), e.g. augmented
     copies of the training texts; the student's preprocessing is still fitted on the original training rows."""
-    from forgeml.data.preprocess import Preprocessor
+    from forgeml.features.preprocess import Preprocessor
     from forgeml.models import get_model
 
     if not temperature > 0:

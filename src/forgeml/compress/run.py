@@ -67,6 +67,14 @@ def _metric_name(task) -> str:
     return "accuracy" if "labels" in task.tags else task.primary_metric
 
 
+def text_columns(features) -> list[str]:
+    """The columns --augment perturbs: those of a type with word sequences (text)."""
+    from forgeml.features import tagged
+
+    sequences = set(tagged("sequence"))
+    return [f.name for f in features if f.type in sequences]
+
+
 def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda m: None, quiet: bool = True) -> dict:
     from forgeml.run import load, run_config, summary
     from forgeml.tasks.supervised import split_data
@@ -102,7 +110,7 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         from forgeml.compress.distill import student_params
 
         student = student_params(options.student, task, splits.features)
-        if options.augment and not any(f.type == "text" for f in splits.features):
+        if options.augment and not text_columns(splits.features):
             raise ConfigError("--augment makes perturbed copies of text features; this data has none")
     expected = manifest.get("data", {}).get("rows")
     actual = {s: len(rows) for s, rows in splits.raw.items()}
@@ -230,7 +238,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
     if options.augment:
         from forgeml.data.augment import text_copies
 
-        text_cols = [f.name for f in splits.features if f.type == "text"]
+        text_cols = text_columns(splits.features)
         extra = text_copies(splits.raw["train"], text_cols, options.augment, seed=cfg.train.seed)
         say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
         extra_raw = raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)

@@ -36,7 +36,7 @@ def quantile_bounds(values: np.ndarray, quantiles: tuple[float, float]) -> tuple
 
 def training_rows_to_drop(df: pd.DataFrame, values: np.ndarray, categorical: list[str], clean, bounds) -> dict[str, np.ndarray]:
     """Masks of training rows removed by data.clean (missing: drop, outliers: drop), by reason. ``values``: the
-    numeric columns as floats (forgeml.data.preprocess.numeric_frame)."""
+    numeric columns as floats (forgeml.features.numeric.numeric_frame)."""
     drops: dict[str, np.ndarray] = {}
     if clean.missing.numeric == "drop" and values.shape[1]:
         drops["missing numeric value"] = ~np.isfinite(values).all(axis=1)

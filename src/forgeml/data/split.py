@@ -17,6 +17,9 @@ def split_indices(y: np.ndarray, classification: bool, cfg, groups: Optional[np.
     if times is not None:
         return _by_time(times, cfg)
     idx = np.arange(len(y))
+    if groups is not None and cfg.folds is None and len(np.unique(groups)) < 3:
+        raise DataError(f"split.group_col has {len(np.unique(groups))} distinct group(s); a group split needs at least 3 "
+                        "(one each for training, validation and test)")
     strat = y if (classification and cfg.stratify and groups is None) else None
     if strat is not None and np.bincount(y).min(initial=len(y)) < 3:
         warnings.warn("a class has fewer than 3 rows: splitting without stratification")
@@ -33,9 +36,8 @@ def split_indices(y: np.ndarray, classification: bool, cfg, groups: Optional[np.
 def _holdout(idx, strat, groups, size: float, seed: int):
     """idx split in two, the second part about `size` of it."""
     if groups is not None:
-        n_groups = len(np.unique(groups))
-        if n_groups < 3:
-            raise DataError(f"split.group_col has {n_groups} distinct group(s); a group split needs at least 3")
+        if len(np.unique(groups)) < 2:  # the whole split checked for 3; a test split over 2 of 3 groups leaves 1
+            raise DataError("split.test takes all but one group of split.group_col; lower split.test or add groups")
         a, b = next(GroupShuffleSplit(n_splits=1, test_size=size, random_state=seed).split(idx, groups=groups))
         return idx[a], idx[b]
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forgeml.data.preprocess import joined_text
+from forgeml.features.text import joined_text
 
 
 def kind_for(feature_types: set[str]) -> str:

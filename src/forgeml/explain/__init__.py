@@ -13,4 +13,7 @@ tensor index. ``forgeml.api.explain`` (``forgeml explain RUN``) writes them as f
     run.py           `forgeml explain`: choose, compute, write files and explanations.json, update the report
     summary.py       the terminal summary (Rich tables)
     service.py       the server's POST /v1/models/{name}/explain (models loaded lazily from their runs)
+    anomaly.py       anomaly runs: each column's share of a row's score (reconstruction error, per-row permutation)
+    anomaly_run.py   `forgeml explain` on an anomaly run: the most anomalous test rows, files
+    anomaly_render.py  their plots, terminal summary and report section
 """

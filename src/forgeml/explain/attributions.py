@@ -59,8 +59,8 @@ def _lightgbm_forward(model, keys: list[str]) -> Callable:
     units = _units(model)
 
     def forward(*tensors):
-        arrays = {k: t.detach().cpu().numpy() for k, t in zip(keys, tensors)}
-        return units(torch.from_numpy(gbdt.raw_outputs(model.estimator, arrays, model.task)))
+        arrays = {k: t.detach().cpu().numpy() for k, t in zip(keys, tensors)}  # below: a regression's [N] -> [N, 1]
+        return units(torch.from_numpy(gbdt.raw_outputs(model.estimator, arrays, model.task)).reshape(len(tensors[0]), -1))
 
     return forward
 
@@ -172,9 +172,9 @@ def text_key(arrays: dict) -> str:
 def _special_ids(model) -> set[int]:
     if model.preprocessor.state["text"]["tokenizer"] == "words":
         return set()
-    from forgeml.data.text import minilm_tokenizer
+    from forgeml.features.text import minilm_tokenizer
 
-    tok = model.preprocessor._tokenizer or minilm_tokenizer()
+    tok = minilm_tokenizer()
     return {i for i in tok.all_special_ids if i != tok.pad_token_id}
 
 

@@ -1,7 +1,7 @@
 """What to explain: rows from a file, an image folder or inline JSON, checked against the run's feature schema and
 encoded the way the model was trained.
 
-JSON rows go through the server's own validation (forgeml.data.records), so the CLI and ``POST .../explain`` accept
+JSON rows go through the server's own validation (forgeml.features.records), so the CLI and ``POST .../explain`` accept
 and refuse exactly the same values; a problem names the row and the field.
 """
 from __future__ import annotations
@@ -35,13 +35,13 @@ def parse_json_rows(arg: str) -> list[dict]:
 def encode_rows(model, rows: list[dict]) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
     """JSON rows -> (the model's encoded inputs, a DataFrame of the rows for display).
 
-    Raises forgeml.data.records.InputError (row and field named) for a missing column, an unknown field or a value
+    Raises forgeml.features.records.InputError (row and field named) for a missing column, an unknown field or a value
     of the wrong type. A value for the target column is allowed (it is shown as the true label) and not used."""
-    from forgeml.data.records import encode
+    from forgeml.features.records import encode
 
     target = model.manifest["target"]["name"]
     clean = [{k: v for k, v in r.items() if k != target} if isinstance(r, dict) else r for r in rows]
-    feed = encode(clean, model.manifest["preprocessing"], model.features, model.preprocessor._tokenizer)
+    feed = encode(clean, model.manifest["preprocessing"], model.features)
     frame = pd.DataFrame(rows)
     image = model.preprocessor.state.get("image")
     if image:
@@ -65,7 +65,7 @@ def encode_frame(model, frame: pd.DataFrame) -> dict[str, np.ndarray]:
 def read_input(model, source: Union[str, list]) -> tuple[dict[str, np.ndarray], pd.DataFrame, str]:
     """--input (a file, a folder of images, bundled:NAME, or inline JSON) -> (encoded, rows, description)."""
     from forgeml.run import read_inputs
-    from forgeml.data.records import InputError
+    from forgeml.features.records import InputError
 
     if isinstance(source, list) or is_json(str(source)):
         rows = source if isinstance(source, list) else parse_json_rows(str(source))

@@ -28,13 +28,15 @@ class Local:
 def _tokens(model, frame: pd.DataFrame, arrays: dict) -> list[list[str]]:
     """The token shown for each position of the model's text input."""
     from forgeml.data import text as txt
-    from forgeml.data.preprocess import joined_text
+    from forgeml.features.text import joined_text
 
     state = model.preprocessor.state["text"]
     key = at.text_key(arrays)
     if state["tokenizer"] == "words":
         return [txt.words(t)[: state["max_len"]] for t in joined_text(frame, state["columns"])]
-    tok = model.preprocessor._tokenizer or txt.minilm_tokenizer()
+    from forgeml.features.text import minilm_tokenizer
+
+    tok = minilm_tokenizer()
     return [tok.convert_ids_to_tokens(ids.tolist()) for ids in arrays[key]]
 
 

@@ -7,7 +7,8 @@
 | table, torch MLP             | permutation, ig, lime        | permutation + ig          |
 | table, LightGBM              | permutation, lime            | permutation + lime        |
 
-Permutation importance is global (needs labelled rows); the others explain single instances.
+Permutation importance is global (needs labelled rows); the others explain single instances. Anomaly runs (the
+``scores`` tag) have their own methods, per row: forgeml.explain.anomaly.
 """
 from __future__ import annotations
 

@@ -173,6 +173,10 @@ def heading(rec: dict, index, truth: Optional[str] = None) -> str:
 # --------------------------------------------------------------------------------------------- the run's report
 def report_section(result: dict, folder: Path) -> list[str]:
     """The "Explanations" section of report.html, from explanations.json and the files beside it."""
+    if "shares" in result:  # each column's share of anomaly scores (explain/anomaly.py)
+        from forgeml.explain.anomaly_render import report_section as anomaly_section
+
+        return anomaly_section(result, folder)
     from forgeml.explain.methods import NAMES
 
     e = html.escape

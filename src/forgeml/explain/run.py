@@ -3,7 +3,8 @@ files and `explanations.json`, and add an "Explanations" section to the run's re
 
 Without --input: images -> a grid of a few test examples per class (Grad-CAM + Integrated Gradients); text -> a few
 test texts with highlighted tokens; tables -> global permutation importance on the test split plus per-row
-attributions (IG for the MLP, LIME for LightGBM) for a few rows spread over the classes.
+attributions (IG for the MLP, LIME for LightGBM) for a few rows spread over the classes. Anomaly runs (the ``scores``
+tag) -> each column's share of the score of the most anomalous test rows (forgeml.explain.anomaly_run).
 """
 from __future__ import annotations
 
@@ -121,7 +122,15 @@ def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] 
     opts = options or ExplainOptions()
     opts.check()
     model = load(run)  # a run without weights stops here with a clear message
-    model.require_target("forgeml explain")
+    model.require_target("forgeml explain", or_tag="scores")
+    if "scores" in model.task.tags:  # anomaly scores: each column's share of a row's score (explain/anomaly.py)
+        from forgeml.explain.anomaly_run import explain_scores
+
+        out_dir = Path(out) if out else model.run_dir / DEFAULT_DIR
+        result = explain_scores(model, inputs, out_dir, opts, say)
+        _write(result, out_dir, model.run_dir)
+        result["out"] = str(out_dir)
+        return result
     methods = choose(model.manifest, opts.method, inputs is not None)
     target_index = _explained_index(model, opts.explain_class)
     from forgeml.explain.attributions import captum_attr

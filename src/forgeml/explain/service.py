@@ -2,7 +2,8 @@
 
 The server predicts with ONNX Runtime; attributions need the trained model itself, so each run's torch/LightGBM
 model is loaded from its run folder (forgeml.load) on its first explain request and kept. One explanation at a time
-per model: Captum's hooks on a shared module must not interleave.
+per model: Captum's hooks on a shared module must not interleave. Anomaly runs answer each column's share of each
+row's score (method ``reconstruction`` or ``permutation``, see forgeml.explain.anomaly).
 """
 from __future__ import annotations
 
@@ -23,12 +24,20 @@ class Explainers:
     def __init__(self):
         self._models: dict[tuple[str, str], object] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._references: dict[tuple[str, str], tuple] = {}  # anomaly runs: permutation's reference rows
         self._guard = threading.Lock()
 
     def method(self, served, method) -> str:
         """The method for a request, or 422 (unknown, or not one that fits this model)."""
         from forgeml.explain.methods import local_method
 
+        from forgeml.explain.anomaly import is_scores_run, methods_for
+
+        if is_scores_run(served.manifest):  # anomaly scores: reconstruction or permutation (explain/anomaly.py)
+            try:
+                return methods_for(served.manifest, method)[0]
+            except ConfigError as exc:
+                raise ExplainProblem(422, str(exc)) from None
         if method is not None and not isinstance(method, str):
             raise ExplainProblem(422, "'method' must be a string: gradcam, ig or lime")
         try:
@@ -57,12 +66,14 @@ class Explainers:
         from forgeml.explain.local import explain_local, record
         from forgeml.explain.run import BASELINES, units_of
         from forgeml.explain.methods import kind_of
-        from forgeml.data.records import InputError
+        from forgeml.features.records import InputError
 
         with self._lock((served.name, served.version)):
             try:
                 model = self._model(served)
                 arrays, frame = encode_rows(model, rows)
+                if "scores" in model.task.tags:
+                    return self._scores(served, model, arrays, frame, method)
                 local = explain_local(model, arrays, frame, method)
             except MissingExtraError as exc:
                 raise ExplainProblem(501, str(exc)) from None
@@ -72,3 +83,21 @@ class Explainers:
         return {"model": served.name, "version": served.version, "method": method, "task": model.task.name,
                 "labels": model.labels, "units": units_of(model, None), "baseline": BASELINES[kind_of(model.manifest)],
                 "explanations": [record(model, local, i) for i in range(len(rows))]}
+
+    def _scores(self, served, model, arrays, frame, method: str) -> dict:
+        """An anomaly run: each column's share of each row's score (forgeml.explain.anomaly). Permutation draws from
+        the run's training rows, read once per model (the typical row when its data can no longer be read)."""
+        from forgeml.explain import anomaly as an
+
+        key = (served.name, served.version)
+        reference = None
+        if method == "permutation":
+            if key not in self._references:
+                splits = an.split_rows(model)
+                self._references[key] = an.reference_arrays(model, splits["train"] if splits else None)
+            reference = self._references[key]
+        sh = an.explain_rows(model, arrays, method, reference)
+        values = an.table_values(model, frame)
+        return {"model": served.name, "version": served.version, "method": method, "task": model.task.name,
+                "labels": None, "units": an.UNITS, "baseline": sh.reference, "threshold": model.task.state.get("threshold"),
+                "explanations": [an.record(model, sh, k, values[k] if values else None) for k in range(len(sh.scores))]}

@@ -52,6 +52,10 @@ def _local_table(result: dict, top: int):
 
 
 def renderables(result: dict, top: int = 10) -> list:
+    if "shares" in result:  # each column's share of anomaly scores (explain/anomaly.py)
+        from forgeml.explain.anomaly_render import renderables as anomaly_renderables
+
+        return anomaly_renderables(result)
     out = [f"explained [bold]{result['run']}[/] ({result['model']}) on {result['data']}: "
            + ", ".join(NAMES[m] for m in result["methods"])]
     if "permutation" in result:

@@ -101,7 +101,13 @@ class Autoencoder(nn.Module):
         by ``self.inputs.width`` is the score."""
         return self.inputs.per_column(self.squared_errors(batch))
 
+    def score_parts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[N, n_input_columns]: each original column's part of the score, ``feature_errors / D``; a row's parts add
+        up to ``forward(batch)``. What the ``reconstruction`` tag promises (forgeml.explain.anomaly reads it)."""
+        return self.feature_errors(batch) / self.inputs.width
 
-@register_model("autoencoder", supports={"numeric", "categorical", "image"}, tags={"detector"})
+
+# tag "reconstruction": the network has score_parts(batch) -> [N, columns] in FlatInputs.per_column's layout
+@register_model("autoencoder", supports={"numeric", "categorical", "image"}, tags={"detector", "reconstruction"})
 def build(params, shapes: dict, out_dim=None) -> nn.Module:
     return Autoencoder(shapes, list(params.hidden), params.dropout)

@@ -6,7 +6,7 @@ C (``max_grad_norm``), and Gaussian noise with standard deviation sigma * C is a
 Opacus picks sigma (the noise multiplier) so that the planned number of steps spends at most (epsilon, delta), and
 its accountant (PRV by default, or RDP) reports what the steps actually taken spent.
 
-Reusable pieces (forgeml.privacy.federated combines them with Flower)::
+Reusable pieces (forgeml.privacy.federated_client uses them in each Flower client)::
 
     from forgeml.privacy.dp import make_compatible, make_private
 

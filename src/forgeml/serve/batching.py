@@ -32,8 +32,14 @@ class Batcher:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{model.name}")
         self._task: asyncio.Task | None = None
         self._carry: _Item | None = None  # a request that did not fit the last batch: first in the next
+        self._stopped = False
 
     def start(self) -> None:
+        """Start the worker on the running loop. The app's lifespan may run more than once (a test client runs it
+        per client, each on its own loop): a restart gets a fresh queue and thread."""
+        if self._stopped:
+            self.queue, self._carry, self._stopped = asyncio.Queue(), None, False
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{self.model.name}")
         self._task = asyncio.get_running_loop().create_task(self._work())
 
     async def stop(self) -> None:
@@ -42,6 +48,7 @@ class Batcher:
         if self._task:
             self._task.cancel()
         self._executor.shutdown(wait=True)
+        self._stopped = True
 
     @property
     def running(self) -> bool:

@@ -19,5 +19,10 @@ class Metrics:
         self.queue_depth = prom.Gauge("forgeml_queue_depth", "requests waiting for a batch", ["model"], registry=self.registry)
         self._prom = prom
 
+    @property
+    def content_type(self) -> str:
+        """The Prometheus text format's content type (with its version), as /metrics answers and documents it."""
+        return self._prom.CONTENT_TYPE_LATEST
+
     def render(self) -> tuple[bytes, str]:
-        return self._prom.generate_latest(self.registry), self._prom.CONTENT_TYPE_LATEST
+        return self._prom.generate_latest(self.registry), self.content_type

@@ -15,10 +15,12 @@ import numpy as np
 
 from forgeml import artifacts
 from forgeml.errors import ConfigError, RunError
-from forgeml.data.records import encode
+from forgeml.features import present
+from forgeml.features.records import encode
+from forgeml.run import signature
+from forgeml.serve.schemas import finite_or_none
 from forgeml.tasks import task_tags
 
-MAX_LEVELS = 500  # categorical levels listed per feature by describe(); more are left out (the page then offers a text box)
 SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
 
 
@@ -31,7 +33,6 @@ class ServedModel:
     onnx_file: str
     precision: str
     session: object = field(repr=False, default=None)
-    tokenizer: object = field(repr=False, default=None)
 
     @property
     def features(self) -> list[str]:
@@ -53,43 +54,57 @@ class ServedModel:
         return make_task(self.task, {k: v for k, v in self.manifest["target"].items() if k != "name"})
 
     def feed(self, rows: list[dict]) -> dict[str, np.ndarray]:
-        return encode(rows, self.manifest["preprocessing"], self.features, self.tokenizer)
+        return encode(rows, self.manifest["preprocessing"], self.features)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         return self.session.run(None, feed)[0]
 
-    def response(self, out: np.ndarray) -> dict:
-        if "scores" in task_tags(self.task):  # out: the graph's first output, the score
-            score = out.astype(np.float64).reshape(-1)
-            return {"scores": score.round(6).tolist(), "is_anomaly": (score >= self.decider.state["threshold"]).tolist()}
-        if "labels" in task_tags(self.task):
-            proba = out.astype(np.float64)
-            proba /= proba.sum(axis=1, keepdims=True)
-            labels = np.asarray(self.labels, dtype=object)
-            return {"predictions": labels[self.decider.decide(proba)].tolist(), "probabilities": proba.round(6).tolist()}
-        return {"predictions": out.astype(float).tolist()}
+    @cached_property
+    def signature(self) -> dict:
+        """What a client sends (``inputs``) and gets back (``outputs``): stored in the run (forgeml.run.signature)."""
+        return signature(self.manifest)
 
-    def _input(self, feature: dict) -> dict:
-        """A feature as GET /v1/models shows it; categoricals list their known levels (up to MAX_LEVELS), images
-        their training size and mode (other sizes are resized)."""
-        pre, entry = self.manifest["preprocessing"], {"name": feature["name"], "type": feature["type"]}
-        cat = pre.get("categorical") or {}
-        if feature["name"] in cat.get("columns", []):
-            levels = cat["levels"][cat["columns"].index(feature["name"])]
-            if len(levels) <= MAX_LEVELS:
-                entry["levels"] = [str(v) for v in levels]
-        image = pre.get("image") or {}
-        if feature["type"] == "image" and image.get("column") == feature["name"]:
-            entry.update(size=list(image["size"]), mode=image["mode"])
-        return entry
+    def response(self, out: np.ndarray) -> dict:
+        """The response fields of the signature's ``outputs`` (beside model and version), from the graph's first
+        output: anomaly scores and flags, class probabilities, or values."""
+        tags = task_tags(self.task)
+        if "scores" in tags:
+            score = finite(out.astype(np.float64).reshape(-1), "score")
+            values = {"scores": score.round(6).tolist(), "is_anomaly": (score >= self.decider.state["threshold"]).tolist()}
+        elif "labels" in tags:
+            proba = out.astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                proba = finite(proba / proba.sum(axis=1, keepdims=True), "class probabilities")
+            labels = np.asarray(self.labels, dtype=object)
+            values = {"predictions": labels[self.decider.decide(proba)].tolist(), "probabilities": proba.round(6).tolist(),
+                      "labels": self.labels}
+        else:
+            values = {"predictions": finite(out.astype(np.float64).reshape(len(out)), "prediction").tolist()}
+        return {k: values[k] for k in self.signature["outputs"]}
 
     def describe(self) -> dict:
-        feats = self.manifest["features"]
+        sig = self.signature
         return {"name": self.name, "version": self.version, "task": self.task, "model": self.manifest["model"]["name"],
-                "precision": self.precision, "file": self.onnx_file,
-                "input_schema": [self._input(f) for f in feats],
-                "labels": self.labels, "target": self.manifest["target"]["name"],
-                "test_metrics": self.manifest.get("metrics", {}).get("test")}
+                "precision": self.precision, "file": self.onnx_file, "input_schema": sig["inputs"],
+                "output_schema": sig["outputs"], "labels": self.labels, "target": self.manifest["target"].get("name"),
+                "test_metrics": finite_or_none(self.manifest.get("metrics", {}).get("test"))}
+
+
+class OutputError(ValueError):
+    """The model computed something that is not a number for some instance (inputs far outside what it was trained
+    on overflow float32): the server answers 422 naming the row."""
+
+    def __init__(self, what: str, row: int):
+        super().__init__(f"the model's {what} is not a finite number for this instance: its values are too far "
+                         "outside the range the model was trained on")
+        self.row = row
+
+
+def finite(values: np.ndarray, what: str) -> np.ndarray:
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise OutputError(what, int(np.argwhere(bad)[0][0]))
+    return values
 
 
 def parse_spec(spec: str) -> tuple[Optional[str], Optional[str], str]:
@@ -124,10 +139,8 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
                                "the run folder can be written, then serve it") from None
     model = ServedModel(name or run_dir.name, ver or version or "1", run_dir, manifest, file, used)
     model.session = ox.session(run_dir / file, threads)
-    if manifest["preprocessing"].get("text", {}).get("tokenizer") == "minilm":  # a tokenizer, not a model name
-        from forgeml.data.text import minilm_tokenizer
-
-        model.tokenizer = minilm_tokenizer()
+    for ftype, state in present(manifest["preprocessing"]):
+        ftype.load(state)  # what encoding requests needs (the text tokenizer), before the first request
     return model
 
 

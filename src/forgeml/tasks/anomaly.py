@@ -111,7 +111,7 @@ class Anomaly(Task):
     @classmethod
     def prepare_run(cls, cfg, say: Say = lambda m: None) -> Prepared:
         """Split (``split_data``), then fit the preprocessing on the training rows and encode every split."""
-        from forgeml.data.preprocess import Preprocessor
+        from forgeml.features.preprocess import Preprocessor
 
         data = cls.split_data(cfg, say)
         pre = Preprocessor.fit(data.raw["train"], data.features, cfg.data)
@@ -247,6 +247,11 @@ class Anomaly(Task):
     @classmethod
     def split_rows(cls, cfg) -> dict[str, pd.DataFrame]:
         return cls.split_data(cfg).raw
+
+    def response_fields(self) -> dict[str, dict]:
+        return {"scores": {"type": "array", "items": {"type": "number"}, "description": "per instance; higher = more anomalous"},
+                "is_anomaly": {"type": "array", "items": {"type": "boolean"},
+                               "description": f"score >= the run's threshold ({self.state.get('threshold')})"}}
 
     def predictions(self, outputs: dict) -> pd.DataFrame:
         return pd.DataFrame({"score": outputs["score"], "is_anomaly": self.decode(outputs["pred"])})

@@ -62,6 +62,14 @@ class Classification(SupervisedTask):
             return (proba[:, 1] >= threshold).astype(np.int64)
         return proba.argmax(axis=1)
 
+    def response_fields(self) -> dict[str, dict]:
+        labels = self.labels
+        return {"predictions": {"type": "array", "items": {"enum": labels}, "description": "the class of each instance"},
+                "probabilities": {"type": "array", "description": f"per instance, the probability of each class in `labels` order",
+                                  "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
+                                            "minItems": len(labels), "maxItems": len(labels)}},
+                "labels": {"type": "array", "items": {"enum": labels}, "description": "the classes, in probability order"}}
+
     def decode(self, pred: np.ndarray) -> np.ndarray:
         return np.asarray(self.labels, dtype=object)[pred]
 

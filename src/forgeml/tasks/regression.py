@@ -35,6 +35,9 @@ class Regression(SupervisedTask):
     def outputs(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         return {"pred": raw.reshape(-1).astype(np.float64)}
 
+    def response_fields(self) -> dict[str, dict]:
+        return {"predictions": {"type": "array", "items": {"type": "number"}, "description": "the predicted value of each instance"}}
+
     def decode(self, pred: np.ndarray) -> np.ndarray:
         return pred * self.state["std"] + self.state["mean"]
 

@@ -227,7 +227,8 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
     inputs (data.balance). ``text_tokenizer``: what the learner's text inputs need ("words" or "minilm")."""
     from forgeml.data import balance
     from forgeml.data.clean import quantile_bounds, training_rows_to_drop
-    from forgeml.data.preprocess import Preprocessor, numeric_frame
+    from forgeml.features.preprocess import Preprocessor
+    from forgeml.features.numeric import numeric_frame
     clean = cfg.data.clean
     numeric = [f.name for f in splits.features if f.type == "numeric"]
     categorical = [f.name for f in splits.features if f.type == "categorical"]

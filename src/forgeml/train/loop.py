@@ -56,7 +56,7 @@ def fit(
     task: Task,
     train: dict[str, np.ndarray],
     y_train: Optional[np.ndarray],
-    val: dict[str, np.ndarray],
+    val: Optional[dict[str, np.ndarray]],
     y_val: Optional[np.ndarray],
     cfg,
     checkpoint_dir: Optional[Path] = None,
@@ -72,7 +72,8 @@ def fit(
     a supervised task's loss for the training step only (y_train may then carry extra columns, e.g. a teacher's
     outputs); validation always uses the task's own. ``augment(batch, generator) -> (batch, mix)`` changes training
     batches on the fly (forgeml.data.augment); mix = (permutation, lam) goes to the step as ``batch["mix"]`` (the
-    mixup loss). ``privacy`` (an engine such as DP-SGD) draws the batches and makes the optimizer private."""
+    mixup loss). ``privacy`` (an engine such as DP-SGD) draws the batches and makes the optimizer private. Without
+    ``val`` (None) no epoch is validated and the last epoch's weights are kept."""
     step = task.step if loss is None else partial(task.step, loss=loss)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -83,7 +84,7 @@ def fit(
 
     x_train = to_tensors(train)
     y_train_t = torch.from_numpy(y_train) if y_train is not None else None
-    x_val = to_tensors(val)
+    x_val = to_tensors(val) if val is not None else None
     n = len(next(iter(x_train.values())))
     batches_per_epoch = math.ceil(n / cfg.batch_size)
     if n % cfg.batch_size == 1 and batches_per_epoch > 1:
@@ -165,16 +166,19 @@ def fit(
                 progress.step(b + 1, float(running) / max(1, seen))
 
         # ---- validate, early-stop, checkpoint ----
-        val_metrics = evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device, precision, result.monitor)
+        val_metrics = {} if x_val is None else evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device,
+                                                              precision, result.monitor)
         logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": next(iter(schedulers.values())).get_last_lr()[0],
                 "seconds": time.perf_counter() - tic}
         logs.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float)) and k != "n"})
         result.history.append(logs)
         score = logs.get(result.monitor)
-        if score is None:
+        if x_val is None:
+            pass  # nothing to choose by: the last epoch's weights are kept
+        elif score is None:
             raise RunError(f"early_stopping.monitor {result.monitor!r} is not computed for this task; "
                            f"choose one of {sorted(k for k in logs if k.startswith('val_'))}")
-        if result.best_epoch < 0 or better(result.monitor, score, result.best_score, es.min_delta if es else 0.0):
+        elif result.best_epoch < 0 or better(result.monitor, score, result.best_score, es.min_delta if es else 0.0):
             result.best_epoch, result.best_score, bad_epochs = epoch, score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if checkpoint_dir:

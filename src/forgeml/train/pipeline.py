@@ -17,7 +17,7 @@ from forgeml import artifacts
 from forgeml.config import Config, build_config
 from forgeml.errors import RunError
 from forgeml.models import get_model, raw_outputs
-from forgeml.run import WEIGHTS, RunResult, run_config
+from forgeml.run import WEIGHTS, RunResult, run_config, signature
 from forgeml.tasks import family_of
 from forgeml.tasks.supervised import Prepared, params_for  # noqa: F401  (params_for: re-exported)
 
@@ -240,6 +240,7 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
         "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
         "versions": artifacts.library_versions(),
     }
+    manifest["signature"] = signature(manifest)
     if metrics.get("privacy"):  # dp_fixed: the layers DP training replaced (BatchNorm -> GroupNorm) that load repeats
         manifest["privacy"] = metrics["privacy"]
         manifest["model"]["dp_fixed"] = [r for r in metrics["privacy"]["replaced_layers"] if r["rebuild"]]

@@ -1,0 +1,113 @@
+"""Numeric columns: filled, clipped and scaled as data.clean says (forgeml.data.clean); NaN and inf mean missing."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from forgeml.core import FEATURES, FeatureType
+from forgeml.data.clean import apply_numeric, fit_numeric, numeric_steps, numeric_width
+
+FLOAT32_MAX = 3.4e38
+INTERNAL = "numeric_std"  # the scaled values inside the ONNX graph (the model's input)
+
+
+def numeric_frame(df, columns: list[str]) -> np.ndarray:
+    """The columns as float32 [N, k], NaN for missing; a value that is not a number is refused, naming its row."""
+    import pandas as pd
+
+    from forgeml.errors import DataError
+
+    block = df[columns]
+    converted = block.apply(pd.to_numeric, errors="coerce")
+    bad = converted.isna() & block.notna()
+    if bad.to_numpy().any():
+        col = bad.any(axis=0).idxmax()
+        row = bad[col].idxmax()
+        raise DataError(f"column {col!r} must be numeric, but row {row} holds {block.at[row, col]!r}")
+    return converted.to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def finite(v) -> bool:
+    try:
+        return math.isfinite(v) and abs(v) <= FLOAT32_MAX
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
+@FEATURES.register("numeric", order=10)
+class Numeric(FeatureType):
+    def fit(self, df, columns, data_cfg, context):
+        return fit_numeric(numeric_frame(df, columns), columns, data_cfg.clean, context.get("clip_bounds"))
+
+    def transform(self, df, state):
+        return {"numeric": apply_numeric(numeric_frame(df, state["columns"]), state)}
+
+    def shapes(self, state):
+        return {"numeric": numeric_width(state) if state else 0}
+
+    def model_inputs(self, state):
+        return ["numeric"]
+
+    def raw_inputs(self, state):
+        return [{"name": "numeric", "dtype": "float32", "shape": ["batch", len(state["columns"])], "columns": state["columns"],
+                 "how": "raw values in column order; NaN means missing"}]
+
+    def feeds(self, df, state):
+        return {"numeric": numeric_frame(df, state["columns"])}
+
+    def encode(self, rows, state):
+        from forgeml.features.records import InputError, printable
+
+        columns = state["columns"]
+        out = np.empty((len(rows), len(columns)), dtype=np.float32)
+        for j, c in enumerate(columns):
+            for i, r in enumerate(rows):
+                v = r.get(c)
+                if v is None:
+                    out[i, j] = np.nan
+                elif isinstance(v, (int, float)) and not isinstance(v, bool) and finite(v):
+                    out[i, j] = v
+                else:
+                    raise InputError(f"must be a finite number or null, got {printable(repr(v))}"[:200], c, i)
+        return {"numeric": out}
+
+    def graph(self, state, g):
+        n = len(state["columns"])
+        g.add_input("numeric", "FLOAT", ["batch", n])
+        steps = numeric_steps(state)
+        row = lambda a: a.astype(np.float32)[None, :]  # noqa: E731
+        # NaN and inf mean "missing": filled, clipped, scaled, then the missing indicators (forgeml.data.clean)
+        g.node("IsNaN", ["numeric"], ["pre/nan"], "pre/isnan")
+        g.node("IsInf", ["numeric"], ["pre/inf"], "pre/isinf")
+        g.node("Or", ["pre/nan", "pre/inf"], ["pre/missing"], "pre/or")
+        g.node("Where", ["pre/missing", g.const("pre/numeric_fill", row(steps["fill"])), "numeric"], ["pre/filled"], "pre/impute")
+        filled = "pre/filled"
+        if "lo" in steps:
+            g.node("Max", [filled, g.const("pre/numeric_lo", row(steps["lo"]))], ["pre/above_lo"], "pre/clip_lo")
+            g.node("Min", ["pre/above_lo", g.const("pre/numeric_hi", row(steps["hi"]))], ["pre/clipped"], "pre/clip_hi")
+            filled = "pre/clipped"
+        scaled = INTERNAL if not len(steps["indicator"]) else "pre/scaled"
+        g.node("Sub", [filled, g.const("pre/numeric_center", row(steps["center"]))], ["pre/centered"], "pre/sub")
+        g.node("Div", ["pre/centered", g.const("pre/numeric_scale", row(steps["scale"]))], [scaled], "pre/div")
+        if len(steps["indicator"]):
+            g.node("Gather", ["pre/missing", g.const("pre/indicator_cols", steps["indicator"])], ["pre/ind_bool"],
+                   "pre/indicator_gather", axis=1)
+            g.node("Cast", ["pre/ind_bool"], ["pre/ind"], "pre/indicator_cast", to=g.TensorProto.FLOAT)
+            g.node("Concat", [scaled, "pre/ind"], [INTERNAL], "pre/indicator_concat", axis=1)
+        return {"numeric": INTERNAL}
+
+    def flat(self, state, g, onehot):
+        return [INTERNAL]
+
+    def example(self, shapes, generator):
+        import torch
+
+        return {"numeric": torch.randn(3, shapes["numeric"], generator=generator)}
+
+    def field(self, state, column):
+        typical = float(numeric_steps(state)["fill"][state["columns"].index(column)])  # what a missing value becomes
+        return {"name": column, "type": self.name,
+                "schema": {"type": ["number", "null"], "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX,
+                           "description": "a number (at most 3.4e38 either way: float32); null means missing",
+                           "examples": [float(f"{typical:.6g}")]}}

@@ -1,0 +1,106 @@
+"""Text columns: normalized as data.clean.text says, joined (several columns with ' . '), then word ids from a
+vocabulary fitted on the training split, or MiniLM's WordPiece tokens. Tokenizing stays outside the ONNX graph."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from forgeml.core import FEATURES, FeatureType
+from forgeml.data import text as txt
+
+SEPARATOR = " . "
+
+
+def joined_text(df, columns: list[str]) -> list[str]:
+    """One string per row: the text columns joined, missing as ''."""
+    parts = df[columns].fillna("").astype(str)
+    joined = parts.iloc[:, 0] if len(columns) == 1 else parts.agg(SEPARATOR.join, axis=1)
+    return joined.tolist()
+
+
+@lru_cache(maxsize=1)
+def minilm_tokenizer():
+    """Loaded once per process (it takes about half a second)."""
+    return txt.minilm_tokenizer()
+
+
+def tokenize(texts: list[str], state: dict) -> dict[str, np.ndarray]:
+    return txt.tokenize(texts, state, None if state["tokenizer"] == "words" else minilm_tokenizer())
+
+
+@FEATURES.register("text", order=30, tags={"sequence"})
+class Text(FeatureType):
+    """``sequence``: its inputs are [batch, length] token ids."""
+
+    def fit(self, df, columns, data_cfg, context):
+        tokenizer = context.get("text_tokenizer", "words")
+        normalize = {k: True for k, on in data_cfg.clean.text.model_dump().items() if on}
+        texts = txt.normalize(joined_text(df, columns), normalize)
+        state = {"columns": list(columns), "tokenizer": tokenizer, **({"normalize": normalize} if normalize else {})}
+        if tokenizer == "words":
+            state["vocab"] = txt.fit_vocab(texts, data_cfg.text_vocab_size)
+            state["max_len"] = txt.length_for(texts, data_cfg.max_text_tokens)
+        else:
+            state["max_len"] = data_cfg.max_text_tokens
+        return state
+
+    def transform(self, df, state):
+        return tokenize(joined_text(df, state["columns"]), state)
+
+    def shapes(self, state):
+        return {"text_vocab": len(state.get("vocab", [])) + 2 if state else 0,
+                "text_tokenizer": state["tokenizer"] if state else None}
+
+    def model_inputs(self, state):
+        return ["tokens"] if state["tokenizer"] == "words" else ["input_ids", "attention_mask"]
+
+    def raw_inputs(self, state):
+        how = ("word ids from the manifest's preprocessing.text.vocab (id = index + 2, 1 = unknown, 0 = padding), "
+               "lower-cased words as forgeml.data.text tokenizes them"
+               if state["tokenizer"] == "words" else "MiniLM (BERT WordPiece) tokenizer output, padded with 0")
+        if state.get("normalize"):
+            how += f"; text normalized first ({', '.join(state['normalize'])}: forgeml.data.text.normalize)"
+        return [{"name": n, "dtype": "int64", "shape": ["batch", "length"], "columns": state["columns"], "how": how}
+                for n in self.model_inputs(state)]
+
+    def feeds(self, df, state):
+        return self.transform(df, state)
+
+    def encode(self, rows, state):
+        from forgeml.features.records import InputError, checked_text
+
+        texts = []
+        for i, r in enumerate(rows):
+            parts = []
+            for c in state["columns"]:
+                v = r.get(c)
+                if isinstance(v, (int, float)) and not isinstance(v, bool):
+                    v = str(v)  # as training reads a number in a text column
+                elif v is not None and not isinstance(v, str):
+                    raise InputError(f"must be a string or null, got {type(v).__name__}", c, i)
+                parts.append(checked_text(v or "", c, i))
+            texts.append(SEPARATOR.join(parts))
+        return tokenize(texts, state)
+
+    def load(self, state):
+        if state["tokenizer"] != "words":
+            minilm_tokenizer()
+
+    def graph(self, state, g):
+        for name in self.model_inputs(state):  # token ids go to the model as they are
+            g.add_input(name, "INT64", ["batch", "length"])
+        return {name: name for name in self.model_inputs(state)}
+
+    def example(self, shapes, generator):
+        import torch
+
+        if shapes["text_tokenizer"] == "words":
+            return {"tokens": torch.randint(2, max(3, shapes["text_vocab"]), (3, 7), generator=generator)}
+        return {"input_ids": torch.randint(1000, 2000, (3, 7), generator=generator),
+                "attention_mask": torch.ones(3, 7, dtype=torch.int64)}
+
+    def field(self, state, column):
+        return {"name": column, "type": self.name,
+                "schema": {"type": ["string", "number", "null"],
+                           "description": "text (a number is read as its text, as in training); null means empty"}}

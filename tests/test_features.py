@@ -1,0 +1,150 @@
+"""Feature types (forgeml.features): one module per type behind a registry. A new type registers itself and the
+preprocessing, the ONNX input spec, request decoding and the signature pick it up with no other change; runs store
+their signature in the manifest (format 2)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import fast_train
+
+
+@pytest.fixture
+def weekday_type():
+    """A plugin feature type registered from outside forgeml: a weekday name as its number 0..6 (a toy, but it goes
+    through every step a real type does)."""
+    from forgeml.core import FEATURES, FeatureType
+    from forgeml.errors import InputError
+    from forgeml.features import get
+
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+    @FEATURES.register("weekday", order=25)
+    class Weekday(FeatureType):
+        def fit(self, df, columns, data_cfg, context):
+            return {"columns": list(columns)}
+
+        def transform(self, df, state):
+            return {"weekday": np.stack([df[c].str[:3].str.lower().map(days.index).to_numpy() for c in state["columns"]], 1)}
+
+        def shapes(self, state):
+            return {"weekday": len(state["columns"]) if state else 0}
+
+        def model_inputs(self, state):
+            return ["weekday"]
+
+        def raw_inputs(self, state):
+            return [{"name": "weekday", "dtype": "int64", "shape": ["batch", len(state["columns"])], "columns": state["columns"]}]
+
+        def feeds(self, df, state):
+            return self.transform(df, state)
+
+        def encode(self, rows, state):
+            out = []
+            for i, r in enumerate(rows):
+                row = []
+                for c in state["columns"]:
+                    if str(r[c])[:3].lower() not in days:
+                        raise InputError("must be a weekday name", c, i)
+                    row.append(days.index(str(r[c])[:3].lower()))
+                out.append(row)
+            return {"weekday": np.asarray(out, dtype=np.int64)}
+
+        def field(self, state, column):
+            return {"name": column, "type": self.name, "schema": {"type": "string", "enum": days}}
+
+    yield get("weekday")
+    FEATURES._items.pop("weekday")
+    get.cache_clear()
+
+
+def test_a_new_feature_type_is_picked_up_everywhere_without_touching_other_modules(weekday_type):
+    from forgeml.config import build_config
+    from forgeml.data.schema import Feature
+    from forgeml.errors import InputError
+    from forgeml.export.onnx import input_spec
+    from forgeml.features.preprocess import Preprocessor
+    from forgeml.features.records import encode
+    from forgeml.run import signature
+
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "day": ["Monday", "tue", "Sunday", "wed"]})
+    features = [Feature("x", "numeric"), Feature("day", "weekday")]
+    pre = Preprocessor.fit(df, features, build_config({"data": {"source": "d.csv", "target": "y"}}).data)
+    assert pre.state["weekday"] == {"columns": ["day"]}
+    arrays = pre.transform(df)
+    assert arrays["weekday"][:, 0].tolist() == [0, 1, 6, 2] and arrays["numeric"].shape == (4, 1)
+    assert pre.input_shapes()["weekday"] == 1 and pre.input_shapes()["numeric"] == 1
+    # the ONNX inputs come in the types' order: numeric (10), then the plugin (25)
+    assert [s["name"] for s in input_spec(pre.state)] == ["numeric", "weekday"]
+    feed = encode([{"x": 1.5, "day": "Sat"}], pre.state, ["x", "day"])
+    assert feed["weekday"].tolist() == [[5]] and feed["numeric"].tolist() == [[1.5]]
+    with pytest.raises(InputError) as err:
+        encode([{"x": 1.5, "day": "someday"}], pre.state, ["x", "day"])
+    assert (err.value.field, err.value.row) == ("day", 0)
+    manifest = {"features": pre.state["features"], "preprocessing": pre.state, "task": "regression",
+                "target": {"name": "y", "mean": 0.0, "std": 1.0}}
+    inputs = signature(manifest)["inputs"]
+    assert [(f["name"], f["type"]) for f in inputs] == [("x", "numeric"), ("day", "weekday")]
+    assert inputs[1]["schema"]["enum"][0] == "mon"
+
+
+def test_every_type_fits_transforms_and_encodes_consistently(in_tmp):
+    """The arrays the model sees from a DataFrame (training, predict) equal what the ONNX graph computes from the
+    JSON request encoding of the same rows: one check per built-in type, through the exported graph."""
+    from forgeml import api
+    from forgeml.export.onnx import session
+    from forgeml.features.records import encode
+    from forgeml.run import load
+
+    rng = np.random.default_rng(0)
+    n = 120
+    df = pd.DataFrame({"amount": rng.normal(50, 10, n).round(2), "colour": rng.choice(["red", "green", "blue"], n),
+                       "note": rng.choice(["good value for money", "arrived late and broken", "works as described"], n)})
+    df["y"] = np.where((df["colour"] == "red") | df["note"].str.contains("late"), "no", "yes")
+    df.loc[3, "amount"] = np.nan
+    df.to_csv("d.csv", index=False)
+    api.train({"name": "f", "data": {"source": "d.csv", "target": "y", "features": {"note": "text"}}, "model": {"name": "mlp"}, "train": fast_train()},
+              quiet=True)
+    api.export("runs/f")
+    model = load("runs/f")
+    rows = df.drop(columns="y").iloc[:20]
+    records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
+    feed = encode(records, model.manifest["preprocessing"], model.features)
+    assert set(feed) == {"numeric", "categorical", "tokens"}
+    got = session(model.run_dir / "model.onnx").run(None, feed)[0]
+    expected = model.predict(rows)[[c for c in model.predict(rows).columns if c.startswith("proba_")]].to_numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_new_runs_store_their_signature_and_old_runs_get_one(in_tmp):
+    import json
+    from pathlib import Path
+
+    from forgeml import api
+    from forgeml.run import signature
+
+    api.train({"name": "s", "data": {"source": "bundled:iris"}, "model": {"name": "lightgbm"}, "train": fast_train()},
+              quiet=True)
+    manifest = json.loads(Path("runs/s/manifest.json").read_text())
+    assert manifest["format_version"] == 2
+    stored = manifest["signature"]
+    assert [f["name"] for f in stored["inputs"]] == [f["name"] for f in manifest["features"]]
+    assert stored["outputs"]["predictions"]["items"]["enum"] == manifest["target"]["labels"]
+    old = Path(__file__).parent / "fixtures" / "runs_v1"
+    for run in sorted(old.iterdir()):
+        m = json.loads((run / "manifest.json").read_text())
+        assert m["format_version"] == 1 and "signature" not in m
+        built = signature(m)
+        assert [f["name"] for f in built["inputs"]] == [f["name"] for f in m["features"]]
+
+
+def test_forgeml_tasks_lists_the_registries_with_their_tags(weekday_type, capsys):
+    from conftest import cli
+
+    assert cli("tasks") == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "files" in lines["image"] and "sequence" in lines["text"]
+    assert "weekday" in lines  # a plugin type is listed like the built-in ones
+    assert "reconstruction" in lines["autoencoder"] and "scores" in lines["anomaly"]
