@@ -108,12 +108,14 @@ def test_every_type_fits_transforms_and_encodes_consistently(in_tmp):
               quiet=True)
     api.export("runs/f")
     model = load("runs/f")
-    rows = df.drop(columns="y").iloc[:20]
+    rows = df.drop(columns="y").iloc[:20].copy()
+    rows.loc[5, "amount"], rows.loc[6, "amount"] = 3.4e38, -1e30  # far outside training: clipped, never NaN
     records = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()} for r in rows.to_dict("records")]
     feed = encode(records, model.manifest["preprocessing"], model.features)
     assert set(feed) == {"numeric", "categorical", "tokens"}
     got = session(model.run_dir / "model.onnx").run(None, feed)[0]
     expected = model.predict(rows)[[c for c in model.predict(rows).columns if c.startswith("proba_")]].to_numpy()
+    assert np.isfinite(expected).all()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

@@ -208,9 +208,6 @@ def test_schemathesis_finds_no_failure_against_served_table_models(app):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "a known bug outside the server: Integrated Gradients on the MLP gives NaN for numbers far outside the training "
-    "range (|x| >= ~1e30; forgeml.load(run).predict gives NaN there too), and the NaN in the answer is a 500"))
 def test_schemathesis_finds_no_failure_in_the_explain_routes(app):
     """Every valid explain request runs LIME or Integrated Gradients, so this one is slow: the classifier only."""
     failures, answers = _schemathesis(app, max_examples=5, include={"path_regex": "/churn/(versions/1/)?explain$"})

@@ -95,6 +95,11 @@ def _center_scale(x: np.ndarray, method: str) -> tuple[np.ndarray, np.ndarray]:
     return center.astype(np.float32), scale.astype(np.float32)
 
 
+# Scaled values are kept within +-1e6 (a million spreads from the centre): a number near the float32 limit would
+# otherwise overflow a network's activations and give NaN probabilities; beyond this bound every value answers alike.
+SCALED_LIMIT = 1e6
+
+
 def numeric_steps(state: dict) -> dict[str, np.ndarray]:
     """The state as float32 arrays (older manifests stored mean/std only: mean-filled standardization)."""
     center = np.asarray(state.get("center", state.get("mean")), dtype=np.float32)
@@ -112,7 +117,8 @@ def apply_numeric(values: np.ndarray, state: dict) -> np.ndarray:
     x = np.where(missing, s["fill"], values)
     if "lo" in s:
         x = np.clip(x, s["lo"], s["hi"])
-    x = (x - s["center"]) / s["scale"]
+    with np.errstate(over="ignore"):  # a value near the float32 limit scales to inf, then to the limit below
+        x = np.clip((x - s["center"]) / s["scale"], -SCALED_LIMIT, SCALED_LIMIT)
     if len(s["indicator"]):
         x = np.concatenate([x, missing[:, s["indicator"]].astype(np.float32)], axis=1)
     return x.astype(np.float32)

@@ -6,7 +6,7 @@ import math
 import numpy as np
 
 from forgeml.core import FEATURES, FeatureType
-from forgeml.data.clean import apply_numeric, fit_numeric, numeric_steps, numeric_width
+from forgeml.data.clean import SCALED_LIMIT, apply_numeric, fit_numeric, numeric_steps, numeric_width
 
 FLOAT32_MAX = 3.4e38
 INTERNAL = "numeric_std"  # the scaled values inside the ONNX graph (the model's input)
@@ -89,7 +89,10 @@ class Numeric(FeatureType):
             filled = "pre/clipped"
         scaled = INTERNAL if not len(steps["indicator"]) else "pre/scaled"
         g.node("Sub", [filled, g.const("pre/numeric_center", row(steps["center"]))], ["pre/centered"], "pre/sub")
-        g.node("Div", ["pre/centered", g.const("pre/numeric_scale", row(steps["scale"]))], [scaled], "pre/div")
+        g.node("Div", ["pre/centered", g.const("pre/numeric_scale", row(steps["scale"]))], ["pre/divided"], "pre/div")
+        limit = np.float32(SCALED_LIMIT)  # as forgeml.data.clean.apply_numeric
+        g.node("Max", ["pre/divided", g.const("pre/scaled_lo", -limit)], ["pre/scaled_above"], "pre/scaled_lo")
+        g.node("Min", ["pre/scaled_above", g.const("pre/scaled_hi", limit)], [scaled], "pre/scaled_hi")
         if len(steps["indicator"]):
             g.node("Gather", ["pre/missing", g.const("pre/indicator_cols", steps["indicator"])], ["pre/ind_bool"],
                    "pre/indicator_gather", axis=1)
