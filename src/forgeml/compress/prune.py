@@ -64,27 +64,16 @@ def prune(model: nn.Module, model_name: str, ratio: float, example: dict[str, to
 
 
 def pruned_params(model_name: str, params, model: nn.Module):
-    """A copy of `params` with the pruned widths (cnn: channels, mlp: hidden) if
+    """A copy of `params` with the pruned widths (the learner's ``widths`` hook: cnn channels, mlp hidden) if
     ``get_model(model_name).build(new_params, shapes, out_dim)`` builds exactly `model` (same state_dict keys and
     shapes); else None."""
     from forgeml.models import get_model
 
+    read_widths = getattr(get_model(model_name), "widths", None)
+    if read_widths is None:
+        return None
     try:
-        if model_name == "cnn":
-            bps = params.blocks_per_stage
-            widths = {"channels": [model.blocks[i * bps].bn2.num_features for i in range(len(params.channels))]}
-            shapes = {"image": [model.stem[0].in_channels]}
-        elif model_name == "mlp":
-            linears = [m for m in model.net if isinstance(m, nn.Linear)]
-            widths = {"hidden": [m.out_features for m in linears[:-1]]}
-            text_dim = model.text.embedding_dim if model.text is not None else 0
-            shapes = {
-                "numeric": linears[0].in_features - sum(e.embedding_dim for e in model.embeddings) - text_dim,
-                "categorical": [e.num_embeddings for e in model.embeddings],
-                "text_vocab": model.text.num_embeddings if model.text is not None else 0,
-            }
-        else:
-            return None
+        widths, shapes = read_widths(params, model)
         out_dim = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
         new = type(params).model_validate({**params.model_dump(), **widths})
         rebuilt = get_model(model_name).build(new, shapes, out_dim)

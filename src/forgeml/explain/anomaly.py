@@ -124,7 +124,7 @@ class Units:
 
 
 def units_for(model, patch: int = 1) -> Units:
-    from forgeml.explain.attributions import table_groups
+    from forgeml.explain.tables import table_groups
 
     names, groups = table_groups(model)
     shapes = model.preprocessor.input_shapes()
@@ -267,7 +267,7 @@ def reference_arrays(model, train: Optional[pd.DataFrame], seed: int = 0) -> tup
             keep = np.sort(np.random.default_rng(seed).permutation(len(train))[:MAX_REFERENCE])
             train = train.iloc[keep].reset_index(drop=True)
         return model.preprocessor.transform(train), f"{len(train)} rows of the training split"
-    from forgeml.explain.attributions import table_baseline
+    from forgeml.explain.tables import table_baseline
 
     shapes = model.preprocessor.input_shapes()
     ref = table_baseline(model) if (shapes["numeric"] or shapes["categorical"]) else {}

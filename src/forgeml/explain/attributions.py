@@ -40,7 +40,7 @@ def _units(model) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda out: out.float() * scale
 
 
-def _torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
+def torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
     net, units = model.estimator, _units(model)
 
     def forward(*tensors):
@@ -70,10 +70,10 @@ def is_torch(model) -> bool:
 
 
 def forward_for(model, keys: list[str]) -> Callable:
-    return _torch_forward(model, keys) if is_torch(model) else _lightgbm_forward(model, keys)
+    return torch_forward(model, keys) if is_torch(model) else _lightgbm_forward(model, keys)
 
 
-def _tensors(arrays: dict[str, np.ndarray], keys: list[str]) -> tuple[torch.Tensor, ...]:
+def tensors(arrays: dict[str, np.ndarray], keys: list[str]) -> tuple[torch.Tensor, ...]:
     return tuple(torch.from_numpy(np.ascontiguousarray(arrays[k])) for k in keys)
 
 
@@ -85,7 +85,7 @@ def predict(model, arrays: dict[str, np.ndarray], batch: int = 256) -> np.ndarra
     outs = []
     with torch.no_grad():
         for i in range(0, n, batch):
-            outs.append(forward(*_tensors({k: v[i:i + batch] for k, v in arrays.items()}, keys)).numpy())
+            outs.append(forward(*tensors({k: v[i:i + batch] for k, v in arrays.items()}, keys)).numpy())
     return np.concatenate(outs).astype(np.float64)
 
 
@@ -98,7 +98,7 @@ def targets_for(model, outputs: np.ndarray, target: Optional[int] = None) -> np.
     return outputs.argmax(axis=1).astype(np.int64)
 
 
-def _chunks(n: int, size: int):
+def chunks(n: int, size: int):
     for i in range(0, n, size):
         yield slice(i, min(n, i + size))
 
@@ -122,9 +122,9 @@ def gradcam(model, image: np.ndarray, targets: np.ndarray, chunk: int = 64) -> n
     # the class's logit against the others', not the bare logit: what all classes' logits share cancels out of the map
     # (with a global-average-pooling head, a bare logit's map can light up the evidence for the *other* class); unlike
     # the log-probability, its gradient does not vanish when the model is very sure
-    layer_gc = ca.LayerGradCam(_torch_forward(model, ["image"], contrast=True), _last_conv_stage(net))
+    layer_gc = ca.LayerGradCam(torch_forward(model, ["image"], contrast=True), _last_conv_stage(net))
     maps = []
-    for s in _chunks(len(image), chunk):
+    for s in chunks(len(image), chunk):
         x = torch.from_numpy(np.ascontiguousarray(image[s]))
         cam = layer_gc.attribute(x, target=torch.from_numpy(targets[s]), relu_attributions=True)
         up = ca.LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
@@ -144,10 +144,10 @@ def black_image(model) -> torch.Tensor:
 def ig_image(model, image: np.ndarray, targets: np.ndarray, n_steps: int = 32, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Integrated Gradients from a black image: per-pixel attributions [N, H, W] (summed over channels), deltas [N]."""
     ca = captum_attr()
-    ig = ca.IntegratedGradients(_torch_forward(model, ["image"]))
+    ig = ca.IntegratedGradients(torch_forward(model, ["image"]))
     base = black_image(model)
     maps, deltas = [], []
-    for s in _chunks(len(image), chunk):
+    for s in chunks(len(image), chunk):
         x = torch.from_numpy(np.ascontiguousarray(image[s]))
         attr, delta = ig.attribute(x, baselines=base.expand_as(x), target=torch.from_numpy(targets[s]), n_steps=n_steps,
                                    internal_batch_size=chunk * 8, return_convergence_delta=True)
@@ -210,10 +210,10 @@ def ig_tokens(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk
     ca = captum_attr()
     key = text_key(arrays)
     keys = [key, *[k for k in arrays if k != key]]
-    lig = ca.LayerIntegratedGradients(_torch_forward(model, keys), _text_embedding(model.estimator))
+    lig = ca.LayerIntegratedGradients(torch_forward(model, keys), _text_embedding(model.estimator))
     out, deltas = [], []
     n = len(arrays[key])
-    for s in _chunks(n, chunk):
+    for s in chunks(n, chunk):
         _, ids, extra, base = _text_inputs(model, arrays, s)
         attr, delta = lig.attribute(ids, baselines=base, target=torch.from_numpy(targets[s]), n_steps=n_steps,
                                     additional_forward_args=extra or None, internal_batch_size=chunk * 10,
@@ -236,7 +236,7 @@ def _lime(forward, n_features: int):
     return ca.Lime(forward, interpretable_model=SkLearnLinearRegression(), similarity_func=similarity)
 
 
-def _seeded(seed: int, fn: Callable):
+def seeded(seed: int, fn: Callable):
     """Run fn with torch's RNG seeded (LIME samples with it), leaving the caller's RNG state as it was."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -248,7 +248,7 @@ def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, 
     """LIME with words switched off (replaced by padding): per-token attributions [N, L]."""
     key = text_key(arrays)
     keys = [key, *[k for k in arrays if k != key]]
-    forward = _torch_forward(model, keys)
+    forward = torch_forward(model, keys)
     real = word_positions(model, arrays)
     out = np.zeros(arrays[key].shape, dtype=np.float64)
     for i in range(len(out)):
@@ -261,169 +261,10 @@ def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, 
         mask = torch.full_like(ids, n_words)  # padding and special tokens: one group that never changes
         mask[0, torch.from_numpy(real[i])] = torch.arange(n_words)
         lime = _lime(forward, n_words)
-        coef = _seeded(seed + i, lambda: lime.attribute(
+        coef = seeded(seed + i, lambda: lime.attribute(
             ids, baselines=base, target=int(targets[i]), additional_forward_args=extra or None, feature_mask=mask,
             n_samples=n_samples, perturbations_per_eval=min(64, n_samples), return_input_shape=False))
         out[i, real[i]] = coef[0, :n_words].detach().numpy()
-        if advance:
-            advance()
-    return out
-
-
-# --------------------------------------------------------------------------------------------- tables (per column)
-def table_groups(model) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Raw feature names, and for each encoded input the group (feature) index of each of its columns."""
-    pre = model.preprocessor.state
-    feats = model.manifest["features"]
-    text_cols = pre.get("text", {}).get("columns", [])
-    names: list[str] = []
-    for f in feats:
-        if f["name"] in text_cols:
-            joined = " + ".join(text_cols)
-            if joined not in names:
-                names.append(joined)
-        elif f["type"] in ("numeric", "categorical"):
-            names.append(f["name"])
-    index = {n: i for i, n in enumerate(names)}
-    by_length = sorted(names, key=len, reverse=True)
-
-    def owner(column: str) -> int:  # an encoded column belongs to the raw feature it is named after (age_missing -> age)
-        if column in index:
-            return index[column]
-        return index[next(n for n in by_length if column.startswith(n))]
-
-    groups: dict[str, np.ndarray] = {}
-    if "numeric" in pre:  # the columns, then their missing-value indicators (data.clean.missing.indicator)
-        num = pre["numeric"]
-        groups["numeric"] = np.array([owner(c) for c in [*num["columns"], *num.get("indicator", [])]], dtype=np.int64)
-    if "categorical" in pre:
-        groups["categorical"] = np.array([owner(c) for c in pre["categorical"]["columns"]], dtype=np.int64)
-    if text_cols:
-        key = "tokens" if pre["text"]["tokenizer"] == "words" else "input_ids"
-        groups[key] = np.array([index[" + ".join(text_cols)]], dtype=np.int64)
-    return names, groups
-
-
-def typical_row(model):
-    """The reference row: each numeric column at the value a missing entry gets (the training mean by default, or
-    the median/mode/constant data.clean chose), each categorical column at its most frequent training level, text
-    empty. As a raw one-row DataFrame, so the run's own preprocessing (clipping, scaling, indicators) encodes it."""
-    import pandas as pd
-
-    pre = model.preprocessor.state
-    row: dict = {}
-    if num := pre.get("numeric"):
-        row.update(zip(num["columns"], num.get("fill", num.get("mean"))))
-    if cat := pre.get("categorical"):
-        row.update({c: (levels[0] if levels else None) for c, levels in zip(cat["columns"], cat["levels"])})
-    for c in pre.get("text", {}).get("columns", []):
-        row[c] = ""
-    return pd.DataFrame([row])
-
-
-def table_baseline(model) -> dict[str, np.ndarray]:
-    """The typical row, encoded: Integrated Gradients' reference and LIME's "switched off" centre."""
-    return model.preprocessor.transform(typical_row(model))
-
-
-def numeric_spread(model) -> np.ndarray:
-    """Standard deviation of each encoded numeric input over the training split, as far as the scaling says it:
-    1 for standard scaling, IQR/1.35 -> 1/1.35 for robust, a quarter of the range for min-max (a normal spanning the
-    range), 1 raw unit for no scaling; 0 for missing-value indicators (kept at 'not missing')."""
-    num = model.preprocessor.state["numeric"]
-    sd = {"robust": 1 / 1.349, "minmax": 0.25}.get(num.get("scale_method", "standard"), 1.0)
-    return np.concatenate([np.full(len(num["columns"]), sd), np.zeros(len(num.get("indicator", [])))]).astype(np.float32)
-
-
-def _mlp_layout(net, groups: dict[str, np.ndarray], arrays: dict) -> np.ndarray:
-    """The group of each input position of the MLP's first Linear layer: [numeric | embeddings | text]."""
-    if not (hasattr(net, "net") and hasattr(net, "embeddings")):
-        raise ConfigError("Integrated Gradients for tables knows forgeml's MLP layout; use --method lime for this model")
-    parts = []
-    if "numeric" in arrays:
-        parts.append(groups["numeric"])
-    for j, emb in enumerate(net.embeddings):
-        parts.append(np.full(emb.embedding_dim, groups["categorical"][j]))
-    if getattr(net, "text", None) is not None:
-        key = next(k for k in TEXT_KEYS if k in groups)
-        parts.append(np.full(net.text.embedding_dim, groups[key][0]))
-    return np.concatenate(parts)
-
-
-def ig_table(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Integrated Gradients from the typical row, taken at the input of the MLP's first layer (numerics, embedding
-    vectors, text vector), summed per raw column: [N, features], deltas [N]."""
-    ca = captum_attr()
-    names, groups = table_groups(model)
-    keys = list(arrays)
-    net = model.estimator
-    layout = _mlp_layout(net, groups, arrays)
-    lig = ca.LayerIntegratedGradients(_torch_forward(model, keys), net.net[0])
-    base = table_baseline(model)
-    out, deltas = [], []
-    for s in _chunks(len(next(iter(arrays.values()))), chunk):
-        x = _tensors({k: v[s] for k, v in arrays.items()}, keys)
-        b = tuple(torch.from_numpy(base[k]).expand_as(t).contiguous() for k, t in zip(keys, x))
-        attr, delta = lig.attribute(x, baselines=b, target=torch.from_numpy(targets[s]), n_steps=n_steps,
-                                    attribute_to_layer_input=True, return_convergence_delta=True)
-        attr = attr[0] if isinstance(attr, (tuple, list)) else attr
-        per = np.zeros((attr.shape[0], len(names)))
-        np.add.at(per.T, layout, attr.detach().numpy().T.astype(np.float64))
-        out.append(per)
-        deltas.append(delta.detach().numpy())
-    return np.concatenate(out), np.concatenate(deltas).astype(np.float64)
-
-
-def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, seed: int = 0,
-               advance: Optional[Callable[[], None]] = None) -> np.ndarray:
-    """LIME as it works on tables (Ribeiro et al.'s tabular explainer): each sample switches a random set of columns
-    off, and a switched-off column takes a random value from the training distribution (numerics ~ normal around the
-    typical value with the training spread, see numeric_spread; categoricals a random known level; text empty). A weighted linear fit of the output on the
-    on/off pattern gives one coefficient per raw column: [N, features].
-
-    Random replacements rather than one reference value: a single "typical row" can sit on the same side of a tree's
-    split as the row itself, and then the deciding column looks irrelevant. Works for any model (LightGBM included):
-    it only calls the model's forward on perturbed rows."""
-    ca = captum_attr()
-    from captum._utils.models.linear_model import SkLearnLinearRegression
-
-    names, groups = table_groups(model)
-    keys = list(arrays)
-    forward = forward_for(model, keys)
-    cat_levels = [len(levels) for levels in model.preprocessor.state.get("categorical", {}).get("levels", [])]
-    owners = [torch.from_numpy(groups[k] if len(groups[k]) == arrays[k].shape[1] else np.full(arrays[k].shape[1], groups[k][0]))
-              for k in keys]
-    width2 = 0.75 ** 2 * len(names)  # LIME's default kernel width, 0.75 * sqrt(features), on the on/off distance
-    centre = {k: torch.from_numpy(v) for k, v in table_baseline(model).items()}
-    spread = torch.from_numpy(numeric_spread(model)) if "numeric" in arrays else None
-
-    def perturb(original, **kwargs):
-        return torch.bernoulli(torch.full((1, len(names)), 0.5)).long()
-
-    def replace(sample, original, **kwargs):
-        out = []
-        for k, x, owner in zip(keys, original, owners):
-            keep = sample[0][owner].bool().unsqueeze(0)
-            if k == "numeric":
-                other = centre[k] + torch.randn(x.shape, dtype=x.dtype) * spread
-            elif k == "categorical":
-                other = torch.stack([torch.randint(1, max(2, n + 1), (x.shape[0],)) for n in cat_levels], dim=1)
-            else:
-                other = centre[k].expand_as(x)
-            out.append(torch.where(keep, x, other))
-        return tuple(out)
-
-    def similarity(original, perturbed, interpretable, **kwargs):
-        return math.exp(-float((1 - interpretable).sum()) / width2)
-
-    lime = ca.LimeBase(forward, SkLearnLinearRegression(), similarity_func=similarity, perturb_func=perturb,
-                       perturb_interpretable_space=True, from_interp_rep_transform=replace, to_interp_rep_transform=None)
-    out = np.zeros((len(next(iter(arrays.values()))), len(names)))
-    for i in range(len(out)):
-        x = _tensors({k: v[i:i + 1] for k, v in arrays.items()}, keys)
-        coef = _seeded(seed + i, lambda: lime.attribute(x, target=int(targets[i]), n_samples=n_samples,
-                                                        perturbations_per_eval=min(100, n_samples)))
-        out[i] = coef.reshape(-1).detach().numpy()
         if advance:
             advance()
     return out

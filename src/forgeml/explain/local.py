@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from forgeml.explain import attributions as at
+from forgeml.explain import tables
 from forgeml.explain.methods import kind_of
 
 
@@ -60,11 +61,11 @@ def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target:
             values = at.lime_tokens(model, arrays, targets, n_samples=n_samples or 300, seed=seed, advance=advance)
         tokens = _tokens(model, frame, arrays)
     else:
-        features, _ = at.table_groups(model)
+        features, _ = tables.table_groups(model)
         if method == "ig":
-            values, deltas = at.ig_table(model, arrays, targets, n_steps=n_steps)
+            values, deltas = tables.ig_table(model, arrays, targets, n_steps=n_steps)
         else:
-            values = at.lime_table(model, arrays, targets, n_samples=n_samples or 400, seed=seed, advance=advance)
+            values = tables.lime_table(model, arrays, targets, n_samples=n_samples or 400, seed=seed, advance=advance)
         cols = [c for c in model.features if c in frame.columns]
         raw_values = frame[cols].to_dict(orient="records") if len(frame) == len(values) else None
     return Local(method, kind, outputs, targets, values, deltas, features, tokens, raw_values)

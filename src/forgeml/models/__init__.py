@@ -18,7 +18,7 @@ Tags the code asks for (never a learner's name):
 """
 from __future__ import annotations
 
-from typing import Callable, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -30,10 +30,11 @@ class TorchLearner(Learner):
     """A torch network trained by forgeml's loop."""
 
     def __init__(self, name: str, accepts: set[str], build: Callable, tags: set[str],
-                 text_tokenizer: Union[str, Callable] = "words"):
+                 text_tokenizer: Union[str, Callable] = "words", widths: Optional[Callable] = None):
         self.name, self.accepts, self.build = name, frozenset(accepts), build
         self.tags = frozenset({"torch", "dp", *tags})
         self.text_tokenizer = text_tokenizer
+        self.widths = widths  # prunable networks: (params, network) -> (its widths as params, the shapes it was built on)
 
     def tokenizer_for(self, params) -> str:
         """The text tokenizer this network's inputs need ("words" or "minilm")."""
@@ -45,11 +46,13 @@ class TorchLearner(Learner):
         return predict_raw(model, arrays, device=next(model.parameters()).device)
 
 
-def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words", tags: set[str] = frozenset()):
-    """Register a torch network's builder (see the module docstring)."""
+def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words", tags: set[str] = frozenset(),
+                   widths: Optional[Callable] = None):
+    """Register a torch network's builder (see the module docstring). ``widths`` reads a (pruned) network's layer
+    widths back into its parameters, so that compress can rebuild it from params (forgeml.compress.prune)."""
 
     def deco(fn):
-        LEARNERS.add(name, TorchLearner(name, supports, fn, set(tags), text_tokenizer))
+        LEARNERS.add(name, TorchLearner(name, supports, fn, set(tags), text_tokenizer, widths))
         return fn
 
     return deco

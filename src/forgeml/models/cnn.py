@@ -41,6 +41,14 @@ class ResidualCNN(nn.Module):
         return self.head(self.blocks(self.stem(batch["image"])))
 
 
-@register_model("cnn", supports={"image"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill", "conv"})
+def widths(params, model: ResidualCNN) -> tuple[dict, dict]:
+    """The channels per stage of a (pruned) network, and the input shapes it was built on."""
+    bps = params.blocks_per_stage
+    return ({"channels": [model.blocks[i * bps].bn2.num_features for i in range(len(params.channels))]},
+            {"image": [model.stem[0].in_channels]})
+
+
+@register_model("cnn", supports={"image"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill", "conv"},
+                widths=widths)
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return ResidualCNN(shapes["image"][0], out_dim, params.channels, params.blocks_per_stage, params.dropout)

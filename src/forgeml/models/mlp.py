@@ -33,6 +33,17 @@ class TabularMLP(nn.Module):
         return self.net(torch.cat(parts, dim=1))
 
 
-@register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"})
+def widths(params, model: TabularMLP) -> tuple[dict, dict]:
+    """The hidden widths of a (pruned) network, and the input shapes it was built on."""
+    linears = [m for m in model.net if isinstance(m, nn.Linear)]
+    text_dim = model.text.embedding_dim if model.text is not None else 0
+    return ({"hidden": [m.out_features for m in linears[:-1]]},
+            {"numeric": linears[0].in_features - sum(e.embedding_dim for e in model.embeddings) - text_dim,
+             "categorical": [e.num_embeddings for e in model.embeddings],
+             "text_vocab": model.text.num_embeddings if model.text is not None else 0})
+
+
+@register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"},
+                widths=widths)
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return TabularMLP(shapes, out_dim, params.hidden, params.dropout, params.embedding_dim, params.text_dim)
