@@ -107,12 +107,13 @@ def test_permutation_measures_against_the_reference_rows(runs):
     """Replacing a column by the row's own value changes nothing: every contribution is exactly 0. Against the
     training rows, the absolute shares of a row add up to 1."""
     from forgeml.explain import anomaly as an
+    from forgeml.run import split_rows
 
     model = api.load(runs["isolation_forest"])
     arrays = model.preprocessor.transform(pd.DataFrame([_odd_row("x2")]))
     itself = an.permutation(model, arrays, reference=arrays, neighbours=5)
     assert np.all(itself.contributions == 0) and np.all(itself.shares == 0)
-    train = an.split_rows(model)["train"]
+    train = split_rows(model)["train"]
     reference, _ = an.reference_arrays(model, train)
     sh = an.permutation(model, arrays, reference, neighbours=30)
     assert np.abs(sh.shares).sum() == pytest.approx(1.0)

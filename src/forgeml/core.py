@@ -173,9 +173,6 @@ class FeatureType:
         """What a model built on this state receives (its part of Preprocessor.input_shapes; state None: absent)."""
         raise NotImplementedError
 
-    def columns(self, state: dict) -> list[str]:
-        return list(state["columns"])
-
     def model_inputs(self, state: dict) -> list[str]:
         """The keys of the model's input dict this type fills (the ONNX core's inputs, in order)."""
         raise NotImplementedError

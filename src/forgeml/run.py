@@ -174,13 +174,20 @@ def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
     artifacts.atomic_write_bytes(path, buf.getvalue())
 
 
-def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.DataFrame]:
-    """The run's own test split (None if its data can no longer be read)."""
+def split_rows(model: LoadedModel) -> Optional[dict[str, pd.DataFrame]]:
+    """The run's own train/val/test rows (None if its data can no longer be read)."""
     from forgeml.tasks import family_of
 
     try:
         cfg = run_config(model.run_dir)
-        rows = family_of(cfg).split_rows(cfg)["test"]
+        return family_of(cfg).split_rows(cfg)
     except DataError:
         return None
-    return rows if limit is None else rows.iloc[:limit]
+
+
+def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.DataFrame]:
+    """The run's own test split (None if its data can no longer be read)."""
+    splits = split_rows(model)
+    if splits is None:
+        return None
+    return splits["test"] if limit is None else splits["test"].iloc[:limit]

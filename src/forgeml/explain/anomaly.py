@@ -33,7 +33,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from forgeml.errors import ConfigError, DataError
+from forgeml.errors import ConfigError
 
 METHODS = ("reconstruction", "permutation")
 NAMES = {"reconstruction": "reconstruction error per column", "permutation": "per-row permutation"}
@@ -45,9 +45,9 @@ CHUNK = 4096  # rows scored at once
 
 def is_scores_run(manifest: dict) -> bool:
     """Does this run's task give anomaly scores (the ``scores`` tag)?"""
-    from forgeml.core import TASKS
+    from forgeml.tasks import task_tags
 
-    return "scores" in TASKS.get(manifest["task"]).tags
+    return "scores" in task_tags(manifest["task"])
 
 
 def applicable(manifest: dict) -> tuple[str, ...]:
@@ -246,18 +246,6 @@ def explain_rows(model, arrays: dict, method: str, reference: Optional[tuple[dic
 
 
 # --------------------------------------------------------------------------------------------- the reference rows
-def split_rows(model) -> Optional[dict[str, pd.DataFrame]]:
-    """The run's own train/val/test rows (None if its data can no longer be read)."""
-    from forgeml.run import run_config
-    from forgeml.tasks import family_of
-
-    try:
-        cfg = run_config(model.run_dir)
-        return family_of(cfg).split_rows(cfg)
-    except DataError:
-        return None
-
-
 def reference_arrays(model, train: Optional[pd.DataFrame], seed: int = 0) -> tuple[dict, str]:
     """The encoded reference rows for permutation: the training split (at most MAX_REFERENCE rows, a seeded sample),
     or, when it cannot be read, the typical row (numerics at their training mean or fill value, categoricals at

@@ -28,10 +28,11 @@ def _check(opts) -> None:
 def _rows(model, inputs, opts, methods: list[str]):
     """(encoded rows, their DataFrame, their indices, description, the training rows or None)."""
     from forgeml.explain import inputs as inp
+    from forgeml.run import split_rows
 
     splits = None
     if inputs is None:
-        splits = an.split_rows(model)
+        splits = split_rows(model)
         if splits is None:
             raise DataError(f"explain without --input uses the run's test split, but {model.manifest['data']['source']} "
                             "can no longer be read; give the rows to explain with --input FILE")
@@ -45,7 +46,7 @@ def _rows(model, inputs, opts, methods: list[str]):
         n = len(next(iter(arrays.values())))
         idx = list(range(min(n, opts.max_inputs)))
         if "permutation" in methods:
-            splits = an.split_rows(model)
+            splits = split_rows(model)
     arrays = {k: v[idx] for k, v in arrays.items()}
     frame = frame.iloc[idx].reset_index(drop=True) if len(frame) else frame
     train = splits["train"] if splits is not None else None

@@ -14,6 +14,16 @@ from forgeml.errors import ConfigError, MissingExtraError, RunError
 MAX_INSTANCES = 32  # explaining is far heavier than predicting (IG: 50 forward/backward passes per row)
 
 
+def served_methods(manifest: dict) -> tuple[str, ...]:
+    """The methods POST .../explain takes for this run (the request schema's enum)."""
+    from forgeml.explain import anomaly
+    from forgeml.explain.methods import LOCAL, applicable
+
+    if anomaly.is_scores_run(manifest):
+        return tuple(anomaly.applicable(manifest))
+    return tuple(m for m in applicable(manifest) if m in LOCAL)
+
+
 class ExplainProblem(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
@@ -88,12 +98,13 @@ class Explainers:
         """An anomaly run: each column's share of each row's score (forgeml.explain.anomaly). Permutation draws from
         the run's training rows, read once per model (the typical row when its data can no longer be read)."""
         from forgeml.explain import anomaly as an
+        from forgeml.run import split_rows
 
         key = (served.name, served.version)
         reference = None
         if method == "permutation":
             if key not in self._references:
-                splits = an.split_rows(model)
+                splits = split_rows(model)
                 self._references[key] = an.reference_arrays(model, splits["train"] if splits else None)
             reference = self._references[key]
         sh = an.explain_rows(model, arrays, method, reference)

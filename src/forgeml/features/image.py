@@ -90,9 +90,6 @@ class Image(FeatureType):
     def shapes(self, state):
         return {"image": [len(state["mean"]), *state["size"]] if state else None}
 
-    def columns(self, state):
-        return [state["column"]]
-
     def model_inputs(self, state):
         return ["image"]
 

@@ -43,16 +43,6 @@ class ServeSettings:
     max_instances: int = 1024
 
 
-def explain_methods(manifest: dict) -> tuple[str, ...]:
-    """The methods POST .../explain takes for this run."""
-    from forgeml.explain import anomaly
-    from forgeml.explain.methods import LOCAL, applicable
-
-    if anomaly.is_scores_run(manifest):
-        return tuple(anomaly.applicable(manifest))
-    return tuple(m for m in applicable(manifest) if m in LOCAL)
-
-
 def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = Metrics()
@@ -156,7 +146,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         model, problem = _lookup(name, version)
         return problem or await _predict_with(model, request)
 
-    from forgeml.explain.service import MAX_INSTANCES as EXPLAIN_MAX, ExplainProblem, Explainers
+    from forgeml.explain.service import MAX_INSTANCES as EXPLAIN_MAX, ExplainProblem, Explainers, served_methods
 
     explainers = Explainers()  # torch/LightGBM models loaded from their runs on the first explain request
 
@@ -185,7 +175,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     request_models = []
     posted = schemas.errors(400, *auth_errors, 413, 422)
     for m in registry.all():
-        s = schemas.build(m.name, m.version, m.signature, settings.max_instances, EXPLAIN_MAX, explain_methods(m.manifest))
+        s = schemas.build(m.name, m.version, m.signature, settings.max_instances, EXPLAIN_MAX, served_methods(m.manifest))
         request_models += [s.predict_request, s.explain_request]
         routes = [(f"/v1/models/{m.name}/versions/{m.version}", "/v1/models/{name}/versions/{version}", "_version", "")]
         if registry.default[m.name] == m.version:

@@ -65,7 +65,7 @@ class Classification(SupervisedTask):
     def response_fields(self) -> dict[str, dict]:
         labels = self.labels
         return {"predictions": {"type": "array", "items": {"enum": labels}, "description": "the class of each instance"},
-                "probabilities": {"type": "array", "description": f"per instance, the probability of each class in `labels` order",
+                "probabilities": {"type": "array", "description": "per instance, the probability of each class in `labels` order",
                                   "items": {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1},
                                             "minItems": len(labels), "maxItems": len(labels)}},
                 "labels": {"type": "array", "items": {"enum": labels}, "description": "the classes, in probability order"}}
