@@ -265,14 +265,6 @@ def reference_arrays(model, train: Optional[pd.DataFrame], seed: int = 0) -> tup
 
 
 # --------------------------------------------------------------------------------------------- records
-def _json(v):
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not np.isfinite(v):
-        return None
-    return v if isinstance(v, (str, int, float, bool)) or v is None else str(v)
-
-
 def record(model, sh: Shares, k: int, values: Optional[dict] = None, digits: int = 6) -> dict:
     """Row k of an explanation as JSON-able data: score, flag, shares (and contributions) per column, or a heat-map
     of shares per pixel."""
@@ -294,7 +286,9 @@ def record(model, sh: Shares, k: int, values: Optional[dict] = None, digits: int
         rec["size"] = list(heat.shape)
         rec["heatmap"] = (np.round(heat, digits) + 0.0).tolist()
     if values is not None:
-        rec["values"] = {c: _json(v) for c, v in values.items()}
+        from forgeml.explain.local import json_value
+
+        rec["values"] = {c: json_value(v) for c, v in values.items()}
     return rec
 
 

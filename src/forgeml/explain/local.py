@@ -71,7 +71,8 @@ def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target:
     return Local(method, kind, outputs, targets, values, deltas, features, tokens, raw_values)
 
 
-def _json_value(v):
+def json_value(v):
+    """A table value as JSON: numpy scalars as Python, NaN and inf as null, anything else as text."""
     if isinstance(v, (np.generic,)):
         v = v.item()
     if isinstance(v, float) and not np.isfinite(v):
@@ -86,7 +87,7 @@ def prediction(model, local: Local, i: int) -> dict:
     out = local.outputs[i]
     if "labels" in model.task.tags:
         labels = model.labels
-        return {"prediction": _json_value(labels[int(out.argmax())]), "explained": _json_value(labels[int(local.targets[i])]),
+        return {"prediction": json_value(labels[int(out.argmax())]), "explained": json_value(labels[int(local.targets[i])]),
                 "probability": round(float(out[local.targets[i]]), 6),
                 "probabilities": {str(lab): round(float(p), 6) for lab, p in zip(labels, out)}}
     return {"prediction": round(float(out[0]) + float(model.task.state["mean"]), 6)}
@@ -103,7 +104,7 @@ def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -
         order = np.argsort(-np.abs(v))
         rec["top"] = [local.features[j] for j in order[:5]]
         if local.raw_values is not None:
-            rec["values"] = {k: _json_value(x) for k, x in local.raw_values[i].items()}
+            rec["values"] = {k: json_value(x) for k, x in local.raw_values[i].items()}
     elif local.kind == "text":
         toks = local.tokens[i]
         keep = [j for j, t in enumerate(toks) if j < len(v) and (model.preprocessor.state["text"]["tokenizer"] == "words"
