@@ -151,6 +151,35 @@ class Task:
         signature's outputs; the server's response model is built from it)."""
         raise NotImplementedError
 
+    # ---- the exported graph and what the server answers (forgeml.export.onnx, forgeml.serve.registry)
+    graph_core_output = "core/output"  # the name of a torch learner's output in the graph, before graph_post
+
+    def graph_head(self, raw):
+        """What the exported torch core returns from the network's raw output: [N] values by default."""
+        return raw if raw.dim() == 1 else raw.squeeze(-1)
+
+    def graph_outputs(self) -> list[dict]:
+        """The ONNX graph's outputs as the manifest describes them: name, dtype, shape (and what they mean)."""
+        raise NotImplementedError
+
+    def graph_post(self, graph, helper, numpy_helper, inits: list) -> list:
+        """ONNX nodes after the learner's core that compute graph_outputs(); replaces graph.output with them and
+        appends constants to ``inits`` (onnx.helper and onnx.numpy_helper are passed in: onnx is an extra)."""
+        raise NotImplementedError
+
+    def from_graph(self, first) -> dict[str, Any]:
+        """The graph's first output (numpy) -> what ``outputs`` gives for the same rows."""
+        raise NotImplementedError
+
+    def graph_reference(self, outputs: dict):
+        """From ``outputs(raw)``: what the graph's first output should equal (the export's parity check)."""
+        raise NotImplementedError
+
+    def response(self, first, finite) -> dict[str, Any]:
+        """The graph's first output -> the values of response_fields(); ``finite(values, what)`` returns values or
+        raises (the server answers 422 naming the row)."""
+        raise NotImplementedError
+
 
 class FeatureType:
     """One kind of input column. Its ``state`` (fitted on the training split, JSON) is stored in the manifest's

@@ -29,7 +29,6 @@ import torch
 from forgeml.errors import require
 from forgeml.features import Graph, present
 from forgeml.models import get_model
-from forgeml.export.outputs import output_spec, task_outputs
 
 ML_DOMAIN = "ai.onnx.ml"
 MIN_OPSET = 17  # IsInf, Unsqueeze-with-axes-input, LayerNormalization
@@ -66,7 +65,6 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict, internal: dict
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=4096)
     dynamic = tuple({0: batch, 1: length} if k in sequences else {0: batch} for k in keys)
-    out_name = "probabilities" if "labels" in task.tags else "core/score" if "scores" in task.tags else "standardized"
     # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -74,28 +72,25 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict, internal: dict
         warnings.simplefilter("ignore")
         exporter_log.setLevel(logging.ERROR)
         program = torch.onnx.export(core.eval(), tuple(example[k] for k in keys), None, input_names=names,
-                                    output_names=[out_name], dynamic_shapes=(dynamic,), dynamo=True, external_data=False,
+                                    output_names=[task.graph_core_output], dynamic_shapes=(dynamic,), dynamo=True, external_data=False,
                                     verbose=False, optimize=True)
         exporter_log.setLevel(level)
     return program.model_proto
 
 
 class TorchCore(torch.nn.Module):
-    """The trained network plus its output head: softmax (classification) or the standardized value as [N]
-    (regression; the target's mean/std are put back by ``post/`` nodes, which quantization leaves in float).
-    It takes the model's inputs positionally, in ``keys`` order."""
+    """The trained network plus the task's head (Task.graph_head: softmax for classification; [N] values otherwise,
+    which the task's ``post/`` nodes finish, left in float by quantization). It takes the model's inputs
+    positionally, in ``keys`` order."""
 
     def __init__(self, net, task, keys: list[str]):
         super().__init__()
         self.net = net
         self.keys = keys
-        self.classification = "labels" in task.tags
+        self.head = task.graph_head
 
     def forward(self, *inputs):
-        raw = self.net(dict(zip(self.keys, inputs))).float()
-        if self.classification:
-            return torch.softmax(raw, dim=-1)
-        return raw if raw.dim() == 1 else raw.squeeze(-1)  # anomaly scores are [N] already
+        return self.head(self.net(dict(zip(self.keys, inputs))).float())
 
 
 # --------------------------------------------------------------------------------------------- preprocessing + joining
@@ -132,7 +127,7 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     raw_names = {i.name for i in pre.inputs}
     kept_inputs = [i for i in graph.input if i.name not in replaced and i.name not in raw_names]
 
-    post_nodes = task_outputs(graph, task, helper, numpy_helper, pre.inits)
+    post_nodes = task.graph_post(graph, helper, numpy_helper, pre.inits)
     nodes = list(graph.node)
     del graph.node[:]
     graph.node.extend(pre.nodes + nodes + post_nodes)
@@ -180,22 +175,13 @@ def save(model, path: Path) -> int:
 
 # --------------------------------------------------------------------------------------------- a run's model.onnx
 def outputs_of(session_, feed: dict[str, np.ndarray], task) -> dict[str, np.ndarray]:
-    """Run an exported model and put its output in forgeml's form ({'pred', 'proba'} / standardized 'pred')."""
-    out = session_.run(None, feed)[0].astype(np.float64)
-    if "scores" in task.tags:
-        return task.outputs(out)
-    if "labels" in task.tags:
-        out /= out.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
-        return {"pred": task.decide(out), "proba": out}
-    return {"pred": (out - task.state["mean"]) / task.state["std"]}
+    """Run an exported model and put its output in forgeml's form (what task.outputs gives)."""
+    return task.from_graph(session_.run(None, feed)[0])
 
 
 def reference_outputs(loaded, df: pd.DataFrame) -> np.ndarray:
     """What the torch/LightGBM model itself gives for rows: probabilities, or predictions on the target's scale."""
-    out = loaded.task.outputs(loaded.raw(df))
-    if "score" in out:
-        return out["score"]
-    return out["proba"] if "proba" in out else loaded.task.decode(out["pred"])
+    return loaded.task.graph_reference(loaded.task.outputs(loaded.raw(df)))
 
 
 def parity(onnx_model, loaded, df: pd.DataFrame) -> float:
@@ -214,7 +200,7 @@ def export_run(loaded, path: Path, check_rows: pd.DataFrame | None) -> dict:
         "size_bytes": size,
         "opset": {o.domain or "ai.onnx": o.version for o in model.opset_import},
         "inputs": input_spec(m["preprocessing"]),
-        "outputs": output_spec(m["task"], m["target"].get("labels")),
+        "outputs": loaded.task.graph_outputs(),
     }
     if check_rows is not None and len(check_rows):
         info["parity"] = {"rows": len(check_rows), "max_abs_diff": parity(model, loaded, check_rows)}

@@ -19,7 +19,6 @@ from forgeml.features import present
 from forgeml.features.records import encode
 from forgeml.run import signature
 from forgeml.serve.schemas import finite_or_none
-from forgeml.tasks import task_tags
 
 SPEC_RE = re.compile(r"^(?:(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)(?::(?P<version>[A-Za-z0-9_.-]+))?=)?(?P<run>.+)$")
 
@@ -47,8 +46,8 @@ class ServedModel:
         return self.manifest["target"].get("labels")
 
     @cached_property
-    def decider(self):
-        """The run's task (its decision threshold, when one was tuned)."""
+    def fitted_task(self):
+        """The run's task with its fitted state (labels, decision threshold, target scale)."""
         from forgeml.tasks import make_task
 
         return make_task(self.task, {k: v for k, v in self.manifest["target"].items() if k != "name"})
@@ -66,20 +65,8 @@ class ServedModel:
 
     def response(self, out: np.ndarray) -> dict:
         """The response fields of the signature's ``outputs`` (beside model and version), from the graph's first
-        output: anomaly scores and flags, class probabilities, or values."""
-        tags = task_tags(self.task)
-        if "scores" in tags:
-            score = finite(out.astype(np.float64).reshape(-1), "score")
-            values = {"scores": score.round(6).tolist(), "is_anomaly": (score >= self.decider.state["threshold"]).tolist()}
-        elif "labels" in tags:
-            proba = out.astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                proba = finite(proba / proba.sum(axis=1, keepdims=True), "class probabilities")
-            labels = np.asarray(self.labels, dtype=object)
-            values = {"predictions": labels[self.decider.decide(proba)].tolist(), "probabilities": proba.round(6).tolist(),
-                      "labels": self.labels}
-        else:
-            values = {"predictions": finite(out.astype(np.float64).reshape(len(out)), "prediction").tolist()}
+        output, as the run's task gives them (forgeml.core.Task.response)."""
+        values = self.fitted_task.response(out, finite)
         return {k: values[k] for k in self.signature["outputs"]}
 
     def describe(self) -> dict:

@@ -256,6 +256,41 @@ class Anomaly(Task):
     def predictions(self, outputs: dict) -> pd.DataFrame:
         return pd.DataFrame({"score": outputs["score"], "is_anomaly": self.decode(outputs["pred"])})
 
+    # ---- the exported graph returns the score and its flag
+    graph_core_output = "core/score"
+
+    def graph_outputs(self) -> list[dict]:
+        return [{"name": "score", "dtype": "float32", "shape": ["batch"], "how": "higher = more anomalous"},
+                {"name": "is_anomaly", "dtype": "bool", "shape": ["batch"], "how": "score >= the run's threshold"}]
+
+    def graph_post(self, graph, helper, numpy_helper, inits: list) -> list:
+        """'score' [N] (the detector's, flattened) and 'is_anomaly' = score >= the run's threshold."""
+        from onnx import TensorProto
+
+        inner = graph.output[0].name
+        if inner == "score":  # a detector's own core names its output 'score': free the name for the graph's output
+            for node in graph.node:
+                node.output[:] = ["core/score" if o == "score" else o for o in node.output]
+            inner = "core/score"
+        inits += [numpy_helper.from_array(np.asarray([self.state["threshold"]], dtype=np.float32), "post/threshold"),
+                  numpy_helper.from_array(np.asarray([-1], dtype=np.int64), "post/score_shape")]
+        nodes = [helper.make_node("Reshape", [inner, "post/score_shape"], ["score"], name="post/score"),
+                 helper.make_node("GreaterOrEqual", ["score", "post/threshold"], ["is_anomaly"], name="post/flag")]
+        del graph.output[:]
+        graph.output.extend([helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"]),
+                             helper.make_tensor_value_info("is_anomaly", TensorProto.BOOL, ["batch"])])
+        return nodes
+
+    def from_graph(self, first) -> dict[str, np.ndarray]:
+        return self.outputs(first)
+
+    def graph_reference(self, outputs: dict) -> np.ndarray:
+        return outputs["score"]
+
+    def response(self, first, finite) -> dict:
+        score = finite(first.astype(np.float64).reshape(-1), "score")
+        return {"scores": score.round(6).tolist(), "is_anomaly": (score >= self.state["threshold"]).tolist()}
+
 
 def _check_variation(train: dict) -> None:
     """Detectors rank rows by how they differ; identical rows leave nothing to rank."""

@@ -73,6 +73,38 @@ class Classification(SupervisedTask):
     def decode(self, pred: np.ndarray) -> np.ndarray:
         return np.asarray(self.labels, dtype=object)[pred]
 
+    # ---- the exported graph returns the class probabilities; the server adds the decided class
+    graph_core_output = "probabilities"
+
+    def graph_head(self, raw):
+        import torch
+
+        return torch.softmax(raw, dim=-1)
+
+    def graph_outputs(self) -> list[dict]:
+        return [{"name": "probabilities", "dtype": "float32", "shape": ["batch", len(self.labels)], "labels": self.labels}]
+
+    def graph_post(self, graph, helper, numpy_helper, inits: list) -> list:
+        keep = [o for o in graph.output if o.name == "probabilities"]  # a tree converter also gives 'label': dropped
+        del graph.output[:]
+        graph.output.extend(keep)
+        return []
+
+    def from_graph(self, first) -> dict[str, np.ndarray]:
+        proba = first.astype(np.float64)
+        proba /= proba.sum(axis=1, keepdims=True)  # float32 probabilities sum to 1 only within ~1e-7
+        return {"pred": self.decide(proba), "proba": proba}
+
+    def graph_reference(self, outputs: dict) -> np.ndarray:
+        return outputs["proba"]
+
+    def response(self, first, finite) -> dict:
+        proba = first.astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            proba = finite(proba / proba.sum(axis=1, keepdims=True), "class probabilities")
+        return {"predictions": self.decode(self.decide(proba)).tolist(), "probabilities": proba.round(6).tolist(),
+                "labels": self.labels}
+
     def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
         from forgeml.evaluate.metrics import classification_metrics
 

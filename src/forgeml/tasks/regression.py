@@ -41,6 +41,36 @@ class Regression(SupervisedTask):
     def decode(self, pred: np.ndarray) -> np.ndarray:
         return pred * self.state["std"] + self.state["mean"]
 
+    # ---- the exported graph returns the prediction on the target's scale (the learner's is standardized)
+    graph_core_output = "standardized"
+
+    def graph_outputs(self) -> list[dict]:
+        return [{"name": "prediction", "dtype": "float32", "shape": ["batch"]}]
+
+    def graph_post(self, graph, helper, numpy_helper, inits: list) -> list:
+        """Flatten the learner's output (torch: [N]; trees: 'variable' [N, 1]), then x * std + mean."""
+        from onnx import TensorProto
+
+        value = graph.output[0].name
+        inits += [numpy_helper.from_array(np.asarray([self.state["std"]], dtype=np.float32), "post/std"),
+                  numpy_helper.from_array(np.asarray([self.state["mean"]], dtype=np.float32), "post/mean"),
+                  numpy_helper.from_array(np.asarray([-1], dtype=np.int64), "post/flat_shape")]
+        nodes = [helper.make_node("Reshape", [value, "post/flat_shape"], ["post/flat"], name="post/flatten"),
+                 helper.make_node("Mul", ["post/flat", "post/std"], ["post/scaled"], name="post/mul"),
+                 helper.make_node("Add", ["post/scaled", "post/mean"], ["prediction"], name="post/add")]
+        del graph.output[:]
+        graph.output.append(helper.make_tensor_value_info("prediction", TensorProto.FLOAT, ["batch"]))
+        return nodes
+
+    def from_graph(self, first) -> dict[str, np.ndarray]:
+        return {"pred": (first.astype(np.float64) - self.state["mean"]) / self.state["std"]}
+
+    def graph_reference(self, outputs: dict) -> np.ndarray:
+        return self.decode(outputs["pred"])
+
+    def response(self, first, finite) -> dict:
+        return {"predictions": finite(first.astype(np.float64).reshape(len(first)), "prediction").tolist()}
+
     def metrics(self, y: np.ndarray, outputs: dict[str, np.ndarray]) -> dict:
         from forgeml.evaluate.metrics import regression_metrics
 
