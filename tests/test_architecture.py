@@ -156,12 +156,10 @@ def test_static_assets_are_files():
     assert _looks_like_asset("body{a:b}" + "td{c:d}" * 5 + " " * 400) and not _looks_like_asset("a {x} b" * 100)
 
 
-# Task and learner names may be compared only where they are defined (tasks/, models/) and in config.py (the
-# config unions and defaults). Elsewhere code asks for tags. Files listed here still compare names and are being
-# moved onto tags; the counts may only go down.
-NAME_COMPARISONS_LEFT = {
-    "forgeml/data/schema.py": 2,  # task inference from the target column: to move into the task families
-}
+# Task and learner names may be compared only where they are defined (tasks/, models/) and in config/ (the config
+# unions and defaults). Elsewhere code asks for tags. No file outside those is left that compares one; a file listed
+# here would be one still being moved onto tags (its count may only go down).
+NAME_COMPARISONS_LEFT: dict[str, int] = {}
 OWNERS = ("forgeml/tasks/", "forgeml/models/", "forgeml/features/", "forgeml/config/")
 
 
@@ -208,24 +206,9 @@ def test_task_and_model_names_are_compared_only_where_they_live():
 
 
 # Feature-type names (numeric, categorical, text, image) compared outside forgeml/features/ (and tasks/, models/).
-# What is left is per-modality behaviour that is not a switch over feature types in the manifest: which explanation
-# a model gets (explain/), the profile's per-column statistics (profile/), the baseline for a mix of types
-# (evaluate/baseline.py), the model's input keys in augmentation and SMOTE (data/), type inference (data/schema.py,
-# to move into the types with issue "First contact with real files"). The counts may only go down.
-FEATURE_COMPARISONS_LEFT = {
-    "forgeml/explain/methods.py": 6,  # the explanation's kind (heat-map / tokens / table columns) and its methods
-    "forgeml/explain/tables.py": 7,
-    "forgeml/explain/summary.py": 4,
-    "forgeml/explain/local.py": 3,
-    "forgeml/explain/run.py": 2,
-    "forgeml/explain/render.py": 1,
-    "forgeml/profile/analyze.py": 5,  # per-column statistics by profiled kind
-    "forgeml/profile/signals.py": 2,
-    "forgeml/evaluate/baseline.py": 4,  # which baseline a mix of types gets
-    "forgeml/data/augment.py": 4,  # the model's input keys a batch augmentation changes
-    "forgeml/data/balance.py": 2,  # SMOTE interpolates the table inputs
-    "forgeml/data/schema.py": 1,  # type inference (one image column per model)
-}
+# None is left: explain, profile, the baseline, augmentation and SMOTE ask the types' declarations and tags
+# (explains_as, baseline_block, augment, smote, ordered/levels...), and type detection is each type's detect().
+FEATURE_COMPARISONS_LEFT: dict[str, int] = {}
 
 
 def test_feature_type_names_are_compared_only_in_the_feature_modules():

@@ -252,14 +252,17 @@ def test_image_flip_and_shift_move_pixels_not_change_them():
 
     from forgeml.config import AugmentConfig
     from forgeml.data.augment import batch_augmenter
+    from forgeml.features import augment_roles
 
+    roles = augment_roles({"image": {}})  # the image type's inputs, as it declares them
+    assert roles == {"image": "pixels"}
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
-    flip = batch_augmenter(AugmentConfig(image={"flip": True}), "classification")
+    flip = batch_augmenter(AugmentConfig(image={"flip": True}), roles)
     out = torch.cat([flip({"image": x}, torch.Generator().manual_seed(s))[0]["image"] for s in range(8)])
     for img, src in zip(out, x.repeat(8, 1, 1, 1)):
         assert torch.allclose(img, src, atol=1e-4) or torch.allclose(img, src.flip(-1), atol=1e-4)
     assert not all(torch.allclose(a, b, atol=1e-4) for a, b in zip(out, x.repeat(8, 1, 1, 1)))  # some were flipped
-    shift = batch_augmenter(AugmentConfig(image={"crop": 1}), "classification")
+    shift = batch_augmenter(AugmentConfig(image={"crop": 1}), roles)
     moved = shift({"image": x}, torch.Generator().manual_seed(0))[0]["image"]
     assert set(moved.flatten().round().tolist()) <= set(x.flatten().tolist())  # whole-pixel shifts, edge repeated
 
@@ -269,8 +272,9 @@ def test_text_deletion_keeps_order_and_minilm_markers():
 
     from forgeml.config import AugmentConfig
     from forgeml.data.augment import batch_augmenter
+    from forgeml.features import augment_roles
 
-    aug = batch_augmenter(AugmentConfig(text={"delete": 0.5}), "classification")
+    aug = batch_augmenter(AugmentConfig(text={"delete": 0.5}), augment_roles({"text": {"tokenizer": "minilm"}}))
     ids = torch.tensor([[101, 11, 12, 13, 14, 15, 102, 0], [101, 21, 102, 0, 0, 0, 0, 0]])
     out = aug({"input_ids": ids, "attention_mask": (ids != 0).long()}, torch.Generator().manual_seed(3))[0]
     for row, src in zip(out["input_ids"].tolist(), ids.tolist()):

@@ -22,6 +22,11 @@ def weekday_type():
 
     @FEATURES.register("weekday", order=25)
     class Weekday(FeatureType):
+        detect_order = 25  # asked after numeric and image, before text and categorical
+
+        def detect(self, values):
+            return bool(values.astype(str).str[:3].str.lower().isin(days).all())
+
         def fit(self, df, columns, data_cfg, context):
             return {"columns": list(columns)}
 
@@ -89,6 +94,47 @@ def test_a_new_feature_type_is_picked_up_everywhere_without_touching_other_modul
     assert inputs[1]["schema"]["enum"][0] == "mon"
 
 
+def test_a_new_type_joins_baseline_augmentation_and_smote_by_declaring_them(weekday_type, monkeypatch):
+    """The baseline, batch augmentation and SMOTE ask the types present for their declarations
+    (FeatureType.baseline_block, augment, smote), never their names: a plugin joins by declaring them."""
+    import torch
+
+    from forgeml.config import AugmentConfig, build_config
+    from forgeml.data import balance
+    from forgeml.data.augment import batch_augmenter
+    from forgeml.data.schema import Feature
+    from forgeml.errors import ConfigError
+    from forgeml.evaluate.baseline import kind_for
+    from forgeml.features import augment_roles, smote_roles
+    from forgeml.features.preprocess import Preprocessor
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=40), "day": rng.choice(["mon", "tue", "wed", "sun"], 40)})
+    y = np.array([0] * 32 + [1] * 8)
+    data_cfg = build_config({"data": {"source": "d.csv", "target": "y", "balance": {"method": "smote", "k_neighbors": 3}}}).data
+    pre = Preprocessor.fit(df, [Feature("x", "numeric"), Feature("day", "weekday")], data_cfg)
+    arrays = pre.transform(df)
+    task = type("T", (), {"tags": frozenset({"labels"}), "out_dim": 2, "name": "classification"})()
+    # declaring nothing: SMOTE refuses it, the baseline and the augmentation leave it out
+    assert smote_roles(pre.state) == {"numeric": "continuous", "weekday": None}
+    with pytest.raises(ConfigError, match="this data has weekday inputs"):
+        balance.check(data_cfg.balance, task, smote_roles(pre.state))
+    assert kind_for(pre.state) == "lightgbm" and augment_roles(pre.state) == {"numeric": "continuous"}
+    # declaring: its codes are nominal for SMOTENC, it is a dense block of the baseline, it gets noise and mixup
+    for name, value in {"smote": "nominal", "baseline_block": "dense", "augment": "continuous"}.items():
+        monkeypatch.setattr(type(weekday_type), name, value)
+    balance.check(data_cfg.balance, task, smote_roles(pre.state))
+    out, y_new, _ = balance.resample(arrays, y, data_cfg.balance, [0, 1], smote_roles(pre.state))
+    assert np.bincount(y_new).tolist() == [32, 32] and out["weekday"].dtype == arrays["weekday"].dtype
+    assert set(np.unique(out["weekday"])) <= set(np.unique(arrays["weekday"]))  # synthetic rows keep real codes
+    assert kind_for(pre.state) == "linear-pixels"
+    assert augment_roles(pre.state) == {"numeric": "continuous", "weekday": "continuous"}
+    aug = batch_augmenter(AugmentConfig(table={"noise": 0.1}), augment_roles(pre.state))
+    batch = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in arrays.items()}
+    changed, _ = aug(batch, torch.Generator().manual_seed(0))
+    assert not torch.equal(changed["weekday"], batch["weekday"]) and not torch.equal(changed["numeric"], batch["numeric"])
+
+
 def test_every_type_fits_transforms_and_encodes_consistently(in_tmp):
     """The arrays the model sees from a DataFrame (training, predict) equal what the ONNX graph computes from the
     JSON request encoding of the same rows: one check per built-in type, through the exported graph."""
@@ -150,3 +196,70 @@ def test_forgeml_tasks_lists_the_registries_with_their_tags(weekday_type, capsys
     assert "files" in lines["image"] and "sequence" in lines["text"]
     assert "weekday" in lines  # a plugin type is listed like the built-in ones
     assert "reconstruction" in lines["autoencoder"] and "scores" in lines["anomaly"]
+
+
+# --------------------------------------------------------------------------------------------- detection
+MIXED = {  # column -> (values, the type forgeml inferred before detection moved into the types)
+    "amount": (np.linspace(0, 1, 40), "numeric"),
+    "count": (np.arange(40) % 5, "numeric"),
+    "flag": (np.arange(40) % 2 == 0, "categorical"),
+    "flag_gaps": (pd.Series([True, False, None, True] * 10, dtype=object), "categorical"),
+    "nullable": (pd.Series([1, None] * 20, dtype="Int64"), "numeric"),
+    "when": (pd.date_range("2020", periods=40), "ignore"),
+    "when_ns": (pd.date_range("2020", periods=40, freq="1ns", tz="UTC"), "ignore"),
+    "wait": (pd.to_timedelta(np.arange(40), unit="s"), "categorical"),
+    "photo": ([f"img/{i}.JPG" for i in range(40)], "image"),
+    "some_photos": ([f"{i}.png" if i % 8 else "none" for i in range(40)], "categorical"),
+    "review": (["arrived late and broken, sadly"] * 40, "text"),
+    "key": ([f"order-{i:032d}" for i in range(40)], "text"),
+    "code": ([f"k{i}" for i in range(40)], "categorical"),
+    "colour": (["red", "green", "blue", "red"] * 10, "categorical"),
+    "level": (pd.Categorical(["lo", "hi"] * 20), "categorical"),
+    "mixed": ([1, "a"] * 20, "categorical"),
+}
+
+
+def test_built_in_detection_gives_the_types_it_always_did():
+    from forgeml.errors import DataError
+    from forgeml.features import detect, infer_features
+
+    df = pd.DataFrame({name: values for name, (values, _) in MIXED.items()})
+    assert {c: detect(df[c]) for c in df.columns} == {name: kind for name, (_, kind) in MIXED.items()}
+    pixels = pd.Series([np.zeros((4, 4), np.uint8)] * 3, name="pixels")
+    assert detect(pixels) == "image"
+    with pytest.raises(DataError, match="column 'gone' is entirely missing"):
+        detect(pd.Series([None, None], name="gone"))
+    features = infer_features(df, "amount", {"colour": "ignore"})
+    assert [f.name for f in features] == [c for c in df.columns if c not in ("amount", "colour", "when", "when_ns")]
+    # one image column per model: the image type's max_columns, not a name check
+    with pytest.raises(DataError, match=r"one image column is supported per model, found \['photo', 'key'\]"):
+        infer_features(df, "amount", {"key": "image"})
+
+
+def test_a_plugin_type_claims_columns_through_detect(weekday_type):
+    from forgeml.features import detect, infer_features
+
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "day": ["Monday", "tue", None, "Sunday"],
+                       "colour": ["red", "blue", "red", None]})
+    assert detect(df["day"]) == "weekday" and detect(df["colour"]) == "categorical" and detect(df["x"]) == "numeric"
+    assert [(f.name, f.type) for f in infer_features(df, None, {})] == [("x", "numeric"), ("day", "weekday"),
+                                                                       ("colour", "categorical")]
+    assert infer_features(df, "x", {"day": "categorical"})[0].type == "categorical"  # data.features still decides
+
+
+def test_task_families_infer_and_check_the_target():
+    from forgeml.core import TASKS
+    from forgeml.errors import DataError
+    from forgeml.tasks import infer_task
+
+    targets = {"yes/no": (["yes", "no"] * 10, "classification"), "flag": ([True, False] * 10, "classification"),
+               "20 ints": (list(range(20)), "classification"), "21 ints": (list(range(21)), "regression"),
+               "whole floats": ([1.0, 2.0] * 10, "classification"), "floats": ([1.5, 2.0] * 10, "regression"),
+               "object ints": (pd.Series([1, 2] * 10, dtype=object), "classification")}
+    assert {k: infer_task(pd.Series(v, name=k)) for k, (v, _) in targets.items()} == {k: t for k, (_, t) in targets.items()}
+    with pytest.raises(DataError, match=r"target 'y' has a single class \('a'\); classification needs at least two"):
+        TASKS.get("classification").check_target(pd.Series(["a"] * 5, name="y"))
+    with pytest.raises(DataError, match=r"regression needs a numeric target, but 'y' holds values like \['a', 'b'\]"):
+        TASKS.get("regression").check_target(pd.Series(["a", "b"], name="y"))
+    TASKS.get("classification").check_target(pd.Series([0, 1], name="y"))
+    TASKS.get("regression").check_target(pd.Series([0.5, 1.0], name="y"))

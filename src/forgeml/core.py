@@ -7,8 +7,8 @@
 - **Engine** (DP-SGD, ...): how the loop's batches are drawn and its optimizer wrapped; without one the loop trains
   locally.
 
-- **FeatureType** (numeric, categorical, text, image): fit its state on the training split, turn values into the
-  model's arrays, its ONNX inputs and preprocessing nodes, its request field. The switch on feature type exists once:
+- **FeatureType** (numeric, categorical, text, image): detect the columns it claims, fit its state on the training
+  split, turn values into the model's arrays, its ONNX inputs and preprocessing nodes, its request field. The switch on feature type exists once:
   in forgeml.features, one module per type.
 
 Capabilities are **tags** on the implementations (``"prunable" in learner.tags``), never checks on their names. This
@@ -190,6 +190,15 @@ class FeatureType:
     tags: frozenset = frozenset()
     order: int = 100
 
+    # ---- detection (forgeml.features.detect): which columns the type claims when data.features does not name one
+    detect_order: int = 50  # the registered types are asked in this order (lowest first); the first claim wins
+    max_columns: int | None = None  # columns of this type one model takes (None: any number)
+
+    def detect(self, values) -> bool:
+        """Does this type claim a column? ``values``: its non-missing values (a non-empty pandas Series with the
+        column's dtype). A column no type claims is ignored; a type that only data.features names claims none."""
+        return False
+
     def fit(self, df, columns: list[str], data_cfg, context: dict) -> dict:
         """The state, from the training rows (``context``: what the task adds, e.g. the text tokenizer)."""
         raise NotImplementedError
@@ -237,6 +246,61 @@ class FeatureType:
     def field(self, state: dict, column: str) -> dict:
         """The request field for one column: its JSON schema and what a client should know (levels, size...)."""
         raise NotImplementedError
+
+    # ---- explanations: forgeml.explain asks these, never the type's name. The defaults fit a type whose model input
+    # holds one position per raw column; "regions" and "tokens" types implement the hooks marked so.
+    explains_as: str = "columns"  # how attributions to its inputs are shown: "columns" (one per raw column, a table),
+    #   "tokens" (one per token, when a model reads only such types), "regions" (a heat-map over its input)
+    absent_description: str = ""  # "regions"/"tokens": in words, the input that means "nothing there" (IG's baseline)
+
+    def explained_columns(self, state: dict) -> list[tuple[str, list[str]]]:
+        """The names a table's attributions are reported under, each with the raw columns it stands for."""
+        columns = state.get("columns") or ([state["column"]] if "column" in state else [])
+        return [(c, [c]) for c in columns]
+
+    def input_owners(self, state: dict) -> dict[str, list[str]]:
+        """Model input key -> the explained name (from explained_columns) owning each position of its second axis;
+        a single name owns the whole input (a sequence)."""
+        names = [name for name, _ in self.explained_columns(state)]
+        return {key: names for key in self.model_inputs(state)}
+
+    def typical_values(self, state: dict) -> dict[str, Any]:
+        """Raw column -> its value in the typical row, a table's "feature absent" reference (None: missing)."""
+        return {c: None for _, columns in self.explained_columns(state) for c in columns}
+
+    def switched_off(self, state: dict, key: str, centre, like):
+        """What LIME puts into model input ``key`` (torch) where its columns are switched off, shaped like ``like``;
+        draws use torch's RNG (the caller seeds it). Default: ``centre``, the typical row's encoding."""
+        return centre.expand_as(like)
+
+    def absent_input(self, state: dict) -> dict[str, Any]:
+        """"regions": model input key -> an array (broadcast over the batch) that means "nothing there"."""
+        raise NotImplementedError
+
+    def displayable(self, state: dict, x) -> Any:
+        """"regions": model inputs [N, C, H, W] -> pictures in [0, 1] that heat-maps are drawn over."""
+        raise NotImplementedError
+
+    def token_positions(self, state: dict, arrays: dict) -> Any:
+        """"tokens": [N, L] True where a real token sits in model_inputs(state)[0] (the token ids; 0 is padding)."""
+        raise NotImplementedError
+
+    def token_strings(self, df, state: dict, arrays: dict) -> list[list[str | None]]:
+        """"tokens": each row's token per position of its ids, as shown (None: a position not shown)."""
+        raise NotImplementedError
+
+    # ---- baseline, augmentation, SMOTE: what the run does with this type's inputs (declarations; None: nothing).
+    # forgeml.evaluate.baseline, forgeml.data.augment and forgeml.data.balance ask these, never the type's name.
+    baseline_block: str | None = None  # its block of the baseline's matrix: "dense" (model inputs flattened; a
+    #   linear model), "tfidf" (TF-IDF of its joined raw columns, state["columns"]), "table" (the trees' matrix)
+    augment: str | None = None  # what data.augment does to its model inputs: "pixels" (warp, jitter),
+    #   "token_ids" (deletion, swaps), "continuous" (noise, mixup)
+    smote: str | None = None  # how SMOTE treats its inputs: "continuous" (interpolated) or "nominal" (SMOTENC codes)
+
+    def augment_inputs(self, state: dict) -> dict[str, str]:
+        """Model input key -> its augmentation role (``augment`` on every input by default; a type whose inputs
+        differ says so, e.g. text: "bracketed_token_ids" keep [CLS]/[SEP], a "token_mask" follows its ids)."""
+        return {key: self.augment for key in self.model_inputs(state)} if self.augment else {}
 
 
 class Learner:

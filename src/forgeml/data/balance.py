@@ -2,7 +2,10 @@
 threshold tuned on validation for binary tasks.
 
 Resampling uses imbalanced-learn on the encoded training inputs (after preprocessing was fitted), and only ever
-touches the training split: validation and test keep the real class balance, so their metrics stay honest.
+touches the training split: validation and test keep the real class balance, so their metrics stay honest. SMOTE
+treats each model input as its feature type declares (``FeatureType.smote``, passed in as ``roles``: input key ->
+"continuous", "nominal" or None): continuous inputs are interpolated, nominal ones are codes (SMOTENC), and an input
+with no role (images, token ids) cannot be synthesized.
 """
 from __future__ import annotations
 
@@ -12,26 +15,27 @@ import numpy as np
 
 from forgeml.errors import ConfigError, DataError
 
-TABLE_INPUTS = ("numeric", "categorical")
+SMOTE_ROLES = ("continuous", "nominal")
 
 
-def check(cfg, task, input_groups: set[str]) -> None:
-    """Reject settings that cannot apply, before anything is trained."""
+def check(cfg, task, roles: dict[str, str | None]) -> None:
+    """Reject settings that cannot apply, before anything is trained (``roles``: model input key -> SMOTE role)."""
     if cfg.method == "none" and cfg.threshold == "none":
         return
     if "labels" not in task.tags:
         raise ConfigError(f"data.balance is for classification; this is a {task.name} task (leave data.balance out)")
     if cfg.threshold != "none" and task.out_dim != 2:
         raise ConfigError(f"data.balance.threshold is for binary tasks; this one has {task.out_dim} classes")
-    if cfg.method == "smote" and not input_groups <= set(TABLE_INPUTS):
-        others = sorted(input_groups - set(TABLE_INPUTS))
+    others = sorted(k for k, role in roles.items() if role not in SMOTE_ROLES)
+    if cfg.method == "smote" and others:
         raise ConfigError(f"data.balance.method smote interpolates table features; this data has {', '.join(others)} inputs: "
                           "use oversample, undersample, class_weights or focal")
 
 
-def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
+def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list,
+             roles: dict[str, str | None]) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
     """The training inputs after oversample/undersample/smote, and the row index taken from the original split
-    (None for SMOTE, whose new rows are synthetic)."""
+    (None for SMOTE, whose new rows are synthetic). ``roles``: model input key -> SMOTE role, in input order."""
     if cfg.method not in ("oversample", "undersample", "smote"):
         return arrays, y, None
     from imblearn.over_sampling import SMOTE, SMOTENC, RandomOverSampler
@@ -51,20 +55,20 @@ def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list) ->
             f"SMOTE with k_neighbors={cfg.k_neighbors} needs at least {cfg.k_neighbors + 1} training rows of every class; "
             f"class {labels[smallest]!r} has {present.min()}. Lower data.balance.k_neighbors to {max(1, present.min() - 1)}, "
             "or use oversample or class_weights")
-    n_num = arrays["numeric"].shape[1] if "numeric" in arrays else 0
-    n_cat = arrays["categorical"].shape[1] if "categorical" in arrays else 0
-    x = np.concatenate([arrays[k].astype(np.float64) for k in TABLE_INPUTS if k in arrays], axis=1)
-    if n_cat:
-        sampler = SMOTENC(categorical_features=list(range(n_num, n_num + n_cat)), k_neighbors=cfg.k_neighbors,
-                          random_state=cfg.seed)
+    # continuous inputs first, then nominal ones, each in input order: one float matrix, its nominal columns last
+    keys = [k for role in SMOTE_ROLES for k, r in roles.items() if r == role and k in arrays]
+    x = np.concatenate([arrays[k].astype(np.float64) for k in keys], axis=1)
+    edges = np.cumsum([0] + [arrays[k].shape[1] for k in keys])
+    nominal = [j for k, lo, hi in zip(keys, edges, edges[1:]) if roles[k] == "nominal" for j in range(lo, hi)]
+    if nominal:
+        sampler = SMOTENC(categorical_features=nominal, k_neighbors=cfg.k_neighbors, random_state=cfg.seed)
     else:
         sampler = SMOTE(k_neighbors=cfg.k_neighbors, random_state=cfg.seed)
     x_new, y_new = sampler.fit_resample(x, y)
     out = {}
-    if n_num:
-        out["numeric"] = x_new[:, :n_num].astype(np.float32)
-    if n_cat:
-        out["categorical"] = np.rint(x_new[:, n_num:]).astype(np.int64)
+    for k, lo, hi in zip(keys, edges, edges[1:]):
+        block = x_new[:, lo:hi]
+        out[k] = (np.rint(block) if roles[k] == "nominal" else block).astype(arrays[k].dtype)
     return out, np.asarray(y_new, dtype=np.int64), None
 
 

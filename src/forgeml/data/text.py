@@ -67,7 +67,10 @@ def minilm_tokenizer():
     return transformers.AutoTokenizer.from_pretrained(str(package.get_model_path()))
 
 
-def encode_minilm(texts, max_len: int, tokenizer=None) -> dict[str, np.ndarray]:
-    tok = tokenizer or minilm_tokenizer()
-    enc = tok(list(texts), padding="max_length", truncation=True, max_length=max_len, return_tensors="np")
+def encode_minilm(texts, max_len: int, tokenizer) -> dict[str, np.ndarray]:
+    """``tokenizer``: the loaded MiniLM tokenizer (forgeml.features.text keeps one per process; loading one here for
+    every call would cost half a second per request)."""
+    if tokenizer is None:
+        raise ValueError("MiniLM ids need the loaded tokenizer (forgeml.features.text.minilm_tokenizer())")
+    enc = tokenizer(list(texts), padding="max_length", truncation=True, max_length=max_len, return_tensors="np")
     return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64)}

@@ -1,22 +1,36 @@
 """A strong non-deep baseline on the same split, so a user sees whether the network helped.
 
-tables: LightGBM (trained once; it is also a candidate of `model: auto`); text: TF-IDF + logistic/ridge
-regression; images: a linear model on the normalized pixels.
+Each feature type declares its block of the baseline's matrix (``FeatureType.baseline_block``): ``dense`` inputs
+(pixels) are flattened for a linear model on their own; ``tfidf`` columns (text) become a TF-IDF matrix, for logistic
+or ridge regression when they are all there is, else beside the ``table`` block in LightGBM; ``table`` inputs alone go to
+LightGBM (trained once; it is also a candidate of `model: auto`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from forgeml.features import present
 from forgeml.features.text import joined_text
 
 
-def kind_for(feature_types: set[str]) -> str:
-    if "image" in feature_types:
+def blocks_of(pre_state: dict) -> dict[str, list[tuple]]:
+    """Baseline block -> (type, state) of the types present that declare it, in input order."""
+    blocks: dict[str, list[tuple]] = {}
+    for ftype, state in present(pre_state):
+        if ftype.baseline_block:
+            blocks.setdefault(ftype.baseline_block, []).append((ftype, state))
+    return blocks
+
+
+def kind_for(pre_state: dict) -> str:
+    """The baseline for the run's preprocessing (the types present and their declared blocks)."""
+    blocks = set(blocks_of(pre_state))
+    if "dense" in blocks:
         return "linear-pixels"
-    if feature_types == {"text"}:
+    if blocks == {"tfidf"}:
         return "tfidf-linear"
-    if "text" in feature_types:
+    if "tfidf" in blocks:
         return "lightgbm+tfidf"
     return "lightgbm"
 
@@ -38,10 +52,22 @@ def _raw_from_sklearn(model, x, task) -> np.ndarray:
     return model.predict(x).astype(np.float64)
 
 
-def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataFrame], text_columns: list[str], seed: int, threads=None) -> dict[str, np.ndarray]:
-    """Fit on train, return raw outputs for 'val' and 'test' (same form as the torch models')."""
+def _keys(blocks: dict, block: str) -> list[str]:
+    return [k for ftype, state in blocks.get(block, []) for k in ftype.model_inputs(state)]
+
+
+def _dense(arrays: dict, keys: list[str]) -> np.ndarray:
+    parts = [arrays[k].reshape(len(arrays[k]), -1) for k in keys]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+
+def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataFrame], pre_state: dict, seed: int, threads=None) -> dict[str, np.ndarray]:
+    """Fit on train, return raw outputs for 'val' and 'test' (same form as the torch models'). ``pre_state``: the
+    run's preprocessing, whose types say which block their inputs form."""
+    blocks = blocks_of(pre_state)
+    text_columns = [c for _, state in blocks.get("tfidf", []) for c in state["columns"]]
     if kind == "linear-pixels":
-        flat = {s: enc[s]["image"].reshape(len(enc[s]["image"]), -1) for s in enc}
+        flat = {s: _dense(enc[s], _keys(blocks, "dense")) for s in enc}
         model = _linear(task, seed).fit(flat["train"], y["train"])
         return {s: _raw_from_sklearn(model, flat[s], task) for s in ("val", "test")}
     if kind == "tfidf-linear":
@@ -63,11 +89,12 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
         vec = TfidfVectorizer(min_df=2, max_features=5000, sublinear_tf=True)
         texts = {s: joined_text(raw_df[s], text_columns) for s in raw_df}
         vec.fit(texts["train"])
+        table = _keys(blocks, "table")
         x = {}
         for s in enc:
-            tab = {k: v for k, v in enc[s].items() if k in ("numeric", "categorical")}
-            blocks = ([sp.csr_matrix(gbdt.feature_matrix(tab))] if tab else []) + [vec.transform(texts[s])]
-            x[s] = sp.hstack(blocks).tocsr().astype(np.float64)
+            tab = {k: enc[s][k] for k in table if k in enc[s]}
+            blocks_s = ([sp.csr_matrix(gbdt.feature_matrix(tab))] if tab else []) + [vec.transform(texts[s])]
+            x[s] = sp.hstack(blocks_s).tocsr().astype(np.float64)
         booster = gbdt.fit_matrix(LightGBMParams(), task, x["train"], y["train"], x["val"], y["val"], seed, threads)
         return {s: gbdt.raw_matrix_outputs(booster, x[s], task) for s in ("val", "test")}
     booster = gbdt.fit(LightGBMParams(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)

@@ -16,6 +16,7 @@ import pandas as pd
 
 from forgeml.errors import ConfigError, DataError
 from forgeml.explain import anomaly as an
+from forgeml.explain.methods import COLUMNS, REGIONS
 
 NEIGHBOURS = 20  # permutation: reference rows per column (--samples)
 
@@ -71,7 +72,7 @@ def explain_scores(model, inputs, out: Path, opts, say: Callable[[str], None] = 
     methods = an.methods_for(model.manifest, opts.method)
     arrays, frame, idx, where, train = _rows(model, inputs, opts, methods)
     image = bool(model.preprocessor.input_shapes().get("image"))  # a heat-map per row besides (or instead of) columns
-    kind = "image" if image else "table"
+    kind = REGIONS if image else COLUMNS  # the explanations' kind, as forgeml.explain.methods.kind_of names them
     neighbours = opts.samples or NEIGHBOURS
     reference = an.reference_arrays(model, train, opts.seed) if "permutation" in methods else None
     say(f"[bold]explain[/] {model.run_dir} ({model.model_name}, anomaly scores): "

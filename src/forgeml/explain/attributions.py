@@ -7,9 +7,10 @@ Grad-CAM follows the paper (gradient-weighted activations of the last convolutio
 [0, 1] per image) with one change: it explains the class's logit minus the mean of the other classes' logits rather
 than the bare logit, so the map shows evidence for the class against the others.
 
-Baselines ("feature absent"): a black image; empty text (padding tokens); for tables a typical row: every numeric
-column at the value a missing entry would get (the training mean unless data.clean says otherwise), every
-categorical column at its most frequent training level, no text.
+Baselines ("feature absent"): for heat-maps what the type says (FeatureType.absent_input: a black image); for tokens
+padding; for tables a typical row (FeatureType.typical_values: every numeric column at the value a missing entry
+would get, the training mean unless data.clean says otherwise, every categorical column at its most frequent training
+level, no text).
 
 Tables are reported per raw column: a categorical column's attribution is the sum over its embedding dimensions, the
 text columns of a table model are one group (their mean word embedding), a missing-value indicator counts for its
@@ -24,8 +25,7 @@ import numpy as np
 import torch
 
 from forgeml.errors import ConfigError, require
-
-TEXT_KEYS = ("tokens", "input_ids")
+from forgeml.explain.methods import REGIONS, TOKENS, explained
 
 
 def captum_attr():
@@ -103,7 +103,13 @@ def chunks(n: int, size: int):
         yield slice(i, min(n, i + size))
 
 
-# --------------------------------------------------------------------------------------------- images
+# --------------------------------------------------------------------------------------------- regions (images)
+def region_key(model) -> str:
+    """The model input a heat-map is drawn over (the first input of the type explained as regions)."""
+    ftype, state = explained(model, REGIONS)
+    return ftype.model_inputs(state)[0]
+
+
 def _last_conv_stage(net: torch.nn.Module) -> torch.nn.Module:
     """The CNN's last convolutional stage: its last residual block, else the last Conv2d."""
     blocks = getattr(net, "blocks", None)
@@ -122,7 +128,7 @@ def gradcam(model, image: np.ndarray, targets: np.ndarray, chunk: int = 64) -> n
     # the class's logit against the others', not the bare logit: what all classes' logits share cancels out of the map
     # (with a global-average-pooling head, a bare logit's map can light up the evidence for the *other* class); unlike
     # the log-probability, its gradient does not vanish when the model is very sure
-    layer_gc = ca.LayerGradCam(torch_forward(model, ["image"], contrast=True), _last_conv_stage(net))
+    layer_gc = ca.LayerGradCam(torch_forward(model, [region_key(model)], contrast=True), _last_conv_stage(net))
     maps = []
     for s in chunks(len(image), chunk):
         x = torch.from_numpy(np.ascontiguousarray(image[s]))
@@ -134,18 +140,18 @@ def gradcam(model, image: np.ndarray, targets: np.ndarray, chunk: int = 64) -> n
     return maps / np.where(top > 0, top, 1.0)[:, None, None]  # Grad-CAM's scale means nothing: 1 = the hottest spot
 
 
-def black_image(model) -> torch.Tensor:
-    """Pixel value 0 in every channel, in the model's normalized space."""
-    im = model.preprocessor.state["image"]
-    mean, std = np.asarray(im["mean"], dtype=np.float32), np.asarray(im["std"], dtype=np.float32)
-    return torch.from_numpy((-mean / std).reshape(1, -1, 1, 1))
+def absent_region(model) -> torch.Tensor:
+    """What the type says means "nothing there" (a black image), in the model's normalized space."""
+    ftype, state = explained(model, REGIONS)
+    return torch.from_numpy(np.ascontiguousarray(ftype.absent_input(state)[region_key(model)]))
 
 
 def ig_image(model, image: np.ndarray, targets: np.ndarray, n_steps: int = 32, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """Integrated Gradients from a black image: per-pixel attributions [N, H, W] (summed over channels), deltas [N]."""
+    """Integrated Gradients from the absent input (a black image): per-pixel attributions [N, H, W] (summed over
+    channels), deltas [N]."""
     ca = captum_attr()
-    ig = ca.IntegratedGradients(torch_forward(model, ["image"]))
-    base = black_image(model)
+    ig = ca.IntegratedGradients(torch_forward(model, [region_key(model)]))
+    base = absent_region(model)
     maps, deltas = [], []
     for s in chunks(len(image), chunk):
         x = torch.from_numpy(np.ascontiguousarray(image[s]))
@@ -157,36 +163,22 @@ def ig_image(model, image: np.ndarray, targets: np.ndarray, n_steps: int = 32, c
 
 
 def unnormalize(model, image: np.ndarray) -> np.ndarray:
-    """Model-space images back to [0, 1] pixels [N, C, H, W] for display."""
-    im = model.preprocessor.state["image"]
-    mean = np.asarray(im["mean"], dtype=np.float32)[None, :, None, None]
-    std = np.asarray(im["std"], dtype=np.float32)[None, :, None, None]
-    return np.clip(image * std + mean, 0.0, 1.0)
+    """Model-space inputs back to [0, 1] pictures [N, C, H, W] for display (FeatureType.displayable)."""
+    ftype, state = explained(model, REGIONS)
+    return ftype.displayable(state, image)
 
 
-# --------------------------------------------------------------------------------------------- text (per token)
-def text_key(arrays: dict) -> str:
-    return next(k for k in TEXT_KEYS if k in arrays)
-
-
-def _special_ids(model) -> set[int]:
-    if model.preprocessor.state["text"]["tokenizer"] == "words":
-        return set()
-    from forgeml.features.text import minilm_tokenizer
-
-    tok = minilm_tokenizer()
-    return {i for i in tok.all_special_ids if i != tok.pad_token_id}
+# --------------------------------------------------------------------------------------------- tokens (text)
+def token_key(model) -> str:
+    """The model input holding the token ids (the first input of the type explained per token)."""
+    ftype, state = explained(model, TOKENS)
+    return ftype.model_inputs(state)[0]
 
 
 def word_positions(model, arrays: dict) -> np.ndarray:
-    """[N, L] True where a real token (not padding, not [CLS]/[SEP]) sits."""
-    ids = arrays[text_key(arrays)]
-    real = ids != 0
-    if "attention_mask" in arrays:
-        real &= arrays["attention_mask"] == 1
-    for special in _special_ids(model):
-        real &= ids != special
-    return real
+    """[N, L] True where a real token (not padding, not [CLS]/[SEP]) sits (FeatureType.token_positions)."""
+    ftype, state = explained(model, TOKENS)
+    return ftype.token_positions(state, arrays)
 
 
 def _text_embedding(net: torch.nn.Module) -> torch.nn.Module:
@@ -198,7 +190,7 @@ def _text_embedding(net: torch.nn.Module) -> torch.nn.Module:
 
 
 def _text_inputs(model, arrays: dict, s: slice):
-    key = text_key(arrays)
+    key = token_key(model)
     ids = torch.from_numpy(arrays[key][s])
     extra = tuple(torch.from_numpy(arrays[k][s]) for k in arrays if k != key)
     base = torch.where(torch.from_numpy(word_positions(model, {k: v[s] for k, v in arrays.items()})), 0, ids)
@@ -208,7 +200,7 @@ def _text_inputs(model, arrays: dict, s: slice):
 def ig_tokens(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
     """Integrated Gradients on the word embeddings, from empty text: per-token attributions [N, L], deltas [N]."""
     ca = captum_attr()
-    key = text_key(arrays)
+    key = token_key(model)
     keys = [key, *[k for k in arrays if k != key]]
     lig = ca.LayerIntegratedGradients(torch_forward(model, keys), _text_embedding(model.estimator))
     out, deltas = [], []
@@ -246,7 +238,7 @@ def seeded(seed: int, fn: Callable):
 def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, seed: int = 0,
                 advance: Optional[Callable[[], None]] = None) -> np.ndarray:
     """LIME with words switched off (replaced by padding): per-token attributions [N, L]."""
-    key = text_key(arrays)
+    key = token_key(model)
     keys = [key, *[k for k in arrays if k != key]]
     forward = torch_forward(model, keys)
     real = word_positions(model, arrays)

@@ -10,35 +10,26 @@ import pandas as pd
 
 from forgeml.explain import attributions as at
 from forgeml.explain import tables
-from forgeml.explain.methods import kind_of
+from forgeml.explain.methods import COLUMNS, REGIONS, TOKENS, explained, kind_of
 
 
 @dataclass
 class Local:
     method: str
-    kind: str  # image | text | table
+    kind: str  # regions | tokens | columns (forgeml.explain.methods.kind_of)
     outputs: np.ndarray  # explained units per instance: class probabilities [N, K] or [N, 1] target units (no mean)
     targets: np.ndarray  # explained output index per instance
     values: np.ndarray  # attributions: [N, features] | [N, tokens] | [N, H, W]
     deltas: Optional[np.ndarray] = None  # IG (Captum): sum(attributions) - (output(x) - output(baseline))
     features: Optional[list[str]] = None  # tables: the raw feature per column of `values`
-    tokens: Optional[list[list[str]]] = None  # text: the words/word pieces per instance
+    tokens: Optional[list[list[Optional[str]]]] = None  # tokens: the words/word pieces per instance (None: not shown)
     raw_values: Optional[list[dict]] = None  # tables: the instance's own column values
 
 
-def _tokens(model, frame: pd.DataFrame, arrays: dict) -> list[list[str]]:
-    """The token shown for each position of the model's text input."""
-    from forgeml.data import text as txt
-    from forgeml.features.text import joined_text
-
-    state = model.preprocessor.state["text"]
-    key = at.text_key(arrays)
-    if state["tokenizer"] == "words":
-        return [txt.words(t)[: state["max_len"]] for t in joined_text(frame, state["columns"])]
-    from forgeml.features.text import minilm_tokenizer
-
-    tok = minilm_tokenizer()
-    return [tok.convert_ids_to_tokens(ids.tolist()) for ids in arrays[key]]
+def _tokens(model, frame: pd.DataFrame, arrays: dict) -> list[list[Optional[str]]]:
+    """The token shown for each position of the model's token input (FeatureType.token_strings)."""
+    ftype, state = explained(model, TOKENS)
+    return ftype.token_strings(frame, state, arrays)
 
 
 def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target: Optional[int] = None,
@@ -48,13 +39,13 @@ def explain_local(model, arrays: dict, frame: pd.DataFrame, method: str, target:
     outputs = at.predict(model, arrays)
     targets = at.targets_for(model, outputs, target)
     deltas = features = tokens = raw_values = None
-    if kind == "image":
-        image = arrays["image"]
+    if kind == REGIONS:
+        image = arrays[at.region_key(model)]
         if method == "gradcam":
             values = at.gradcam(model, image, targets)
         else:
             values, deltas = at.ig_image(model, image, targets, n_steps=min(n_steps, 32))
-    elif kind == "text":
+    elif kind == TOKENS:
         if method == "ig":
             values, deltas = at.ig_tokens(model, arrays, targets, n_steps=n_steps)
         else:
@@ -99,16 +90,15 @@ def record(model, local: Local, i: int, heatmap: bool = True, digits: int = 6) -
     if local.deltas is not None:
         rec["delta"] = round(float(local.deltas[i]), digits) + 0.0  # + 0.0: no "-0.0"
     v = local.values[i]
-    if local.kind == "table":
+    if local.kind == COLUMNS:
         rec["attributions"] = {f: round(float(a), digits) + 0.0 for f, a in zip(local.features, v)}
         order = np.argsort(-np.abs(v))
         rec["top"] = [local.features[j] for j in order[:5]]
         if local.raw_values is not None:
             rec["values"] = {k: json_value(x) for k, x in local.raw_values[i].items()}
-    elif local.kind == "text":
+    elif local.kind == TOKENS:
         toks = local.tokens[i]
-        keep = [j for j, t in enumerate(toks) if j < len(v) and (model.preprocessor.state["text"]["tokenizer"] == "words"
-                                                                 or t not in ("[CLS]", "[SEP]", "[PAD]"))]
+        keep = [j for j, t in enumerate(toks) if j < len(v) and t is not None]
         rec["tokens"] = [toks[j] for j in keep]
         rec["attributions"] = [round(float(v[j]), digits) + 0.0 for j in keep]
         order = sorted(range(len(keep)), key=lambda j: -abs(rec["attributions"][j]))

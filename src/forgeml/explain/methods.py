@@ -1,11 +1,13 @@
-"""Which explanation methods apply to a run, and which run by default.
+"""Which explanation a run gets, which methods apply to it, and which run by default.
 
-| run                          | methods                      | default (no --method)     |
-| ---------------------------- | ---------------------------- | ------------------------- |
-| images (CNN)                 | gradcam, ig                  | gradcam + ig              |
-| text (text, minilm models)   | ig, lime                     | ig                        |
-| table, torch MLP             | permutation, ig, lime        | permutation + ig          |
-| table, LightGBM              | permutation, lime            | permutation + lime        |
+The explanation's kind comes from the feature types (``FeatureType.explains_as``), never from their names:
+
+| kind      | run                                                  | methods               | default (no --method) |
+| --------- | ---------------------------------------------------- | --------------------- | --------------------- |
+| `regions` | an input explained as a heat-map (images: CNN)       | gradcam, ig           | gradcam + ig          |
+| `tokens`  | a model that reads only token types (text, minilm)   | ig, lime              | ig                    |
+| `columns` | anything else (a table), torch MLP                   | permutation, ig, lime | permutation + ig      |
+| `columns` | a table, LightGBM                                    | permutation, lime     | permutation + lime    |
 
 Permutation importance is global (needs labelled rows); the others explain single instances. Anomaly runs (the
 ``scores`` tag) have their own methods, per row: forgeml.explain.anomaly.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from forgeml import features
 from forgeml.errors import ConfigError
 from forgeml.models import get_model
 
@@ -21,23 +24,30 @@ METHODS = ("gradcam", "ig", "lime", "permutation")
 LOCAL = ("gradcam", "ig", "lime")
 NAMES = {"gradcam": "Grad-CAM", "ig": "Integrated Gradients", "lime": "LIME", "permutation": "permutation importance"}
 
+REGIONS, TOKENS, COLUMNS = "regions", "tokens", "columns"  # the values of FeatureType.explains_as
+KIND_METHODS = {REGIONS: ("gradcam", "ig"), TOKENS: ("ig", "lime")}  # columns: by the learner (below)
+KIND_DEFAULTS = {REGIONS: ["gradcam", "ig"], TOKENS: ["ig"]}
+KIND_WORDS = {REGIONS: "as heat-maps", TOKENS: "per token", COLUMNS: "per column"}
+
 
 def kind_of(manifest: dict) -> str:
-    """'image', 'text' (a model that reads only text) or 'table' (numeric/categorical columns, maybe text too)."""
-    pre = manifest["preprocessing"]
-    if "image" in pre:
-        return "image"
-    if get_model(manifest["model"]["name"]).accepts == {"text"}:
-        return "text"
-    return "table"
+    """'regions' (a present type explains as a heat-map), 'tokens' (the model accepts only types explained per
+    token) or 'columns' (a table: one attribution per raw column)."""
+    if any(t.explains_as == REGIONS for t, _ in features.present(manifest["preprocessing"])):
+        return REGIONS
+    accepted = {features.get(n).explains_as for n in get_model(manifest["model"]["name"]).accepts if n in features.FEATURES}
+    return TOKENS if accepted == {TOKENS} else COLUMNS
+
+
+def explained(model, kind: str):
+    """(type, its state) of the run's input explained as ``kind`` (regions or tokens)."""
+    return next((t, s) for t, s in features.present(model.preprocessor.state) if t.explains_as == kind)
 
 
 def applicable(manifest: dict) -> tuple[str, ...]:
     kind = kind_of(manifest)
-    if kind == "image":
-        return ("gradcam", "ig")
-    if kind == "text":
-        return ("ig", "lime")
+    if kind in KIND_METHODS:
+        return KIND_METHODS[kind]
     if "torch" not in get_model(manifest["model"]["name"]).tags:  # no gradients: no Integrated Gradients
         return ("permutation", "lime")
     return ("permutation", "ig", "lime")
@@ -45,31 +55,39 @@ def applicable(manifest: dict) -> tuple[str, ...]:
 
 def defaults(manifest: dict, has_input: bool) -> list[str]:
     kind = kind_of(manifest)
-    if kind == "image":
-        return ["gradcam", "ig"]
-    if kind == "text":
-        return ["ig"]
+    if kind in KIND_DEFAULTS:
+        return list(KIND_DEFAULTS[kind])
     local = "ig" if "torch" in get_model(manifest["model"]["name"]).tags else "lime"
     return [local] if has_input else ["permutation", local]
 
 
+def _or(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _and(names) -> str:
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def _what(manifest: dict) -> str:
     kind = kind_of(manifest)
-    model = manifest["model"]["name"]
-    return {"image": f"an image model ({model})", "text": f"a text model ({model})"}.get(kind, f"a table model ({model})")
+    types = [t.name for t, _ in features.present(manifest["preprocessing"])]
+    return f"a model of {_and(types)} columns ({manifest['model']['name']}), explained {KIND_WORDS[kind]}"
+
+
+def _regions() -> str:
+    names = [t.name for t in features.all_types() if t.explains_as == REGIONS]
+    return _or(names) if names else "heat-map"
 
 
 WHY_NOT = {
-    "gradcam": "Grad-CAM looks at a CNN's last convolutional stage, so it explains image models only",
-    "ig": "Integrated Gradients needs a differentiable (torch) model; LightGBM's trees have no gradients",
-    "lime": "LIME here switches table columns or words off, not image regions",
-    "permutation": "permutation importance shuffles table columns one at a time",
+    "gradcam": lambda: f"Grad-CAM looks at a CNN's last convolutional stage, so it explains {_regions()} models only",
+    "ig": lambda: "Integrated Gradients needs a differentiable (torch) model; LightGBM's trees have no gradients",
+    "lime": lambda: f"LIME here switches table columns or words off, not {_regions()} regions",
+    "permutation": lambda: "permutation importance shuffles table columns one at a time",
 }
-
-
-def _listing(names) -> str:
-    names = list(names)
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
 
 
 def choose(manifest: dict, method: Optional[str], has_input: bool, allowed: tuple = METHODS) -> list[str]:
@@ -81,19 +99,19 @@ def choose(manifest: dict, method: Optional[str], has_input: bool, allowed: tupl
         raise ConfigError(f"unknown explain method {method!r}; choose one of {', '.join(m for m in METHODS if m in allowed)}")
     ok = [m for m in applicable(manifest) if m in allowed]
     if method not in ok:
-        raise ConfigError(f"method {method!r} does not apply to this run: {WHY_NOT[method]}, and this run is "
-                          f"{_what(manifest)}. Use {_listing(ok)}")
+        raise ConfigError(f"method {method!r} does not apply to this run: {WHY_NOT[method]()}, and this run is "
+                          f"{_what(manifest)}. Use {_or(ok)}")
     return [method]
 
 
 def local_method(manifest: dict, method: Optional[str]) -> str:
     """The one per-instance method for a request (the server's explain endpoint): the given one, checked, or the
-    run's default (gradcam for images, ig for text and torch tables, lime for LightGBM)."""
+    run's default (gradcam for regions, ig for tokens and torch tables, lime for LightGBM)."""
     if method is None:
         return next(m for m in defaults(manifest, has_input=True) if m in LOCAL)
     if isinstance(method, str) and method.strip().lower() == "permutation":
         raise ConfigError("permutation importance is global (it shuffles columns across many labelled rows): run "
                           "`forgeml explain RUN`; explain instances here with "
-                          f"{_listing(m for m in applicable(manifest) if m in LOCAL)}")
+                          f"{_or(m for m in applicable(manifest) if m in LOCAL)}")
     (chosen,) = choose(manifest, method, has_input=True, allowed=LOCAL)
     return chosen

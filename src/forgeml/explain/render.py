@@ -177,7 +177,7 @@ def report_section(result: dict, folder: Path) -> list[str]:
         from forgeml.explain.anomaly_render import report_section as anomaly_section
 
         return anomaly_section(result, folder)
-    from forgeml.explain.methods import NAMES
+    from forgeml.explain.methods import COLUMNS, NAMES, TOKENS
 
     e = html.escape
     parts = ["<h2>Explanations</h2>",
@@ -193,15 +193,15 @@ def report_section(result: dict, folder: Path) -> list[str]:
         parts.append(table(["rank", "feature", "importance", "sd"],
                             [[f["rank"], f["feature"], f["importance"], f["std"]] for f in perm["features"][:20]]))
     instances = result.get("instances", [])
-    kind = result["kind"]
-    if instances and kind == "table":
+    kind = result["kind"]  # forgeml.explain.methods.kind_of
+    if instances and kind == COLUMNS:
         parts.append("<h3>Per-row attributions</h3>")
         rows = []
         for rec in instances:
             top = sorted(rec["attributions"].items(), key=lambda kv: -abs(kv[1]))[:5]
             rows.append([rec["heading"].split(" [")[0], NAMES[rec["method"]], ", ".join(f"{k} {v:+.4f}" for k, v in top)])
         parts.append(table(["row", "method", "largest contributions"], rows))
-    if instances and kind == "text":
+    if instances and kind == TOKENS:
         for method in result["methods"]:
             recs = [r for r in instances if r["method"] == method]
             parts.append(f"<h3>{e(NAMES[method])}: tokens</h3><style>{TEXT_CSS}</style>{text_fragment(recs)}")

@@ -1,9 +1,10 @@
 """`forgeml explain RUN`: pick the methods that fit the run, explain the run's test split (or --input), write the
 files and `explanations.json`, and add an "Explanations" section to the run's report.
 
-Without --input: images -> a grid of a few test examples per class (Grad-CAM + Integrated Gradients); text -> a few
-test texts with highlighted tokens; tables -> global permutation importance on the test split plus per-row
-attributions (IG for the MLP, LIME for LightGBM) for a few rows spread over the classes. Anomaly runs (the ``scores``
+Without --input, by the explanation's kind (forgeml.explain.methods.kind_of): regions (images) -> a grid of a few test
+examples per class (Grad-CAM + Integrated Gradients); tokens (text) -> a few test texts with highlighted tokens;
+columns (tables) -> global permutation importance on the test split plus per-row attributions (IG for the MLP, LIME
+for LightGBM) for a few rows spread over the classes. Anomaly runs (the ``scores``
 tag) -> each column's share of the score of the most anomalous test rows (forgeml.explain.anomaly_run).
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pandas as pd
 
 from forgeml import artifacts
 from forgeml.errors import ConfigError, DataError
-from forgeml.explain.methods import NAMES, choose, kind_of
+from forgeml.explain.methods import COLUMNS, NAMES, REGIONS, TOKENS, choose, explained, kind_of
 
 RESULT = "explanations.json"
 DEFAULT_DIR = "explanations"
@@ -53,12 +54,17 @@ def units_of(model, explained: Optional[str]) -> str:
     return f"predicted {model.manifest['target']['name']} (its own units)"
 
 
-BASELINES = {
-    "image": "a black image",
-    "text": "empty text (every word replaced by padding)",
-    "table": "a typical row: numeric columns at their training mean (or the fill value data.clean chose), categorical "
-             "columns at their most frequent level, no text",
-}
+TYPICAL_ROW = ("a typical row: numeric columns at their training mean (or the fill value data.clean chose), categorical "
+               "columns at their most frequent level, no text")
+
+
+def baseline_of(model, kind: str) -> str:
+    """What the attributions are measured from, in words: the typical row of a table, else what the explained type
+    says stands for "nothing there" (FeatureType.absent_description)."""
+    if kind == COLUMNS:
+        return TYPICAL_ROW
+    ftype, _ = explained(model, kind)
+    return ftype.absent_description or f"an absent {ftype.name} input"
 
 
 @contextlib.contextmanager
@@ -158,16 +164,11 @@ def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] 
 
     result = {"run": run_dir.name, "model": model.model_name, "task": model.task.name, "kind": kind,
               "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "data": where, "methods": methods,
-              "units": units_of(model, opts.explain_class), "baseline": BASELINES[kind], "files": []}
+              "units": units_of(model, opts.explain_class), "baseline": baseline_of(model, kind), "files": []}
     ctx = _Context(model, arrays, frame, inputs is not None, opts, out_dir, result, target_index, say, labelled_rows)
     with _progress(quiet) as add:
         ctx.add_progress = add
-        if kind == "image":
-            _images(ctx, methods)
-        elif kind == "text":
-            _texts(ctx, methods)
-        else:
-            _tables(ctx, methods)
+        {REGIONS: _images, TOKENS: _texts, COLUMNS: _tables}[kind](ctx, methods)
     _write(result, out_dir, run_dir)
     result["out"] = str(out_dir)
     return result
@@ -290,7 +291,7 @@ def _texts(ctx: _Context, methods: list[str]) -> None:
 # --------------------------------------------------------------------------------------------- images
 def _images(ctx: _Context, methods: list[str]) -> None:
     from forgeml.explain import render
-    from forgeml.explain.attributions import unnormalize
+    from forgeml.explain.attributions import region_key, unnormalize
     from forgeml.explain.local import record
 
     model = ctx.model
@@ -322,7 +323,7 @@ def _images(ctx: _Context, methods: list[str]) -> None:
             if truths:
                 base["true"] = truths[k]
             base[method] = {key: rec[key] for key in ("peak", "size", "heatmap", "delta") if key in rec}
-    images01 = unnormalize(model, arrays["image"])
+    images01 = unnormalize(model, arrays[region_key(model)])
     instances = [recs[i] for i in idx]
     for rec, name in zip(instances, names):
         rec["heading"] = render.heading(rec, name, rec.get("true"))
@@ -350,7 +351,8 @@ def _short_title(rec: dict) -> str:
 
 
 def _source_name(frame: pd.DataFrame, model, i: int) -> str:
-    col = model.preprocessor.state["image"]["column"]
+    ftype, state = explained(model, REGIONS)
+    col = ftype.explained_columns(state)[0][0]
     if col in frame.columns and isinstance(frame[col].iloc[i], str):
         return Path(frame[col].iloc[i]).name
     return f"input row {i}"

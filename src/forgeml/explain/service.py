@@ -74,7 +74,7 @@ class Explainers:
         """Blocking work (run it in a thread): per-instance attributions as JSON-able records."""
         from forgeml.explain.inputs import encode_rows
         from forgeml.explain.local import explain_local, record
-        from forgeml.explain.run import BASELINES, units_of
+        from forgeml.explain.run import baseline_of, units_of
         from forgeml.explain.methods import kind_of
         from forgeml.features.records import InputError
 
@@ -91,7 +91,7 @@ class Explainers:
                 where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
                 raise ExplainProblem(422, f"{where}: {exc}") from None
         return {"model": served.name, "version": served.version, "method": method, "task": model.task.name,
-                "labels": model.labels, "units": units_of(model, None), "baseline": BASELINES[kind_of(model.manifest)],
+                "labels": model.labels, "units": units_of(model, None), "baseline": baseline_of(model, kind_of(model.manifest)),
                 "explanations": [record(model, local, i) for i in range(len(rows))]}
 
     def _scores(self, served, model, arrays, frame, method: str) -> dict:

@@ -1,7 +1,7 @@
 """The terminal summary of `forgeml explain` (Rich renderables for stdout)."""
 from __future__ import annotations
 
-from forgeml.explain.methods import NAMES
+from forgeml.explain.methods import NAMES, REGIONS, TOKENS
 
 
 def _fmt(v: float) -> str:
@@ -25,7 +25,7 @@ def _local_table(result: dict, top: int):
 
     kind = result["kind"]
     instances = result.get("instances", [])
-    if kind == "image":
+    if kind == REGIONS:
         table = Table(title="per-image explanations (peak: (row, col) of the heat-map's largest value)")
         cols = ["row", "true", "predicted", "p", "top-3 classes"] + [f"{NAMES[m]} peak" for m in result["methods"]]
         for c in cols:
@@ -37,12 +37,12 @@ def _local_table(result: dict, top: int):
             table.add_row(str(rec["index"]), str(rec.get("true", "")), str(rec["prediction"]), "" if p is None else f"{p:.3f}",
                           top3, *[str(tuple(rec[m]["peak"])) for m in result["methods"]])
         return table
-    table = Table(title=f"per-{'text' if kind == 'text' else 'row'} attributions to the {result['units']} "
+    table = Table(title=f"per-{'text' if kind == TOKENS else 'row'} attributions to the {result['units']} "
                         f"(top {top} by size)")
     for c in ("instance", "method", "top contributions"):
         table.add_column(c, justify="left")
     for rec in instances:
-        if kind == "text":
+        if kind == TOKENS:
             pairs = sorted(zip(rec["tokens"], rec["attributions"]), key=lambda kv: -abs(kv[1]))[:top]
         else:
             pairs = sorted(rec["attributions"].items(), key=lambda kv: -abs(kv[1]))[:top]
@@ -65,7 +65,7 @@ def renderables(result: dict, top: int = 10) -> list:
                    f"({perm['repeats']} shuffles each)")
         out.append(_permutation_table(perm, top))
     if result.get("instances"):
-        out.append(_local_table(result, 3 if result["kind"] != "text" else 5))
+        out.append(_local_table(result, 5 if result["kind"] == TOKENS else 3))
     out.append(f"wrote {len(result['files'])} files to {result['out']}: {', '.join(result['files'][:8])}"
                + (" ..." if len(result["files"]) > 8 else ""))
     return out

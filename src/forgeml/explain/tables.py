@@ -9,22 +9,26 @@ import numpy as np
 import torch
 
 from forgeml.errors import ConfigError
-from forgeml.explain.attributions import TEXT_KEYS, captum_attr, chunks, forward_for, seeded, tensors, torch_forward
+from forgeml.explain.attributions import captum_attr, chunks, forward_for, seeded, tensors, torch_forward
+from forgeml.explain.methods import REGIONS
+from forgeml.features import present
+
+
+def column_types(model) -> list[tuple]:
+    """(type, state) of the run's inputs explained per column, in input order (heat-map inputs are not)."""
+    return [(t, s) for t, s in present(model.preprocessor.state) if t.explains_as != REGIONS]
 
 
 def table_groups(model) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Raw feature names, and for each encoded input the group (feature) index of each of its columns."""
-    pre = model.preprocessor.state
-    feats = model.manifest["features"]
-    text_cols = pre.get("text", {}).get("columns", [])
+    """Raw feature names (in the features' order; a type may group its columns, FeatureType.explained_columns), and
+    for each encoded input the group (feature) index of each of its columns (FeatureType.input_owners)."""
+    named: dict[str, str] = {}  # raw column -> the name its attributions are reported under
+    for ftype, state in column_types(model):
+        named.update({c: name for name, columns in ftype.explained_columns(state) for c in columns})
     names: list[str] = []
-    for f in feats:
-        if f["name"] in text_cols:
-            joined = " + ".join(text_cols)
-            if joined not in names:
-                names.append(joined)
-        elif f["type"] in ("numeric", "categorical"):
-            names.append(f["name"])
+    for f in model.manifest["features"]:
+        if f["name"] in named and named[f["name"]] not in names:
+            names.append(named[f["name"]])
     index = {n: i for i, n in enumerate(names)}
     by_length = sorted(names, key=len, reverse=True)
 
@@ -34,31 +38,22 @@ def table_groups(model) -> tuple[list[str], dict[str, np.ndarray]]:
         return index[next(n for n in by_length if column.startswith(n))]
 
     groups: dict[str, np.ndarray] = {}
-    if "numeric" in pre:  # the columns, then their missing-value indicators (data.clean.missing.indicator)
-        num = pre["numeric"]
-        groups["numeric"] = np.array([owner(c) for c in [*num["columns"], *num.get("indicator", [])]], dtype=np.int64)
-    if "categorical" in pre:
-        groups["categorical"] = np.array([owner(c) for c in pre["categorical"]["columns"]], dtype=np.int64)
-    if text_cols:
-        key = "tokens" if pre["text"]["tokenizer"] == "words" else "input_ids"
-        groups[key] = np.array([index[" + ".join(text_cols)]], dtype=np.int64)
+    for ftype, state in column_types(model):
+        for key, owners in ftype.input_owners(state).items():
+            groups[key] = np.array([owner(c) for c in owners], dtype=np.int64)
     return names, groups
 
 
 def typical_row(model):
-    """The reference row: each numeric column at the value a missing entry gets (the training mean by default, or
-    the median/mode/constant data.clean chose), each categorical column at its most frequent training level, text
-    empty. As a raw one-row DataFrame, so the run's own preprocessing (clipping, scaling, indicators) encodes it."""
+    """The reference row: each column at its type's typical value (FeatureType.typical_values: numerics at the value
+    a missing entry gets, the training mean by default or the median/mode/constant data.clean chose; categoricals at
+    their most frequent training level; text empty). As a raw one-row DataFrame, so the run's own preprocessing
+    (clipping, scaling, indicators) encodes it."""
     import pandas as pd
 
-    pre = model.preprocessor.state
     row: dict = {}
-    if num := pre.get("numeric"):
-        row.update(zip(num["columns"], num.get("fill", num.get("mean"))))
-    if cat := pre.get("categorical"):
-        row.update({c: (levels[0] if levels else None) for c, levels in zip(cat["columns"], cat["levels"])})
-    for c in pre.get("text", {}).get("columns", []):
-        row[c] = ""
+    for ftype, state in column_types(model):
+        row.update(ftype.typical_values(state))
     return pd.DataFrame([row])
 
 
@@ -67,27 +62,11 @@ def table_baseline(model) -> dict[str, np.ndarray]:
     return model.preprocessor.transform(typical_row(model))
 
 
-def numeric_spread(model) -> np.ndarray:
-    """Standard deviation of each encoded numeric input over the training split, as far as the scaling says it:
-    1 for standard scaling, IQR/1.35 -> 1/1.35 for robust, a quarter of the range for min-max (a normal spanning the
-    range), 1 raw unit for no scaling; 0 for missing-value indicators (kept at 'not missing')."""
-    num = model.preprocessor.state["numeric"]
-    sd = {"robust": 1 / 1.349, "minmax": 0.25}.get(num.get("scale_method", "standard"), 1.0)
-    return np.concatenate([np.full(len(num["columns"]), sd), np.zeros(len(num.get("indicator", [])))]).astype(np.float32)
-
-
-def _mlp_layout(net, groups: dict[str, np.ndarray], arrays: dict) -> np.ndarray:
-    """The group of each input position of the MLP's first Linear layer: [numeric | embeddings | text]."""
-    if not (hasattr(net, "net") and hasattr(net, "embeddings")):
+def _mlp_layout(net, groups: dict[str, np.ndarray]) -> np.ndarray:
+    """The group of each input position of the MLP's first Linear layer (the network's input_layout)."""
+    if not (hasattr(net, "net") and hasattr(net, "input_layout")):
         raise ConfigError("Integrated Gradients for tables knows forgeml's MLP layout; use --method lime for this model")
-    parts = []
-    if "numeric" in arrays:
-        parts.append(groups["numeric"])
-    for j, emb in enumerate(net.embeddings):
-        parts.append(np.full(emb.embedding_dim, groups["categorical"][j]))
-    if getattr(net, "text", None) is not None:
-        key = next(k for k in TEXT_KEYS if k in groups)
-        parts.append(np.full(net.text.embedding_dim, groups[key][0]))
+    parts = [np.full(width, groups[key][0 if column is None else column]) for key, column, width in net.input_layout()]
     return np.concatenate(parts)
 
 
@@ -98,7 +77,7 @@ def ig_table(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk:
     names, groups = table_groups(model)
     keys = list(arrays)
     net = model.estimator
-    layout = _mlp_layout(net, groups, arrays)
+    layout = _mlp_layout(net, groups)
     lig = ca.LayerIntegratedGradients(torch_forward(model, keys), net.net[0])
     base = table_baseline(model)
     out, deltas = [], []
@@ -118,9 +97,10 @@ def ig_table(model, arrays: dict, targets: np.ndarray, n_steps: int = 50, chunk:
 def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, seed: int = 0,
                advance: Optional[Callable[[], None]] = None) -> np.ndarray:
     """LIME as it works on tables (Ribeiro et al.'s tabular explainer): each sample switches a random set of columns
-    off, and a switched-off column takes a random value from the training distribution (numerics ~ normal around the
-    typical value with the training spread, see numeric_spread; categoricals a random known level; text empty). A weighted linear fit of the output on the
-    on/off pattern gives one coefficient per raw column: [N, features].
+    off, and a switched-off column takes a random value from the training distribution, as its type draws it
+    (FeatureType.switched_off: numerics ~ normal around the typical value with the training spread; categoricals a
+    random known level; text empty, the typical row's). A weighted linear fit of the output on the on/off pattern
+    gives one coefficient per raw column: [N, features].
 
     Random replacements rather than one reference value: a single "typical row" can sit on the same side of a tree's
     split as the row itself, and then the deciding column looks irrelevant. Works for any model (LightGBM included):
@@ -131,12 +111,11 @@ def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, s
     names, groups = table_groups(model)
     keys = list(arrays)
     forward = forward_for(model, keys)
-    cat_levels = [len(levels) for levels in model.preprocessor.state.get("categorical", {}).get("levels", [])]
+    typed = {key: (t, s) for t, s in column_types(model) for key in t.model_inputs(s)}  # model input -> its type
     owners = [torch.from_numpy(groups[k] if len(groups[k]) == arrays[k].shape[1] else np.full(arrays[k].shape[1], groups[k][0]))
               for k in keys]
     width2 = 0.75 ** 2 * len(names)  # LIME's default kernel width, 0.75 * sqrt(features), on the on/off distance
     centre = {k: torch.from_numpy(v) for k, v in table_baseline(model).items()}
-    spread = torch.from_numpy(numeric_spread(model)) if "numeric" in arrays else None
 
     def perturb(original, **kwargs):
         return torch.bernoulli(torch.full((1, len(names)), 0.5)).long()
@@ -145,12 +124,8 @@ def lime_table(model, arrays: dict, targets: np.ndarray, n_samples: int = 400, s
         out = []
         for k, x, owner in zip(keys, original, owners):
             keep = sample[0][owner].bool().unsqueeze(0)
-            if k == "numeric":
-                other = centre[k] + torch.randn(x.shape, dtype=x.dtype) * spread
-            elif k == "categorical":
-                other = torch.stack([torch.randint(1, max(2, n + 1), (x.shape[0],)) for n in cat_levels], dim=1)
-            else:
-                other = centre[k].expand_as(x)
+            ftype, state = typed[k]
+            other = ftype.switched_off(state, k, centre[k], x)
             out.append(torch.where(keep, x, other))
         return tuple(out)
 

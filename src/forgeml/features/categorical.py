@@ -28,8 +28,24 @@ def request_key(v) -> str:
     raise TypeError
 
 
-@FEATURES.register("categorical", order=20)
+@FEATURES.register("categorical", order=20, tags={"levels", "level_codes"})
 class Categorical(FeatureType):
+    """``levels``: its values are compared by value (the profile counts them and looks each up); ``level_codes``:
+    each level is one code, for the data.max_categories most frequent (the profile flags a column with more)."""
+
+    # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a table block; codes are not augmented
+    # (mixup keeps the first row's); SMOTENC treats them as nominal
+    baseline_block = "table"
+    smote = "nominal"
+
+    # ---- detection (forgeml.features.detect): asked last, it claims what is left (booleans included), dates aside
+    detect_order = 90
+
+    def detect(self, values):
+        import pandas as pd
+
+        return not pd.api.types.is_datetime64_any_dtype(values)
+
     def fit(self, df, columns, data_cfg, context):
         levels = []
         for name in columns:
@@ -124,3 +140,12 @@ class Categorical(FeatureType):
         if len(levels) <= MAX_LEVELS_SHOWN:
             entry["levels"] = [str(v) for v in levels]
         return entry
+
+    # ---- explanations (forgeml.core.FeatureType): one attribution per column; typical: the most frequent level
+    def typical_values(self, state):
+        return {c: (levels[0] if levels else None) for c, levels in zip(state["columns"], state["levels"])}
+
+    def switched_off(self, state, key, centre, like):
+        import torch  # a random known level's code per switched-off column
+
+        return torch.stack([torch.randint(1, max(2, len(levels) + 1), (like.shape[0],)) for levels in state["levels"]], dim=1)

@@ -70,8 +70,24 @@ def request_image(value: Any, state: dict, field: str, row: int) -> np.ndarray:
 class Image(FeatureType):
     """``files``: a folder of image files can stand for this column (predict, explain)."""
 
+    # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a linear model on the flattened pixels; warps
+    # and jitter; SMOTE does not interpolate images
+    baseline_block = "dense"
+    augment = "pixels"
+
+    # ---- detection (forgeml.features.detect): pixel arrays, or over 90% paths with an image extension; one per model
+    detect_order = 20
+    max_columns = 1
+
+    def detect(self, values):
+        from forgeml.data.sources import IMAGE_EXTS
+
+        if isinstance(values.iloc[0], np.ndarray):
+            return True
+        return bool(values.astype(str).str.lower().str.endswith(tuple(IMAGE_EXTS)).mean() > 0.9)
+
     def fit(self, df, columns, data_cfg, context):
-        name = columns[0]  # data.schema allows one image column per model
+        name = columns[0]  # max_columns: one image column per model
         # a seeded sample across classes (an image folder lists its rows class by class)
         values = df[name].iloc[np.random.default_rng(0).permutation(len(df))[:STATS_SAMPLE]].tolist()
         mode, size = img.describe(values)
@@ -140,3 +156,16 @@ class Image(FeatureType):
                                     f"0..{img.source_pixel_range(state):g}"}],
                     "description": f"an image; resized to {h}x{w} ({state['mode']}). JSON Schema cannot say all of it: "
                                    "the string must decode to an image file, and the pixel rows must be of equal length"}}
+
+    # ---- explanations (forgeml.core.FeatureType): heat-maps over the picture, measured from a black image
+    explains_as = "regions"
+    absent_description = "a black image"
+
+    def absent_input(self, state):
+        mean, std = np.asarray(state["mean"], dtype=np.float32), np.asarray(state["std"], dtype=np.float32)
+        return {"image": (-mean / std).reshape(1, -1, 1, 1)}  # pixel value 0 in every channel, normalized
+
+    def displayable(self, state, x):
+        mean = np.asarray(state["mean"], dtype=np.float32)[None, :, None, None]
+        std = np.asarray(state["std"], dtype=np.float32)[None, :, None, None]
+        return np.clip(x * std + mean, 0.0, 1.0)

@@ -35,8 +35,31 @@ def finite(v) -> bool:
         return False
 
 
-@FEATURES.register("numeric", order=10)
+def numeric_spread(state: dict) -> np.ndarray:
+    """Standard deviation of each encoded numeric input over the training split, as far as the scaling says it:
+    1 for standard scaling, IQR/1.35 -> 1/1.35 for robust, a quarter of the range for min-max (a normal spanning the
+    range), 1 raw unit for no scaling; 0 for missing-value indicators (kept at 'not missing')."""
+    sd = {"robust": 1 / 1.349, "minmax": 0.25}.get(state.get("scale_method", "standard"), 1.0)
+    return np.concatenate([np.full(len(state["columns"]), sd), np.zeros(len(state.get("indicator", [])))]).astype(np.float32)
+
+
+@FEATURES.register("numeric", order=10, tags={"ordered"})
 class Numeric(FeatureType):
+    """``ordered``: its values are numbers with an order (the profile bins them, fits trees on them, reports stats)."""
+
+    # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a table block; noise and mixup; interpolated
+    baseline_block = "table"
+    augment = "continuous"
+    smote = "continuous"
+
+    # ---- detection (forgeml.features.detect): a numeric dtype, booleans aside (those are categorical)
+    detect_order = 10
+
+    def detect(self, values):
+        import pandas as pd
+
+        return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+
     def fit(self, df, columns, data_cfg, context):
         return fit_numeric(numeric_frame(df, columns), columns, data_cfg.clean, context.get("clip_bounds"))
 
@@ -114,3 +137,15 @@ class Numeric(FeatureType):
                 "schema": {"type": ["number", "null"], "minimum": -FLOAT32_MAX, "maximum": FLOAT32_MAX,
                            "description": "a number (at most 3.4e38 either way: float32); null means missing",
                            "examples": [float(f"{typical:.6g}")]}}
+
+    # ---- explanations (forgeml.core.FeatureType): one attribution per column, the typical value is the fill value
+    def input_owners(self, state):
+        return {"numeric": [*state["columns"], *state.get("indicator", [])]}  # then the missing-value indicators
+
+    def typical_values(self, state):
+        return dict(zip(state["columns"], state.get("fill", state.get("mean"))))  # what a missing value becomes
+
+    def switched_off(self, state, key, centre, like):
+        import torch
+
+        return centre + torch.randn(like.shape, dtype=like.dtype) * torch.from_numpy(numeric_spread(state))

@@ -38,9 +38,33 @@ def tokenize(texts: list[str], state: dict) -> dict[str, np.ndarray]:
     return txt.tokenize(texts, state, None if state["tokenizer"] == "words" else minilm_tokenizer())
 
 
-@FEATURES.register("text", order=30, tags={"sequence"})
+@FEATURES.register("text", order=30, tags={"sequence", "levels"})
 class Text(FeatureType):
-    """``sequence``: its inputs are [batch, length] token ids."""
+    """``sequence``: its inputs are [batch, length] token ids. ``levels``: the profile compares its values by value."""
+
+    # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): TF-IDF of the joined columns; token deletion and
+    # swaps (MiniLM ids keep [CLS]/[SEP], the attention mask follows); SMOTE does not interpolate texts
+    baseline_block = "tfidf"
+    augment = "token_ids"
+
+    def augment_inputs(self, state):
+        if state["tokenizer"] == "words":
+            return {"tokens": "token_ids"}
+        return {"input_ids": "bracketed_token_ids", "attention_mask": "token_mask"}
+
+    # ---- detection (forgeml.features.detect): after numeric and image, strings of 4+ words on average, or mostly
+    # distinct and over 30 characters on average (dates aside)
+    detect_order = 30
+
+    def detect(self, values):
+        import pandas as pd
+
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return False
+        as_str = values.astype(str)
+        words = as_str.str.count(r"\s+") + 1
+        unique_ratio = as_str.nunique() / len(as_str)
+        return bool(words.mean() >= 4 or (unique_ratio > 0.5 and as_str.str.len().mean() > 30))
 
     def fit(self, df, columns, data_cfg, context):
         tokenizer = context.get("text_tokenizer", "words")
@@ -113,3 +137,32 @@ class Text(FeatureType):
         return {"name": column, "type": self.name,
                 "schema": {"type": ["string", "number", "null"],
                            "description": "text (a number is read as its text, as in training); null means empty"}}
+
+    # ---- explanations (forgeml.core.FeatureType): per token for a model that reads only text; in a table its columns
+    # are one group (the model sees them joined), typically empty
+    explains_as = "tokens"
+    absent_description = "empty text (every word replaced by padding)"
+
+    def explained_columns(self, state):
+        return [(" + ".join(state["columns"]), list(state["columns"]))]
+
+    def typical_values(self, state):
+        return {c: "" for c in state["columns"]}
+
+    def token_positions(self, state, arrays):
+        ids = arrays[self.model_inputs(state)[0]]
+        real = ids != 0
+        if "attention_mask" in arrays:
+            real &= arrays["attention_mask"] == 1
+        if state["tokenizer"] != "words":  # MiniLM's [CLS]/[SEP] are not words (padding is 0 already)
+            tok = minilm_tokenizer()
+            for special in {i for i in tok.all_special_ids if i != tok.pad_token_id}:
+                real &= ids != special
+        return real
+
+    def token_strings(self, df, state, arrays):
+        if state["tokenizer"] == "words":
+            return [txt.words(t)[: state["max_len"]] for t in joined_text(df, state["columns"])]
+        tok = minilm_tokenizer()
+        return [[None if t in ("[CLS]", "[SEP]", "[PAD]") else t for t in tok.convert_ids_to_tokens(ids.tolist())]
+                for ids in arrays[self.model_inputs(state)[0]]]

@@ -32,6 +32,15 @@ class TabularMLP(nn.Module):
             parts.append(self.text(batch["tokens"]))
         return self.net(torch.cat(parts, dim=1))
 
+    def input_layout(self) -> list[tuple[str, int | None, int]]:
+        """What feeds the first Linear layer, in order: (model input key, its column or None for the whole input,
+        width). forgeml.explain sums attributions taken there per raw column."""
+        text_dim = self.text.embedding_dim if self.text is not None else 0
+        numeric = self.net[0].in_features - sum(e.embedding_dim for e in self.embeddings) - text_dim
+        return ([("numeric", j, 1) for j in range(numeric)]
+                + [("categorical", j, e.embedding_dim) for j, e in enumerate(self.embeddings)]
+                + ([("tokens", None, text_dim)] if text_dim else []))
+
 
 def widths(params, model: TabularMLP) -> tuple[dict, dict]:
     """The hidden widths of a (pruned) network, and the input shapes it was built on."""

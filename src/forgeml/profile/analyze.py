@@ -2,8 +2,10 @@
 the features most associated with the target, and leakage suspects.
 
 Everything here is a pure function of the rows: ``profile`` returns a JSON-able dict that the terminal summary and
-the HTML report (forgeml.profile.report) render. Types come from forgeml.data.schema and the split from
-forgeml.data.split, so the profile agrees with what ``forgeml train`` would do with the same data.
+the HTML report (forgeml.profile.report) render. Types come from forgeml.features.detect and the split from
+forgeml.data.split, so the profile agrees with what ``forgeml train`` would do with the same data. What is computed
+for a column follows its type's tags: ``ordered`` (numbers: statistics, bins, trees), ``levels`` (compared by value:
+counts, per-level lookup), ``level_codes`` (one code per level: high cardinality is flagged).
 
 Built for large tables: whole-column work is vectorized pandas/numpy (rows are hashed for duplicates, never compared
 in Python), and the expensive parts (association, single-feature models) run on a seeded row sample.
@@ -20,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from forgeml.errors import DataError
+from forgeml.features import tags_of
 from forgeml.tasks import task_tags
 from forgeml.profile.rules import ASSOCIATION_ROWS, EXAMPLES, HIGH_CARDINALITY, HIST_BINS, ID_UNIQUE, LEAK_ROWS, LEAK_SCORE, MANY_MISSING, MAX_CLASSES, MAX_FLIERS, OUTLIER_IQR, TEXT_SUFFIXES, rules  # noqa: F401
 from forgeml.profile.stats import Step, numeric_stats, display, jsonable, pct, warning
@@ -154,7 +157,7 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
 
     pos = np.flatnonzero(present)
     y_enc = encode_target(y.iloc[pos].reset_index(drop=True), task)
-    candidates = [c for c in features if by_name[c]["type"] in ("numeric", "categorical", "text")
+    candidates = [c for c in features if {"ordered", "levels"} & tags_of(by_name[c]["type"])
                   and not {"constant", "empty"} & set(by_name[c]["flags"])]
     rng = np.random.default_rng(seed)
     m = min(len(pos), ASSOCIATION_ROWS)
@@ -212,18 +215,19 @@ def _hashable(col: pd.Series) -> pd.Series:
 
 
 def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool) -> dict:
-    from forgeml.data.schema import infer_type
+    from forgeml.features import detect
 
     missing = int(col.isna().sum())
     try:
-        kind = infer_type(col)
+        kind = detect(col)
     except DataError:
         kind = "empty"
-    counts = hcol.value_counts(dropna=True, sort=True) if kind != "numeric" else None
+    tags = tags_of(kind)
+    counts = hcol.value_counts(dropna=True, sort=True) if "ordered" not in tags else None
     unique = len(counts) if counts is not None else int(hcol.nunique(dropna=True))
     info = {"name": name, "dtype": str(col.dtype), "type": kind, "role": "target" if is_target else "feature",
             "missing": missing, "missing_pct": pct(missing, n), "unique": unique, "flags": [], "stats": None, "top": None}
-    if kind == "numeric" and not is_target:  # the target's distribution is in the target summary
+    if "ordered" in tags and not is_target:  # the target's distribution is in the target summary
         info["stats"] = numeric_stats(col)
     elif counts is not None and len(counts):
         info["top"] = [[display(v), int(c)] for v, c in counts.head(3).items()]
@@ -234,9 +238,9 @@ def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool)
         flags.append("empty")
     elif unique <= 1:
         flags.append("constant")
-    elif unique >= ID_UNIQUE * n and n >= 20 and _id_like(col, kind):
+    elif unique >= ID_UNIQUE * n and n >= 20 and _id_like(col, tags):
         flags.append("id_like")
-    elif kind == "categorical" and unique > HIGH_CARDINALITY:
+    elif "level_codes" in tags and unique > HIGH_CARDINALITY:
         flags.append("high_cardinality")
     if kind != "empty" and missing > MANY_MISSING * n:
         flags.append("many_missing")
@@ -245,12 +249,12 @@ def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool)
     return info
 
 
-def _id_like(col: pd.Series, kind: str) -> bool:
+def _id_like(col: pd.Series, tags: frozenset) -> bool:
     """(Almost) all distinct (checked by the caller) and key-like: dense integers (1..n, 1001..2000: max - min < 2 x rows)
-    or strings without spaces (free text is not a key)."""
+    or strings without spaces, in a type compared by value (free text is not a key)."""
     if pd.api.types.is_integer_dtype(col) and not pd.api.types.is_bool_dtype(col):
         return float(col.max()) - float(col.min()) < 2 * len(col)
-    if kind in ("categorical", "text") and not pd.api.types.is_numeric_dtype(col):
+    if "levels" in tags and not pd.api.types.is_numeric_dtype(col):
         return bool((col.astype(str).str.count(r"\s+") == 0).mean() > 0.9)
     return False
 

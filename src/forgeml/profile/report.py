@@ -167,7 +167,7 @@ def render(result: dict, plots: dict[str, list[Path]]) -> str:
         parts.append("<p class=good>No data-quality warnings.</p>")
 
     parts.append("<h2>Columns</h2>")
-    parts.append("<p class=note>type: what forgeml train infers for the column (forgeml.data.schema); unique: distinct "
+    parts.append("<p class=note>type: what forgeml train infers for the column (forgeml.features.detect); unique: distinct "
                  "non-missing values.</p>")
     rows = []
     for c in r["column_info"]:

@@ -9,7 +9,8 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from forgeml.tasks import task_tags
+from forgeml.features import tags_of
+from forgeml.tasks import infer_task, task_tags
 from forgeml.profile.rules import IMBALANCE_MAX_RATIO, IMBALANCE_MIN_SHARE, LEAK_HOLDOUT, LEAK_SCORE, LEAK_TREE_DEPTH, MI_BINS, MI_LEVELS
 from forgeml.profile.stats import numeric_stats, display, jsonable, pct, warning  # noqa: F401
 
@@ -39,8 +40,6 @@ def encode_target(y: pd.Series, task: str) -> np.ndarray:
 
 
 def target_summary(y: pd.Series, target: str, n: int) -> tuple[dict, Optional[str]]:
-    from forgeml.data.schema import infer_task
-
     warns: list[dict] = []
     if y.empty:
         warns.append(warning("target_empty", target, f"target {target!r} is entirely missing: nothing to learn from"))
@@ -75,9 +74,10 @@ def target_summary(y: pd.Series, target: str, n: int) -> tuple[dict, Optional[st
 
 
 # ------------------------------------------------------------------------------------------------ association
-def _codes(col: pd.Series, kind: str) -> tuple[np.ndarray, int]:
-    """Integer codes for mutual information: quantile bins for numerics, the top levels for categoricals; missing is a level."""
-    if kind == "numeric":
+def _codes(col: pd.Series, ordered: bool) -> tuple[np.ndarray, int]:
+    """Integer codes for mutual information: quantile bins for ordered values (numbers), else the top levels; missing
+    is a level."""
+    if ordered:
         x = col.to_numpy(dtype=np.float64, na_value=np.nan)
         nan = ~np.isfinite(x)
         values = x[~nan]
@@ -120,12 +120,12 @@ def association(df, hashable, by_name, cols, rows, y_enc, task) -> dict:
     if "labels" in task_tags(task):
         cy, ky = y_enc.astype(np.int64), int(y_enc.max()) + 1
     else:
-        cy, ky = _codes(pd.Series(y_enc), "numeric")
+        cy, ky = _codes(pd.Series(y_enc), ordered=True)
     hy = _entropy(np.bincount(cy, minlength=ky) / len(cy))
     out = []
     for name in cols:
         kind = by_name[name]["type"]
-        cx, kx = _codes(hashable[name].iloc[rows].reset_index(drop=True), kind)
+        cx, kx = _codes(hashable[name].iloc[rows].reset_index(drop=True), "ordered" in tags_of(kind))
         mi = mutual_information(cx, kx, cy, ky)
         out.append({"feature": name, "type": kind, "mi_bits": mi / math.log(2), "mi_share": mi / hy if hy > 0 else 0.0})
     return {"rows": int(len(rows)), "method": "binned mutual information", "target_entropy_bits": hy / math.log(2),
@@ -134,8 +134,8 @@ def association(df, hashable, by_name, cols, rows, y_enc, task) -> dict:
 
 # ------------------------------------------------------------------------------------------------ leakage: one feature
 def single_feature_scores(df, hashable, by_name, cols, rows, y_enc, task, seed) -> dict:
-    """Each feature alone: a depth-6 tree (numeric) or a per-level lookup (categorical), fitted on 70% of a sample
-    and scored on the other 30% (balanced accuracy for classification, R^2 for regression)."""
+    """Each feature alone: a depth-6 tree (an ``ordered`` type: numbers) or a per-level lookup (other types), fitted on
+    70% of a sample and scored on the other 30% (balanced accuracy for classification, R^2 for regression)."""
     from sklearn.metrics import balanced_accuracy_score, r2_score
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
@@ -149,9 +149,8 @@ def single_feature_scores(df, hashable, by_name, cols, rows, y_enc, task, seed) 
     scores = []
     if len(tr) >= 10 and len(np.unique(y_te)) >= 2:
         for name in cols:
-            kind = by_name[name]["type"]
             col = hashable[name].iloc[rows].reset_index(drop=True)
-            if kind == "numeric":
+            if "ordered" in tags_of(by_name[name]["type"]):
                 x = col.to_numpy(dtype=np.float64, na_value=np.nan)
                 x = np.where(np.isinf(x), np.nan, x).reshape(-1, 1)
                 tree = DecisionTreeClassifier if classification else DecisionTreeRegressor

@@ -27,6 +27,19 @@ def fit_task(name: str, y: pd.Series) -> Task:
     return TASKS.get(name).fit(y)
 
 
+def infer_task(y: pd.Series) -> str:
+    """The family ``task: auto`` picks for a target column (its non-missing values): the first family tagged
+    ``target``, in ``infer_order``, whose ``claims_target`` says yes."""
+    from forgeml.errors import DataError
+
+    families = sorted((TASKS.get(n) for n in TASKS.tagged("target")), key=lambda f: (getattr(f, "infer_order", 100), f.name))
+    for family in families:
+        claims = getattr(family, "claims_target", None)
+        if claims is not None and claims(y):
+            return family.name
+    raise DataError(f"no task family takes the target {y.name!r}; choose one with --task ({', '.join(TASKS.names())})")
+
+
 def task_tags(name: str) -> frozenset:
     """The tags of a task family by name (e.g. a manifest's ``task``)."""
     return TASKS.get(name).tags

@@ -122,7 +122,8 @@ class Anomaly(Task):
     @classmethod
     def split_data(cls, cfg, say: Say = lambda m: None) -> Splits:
         """Read and check the rows, the label and the candidates, then split (stratified on the label if any)."""
-        from forgeml.data.schema import category_keys, infer_features
+        from forgeml.data.schema import category_keys
+        from forgeml.features import infer_features
         from forgeml.data.sources import read_source
         from forgeml.data.split import split_indices
         from forgeml.models import LEARNERS, check_supports

@@ -4,14 +4,37 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forgeml.errors import DataError
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import SupervisedTask
+
+MAX_CLASSES_FOR_INT_TARGET = 20  # a whole-number target with more distinct values is a regression target
 
 
 @TASKS.register("classification", tags={"target", "labels", "threshold", "stratify"})
 class Classification(SupervisedTask):
     summary_keys = SUMMARY_KEYS["classification"]
+
+    # ---- the target column (forgeml.tasks.infer_task): text, booleans, or whole numbers with few distinct values
+    infer_order = 10
+
+    @classmethod
+    def claims_target(cls, y: pd.Series) -> bool:
+        if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
+            return True
+        integral = np.all(np.mod(y.to_numpy(), 1) == 0)
+        return bool(integral and y.nunique() <= MAX_CLASSES_FOR_INT_TARGET)
+
+    @classmethod
+    def check_target(cls, y: pd.Series) -> None:
+        if y.nunique() < 2:
+            value = y.iloc[0].item() if hasattr(y.iloc[0], "item") else y.iloc[0]
+            raise DataError(
+                f"target {y.name!r} has a single class ({value!r}); classification needs at least two: "
+                "check the target column, or use --task regression for a numeric target"
+            )
+
     @classmethod
     def fit(cls, y: pd.Series) -> "Classification":
         from forgeml.data.schema import canonical
@@ -38,8 +61,6 @@ class Classification(SupervisedTask):
         codes = category_keys(y).map(index)
         if codes.isna().any():
             unseen = sorted(set(y[codes.isna()].astype(str)))[:5]
-            from forgeml.errors import DataError
-
             raise DataError(f"target values {unseen} were not seen in training; known labels: {self.labels}")
         return codes.to_numpy(dtype=np.int64)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forgeml.errors import DataError
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import SupervisedTask
@@ -13,6 +14,22 @@ from forgeml.tasks.supervised import SupervisedTask
 class Regression(SupervisedTask):
     summary_keys = SUMMARY_KEYS["regression"]
     primary_metric = "rmse"
+
+    # ---- the target column (forgeml.tasks.infer_task): numbers (asked after classification)
+    infer_order = 20
+
+    @classmethod
+    def claims_target(cls, y: pd.Series) -> bool:
+        return pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+
+    @classmethod
+    def check_target(cls, y: pd.Series) -> None:
+        if not cls.claims_target(y):
+            sample = y.dropna().astype(str).unique()[:3].tolist()
+            raise DataError(
+                f"regression needs a numeric target, but {y.name!r} holds values like {sample}; "
+                "use --task classification or convert the column to numbers"
+            )
 
     @classmethod
     def fit(cls, y: pd.Series) -> "Regression":

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 
 from forgeml.config import MODEL_PARAMS, Config
-from forgeml.core import Task, better
+from forgeml.core import TASKS, Task, better
 from forgeml.errors import DataError
-from forgeml.tasks import fit_task
+from forgeml.tasks import fit_task, infer_task
 
 Say = Callable[[str], None]
 
@@ -23,6 +23,18 @@ class SupervisedTask(Task):
 
     needs_target = True
     summary_keys: list[str] = []
+
+    # ---- the target column: whether ``task: auto`` picks this family for it (forgeml.tasks.infer_task asks the
+    # families tagged "target" in ``infer_order``; the first claim wins) and whether the family can learn it
+    infer_order: int = 50
+
+    @classmethod
+    def claims_target(cls, y: pd.Series) -> bool:
+        return False
+
+    @classmethod
+    def check_target(cls, y: pd.Series) -> None:
+        """Raise forgeml.errors.DataError, saying what to do, when this family cannot learn target ``y``."""
 
     # ---- what a fitted task is (state: labels / target scale / threshold; JSON in the manifest)
     @classmethod
@@ -126,12 +138,11 @@ class SupervisedTask(Task):
         gives a candidate's raw outputs when the baseline was already trained as one (LightGBM), else None."""
         from forgeml.evaluate.baseline import kind_for, run_baseline
 
-        kind = kind_for({f.type for f in data.features})
+        kind = kind_for(data.preprocessor.state)
         reused = trained_raw(kind)
         if reused is not None:
             return kind, reused
-        text_cols = data.preprocessor.state.get("text", {}).get("columns", [])
-        return kind, run_baseline(kind, self, data.enc, data.y, data.raw, text_cols, cfg.train.seed, cfg.train.threads)
+        return kind, run_baseline(kind, self, data.enc, data.y, data.raw, data.preprocessor.state, cfg.train.seed, cfg.train.threads)
 
     def plots(self, data: "Prepared", outputs: dict, folder) -> list:
         from forgeml.evaluate import plots
@@ -188,7 +199,8 @@ class Prepared(Splits):
 def split_data(cfg: Config) -> Splits:
     """Read, check, de-duplicate, type and split the data (deterministic for a config: evaluate replays it)."""
     from forgeml.data.clean import duplicate_rows
-    from forgeml.data.schema import check_target, check_task, infer_features, infer_task
+    from forgeml.data.schema import check_target
+    from forgeml.features import infer_features
     from forgeml.data.sources import read_source
     from forgeml.data.split import parse_times, split_indices
 
@@ -209,7 +221,7 @@ def split_data(cfg: Config) -> Splits:
             df = df.loc[~dup].reset_index(drop=True)
         preparation["duplicates"] = int(dup.sum())
     task_name = cfg.task.name if cfg.task.name != "auto" else infer_task(df[target])
-    check_task(df[target], task_name)
+    TASKS.get(task_name).check_target(df[target])
     # the group/time column orders or groups rows; as an input it would be an ID (memorized) or a leak
     split_cols = {c: "ignore" for c in (split.group_col, split.time_col) if c}
     features = infer_features(df, target, {**split_cols, **cfg.data.features})
@@ -227,6 +239,7 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
     inputs (data.balance). ``text_tokenizer``: what the learner's text inputs need ("words" or "minilm")."""
     from forgeml.data import balance
     from forgeml.data.clean import quantile_bounds, training_rows_to_drop
+    from forgeml.features import smote_roles
     from forgeml.features.preprocess import Preprocessor
     from forgeml.features.numeric import numeric_frame
     clean = cfg.data.clean
@@ -253,10 +266,11 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
         say(f"[dim]cleaning: {cleaning_line(splits.preparation)}[/]")
 
     bal = cfg.data.balance
-    balance.check(bal, splits.task, set(enc["train"]))
+    roles = smote_roles(pre.state)  # how SMOTE treats each model input, as its feature type declares
+    balance.check(bal, splits.task, roles)
     if bal.method in ("oversample", "undersample", "smote"):
         before = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
-        enc["train"], splits.y["train"], index = balance.resample(enc["train"], splits.y["train"], bal, splits.task.labels)
+        enc["train"], splits.y["train"], index = balance.resample(enc["train"], splits.y["train"], bal, splits.task.labels, roles)
         if index is not None:  # the raw rows follow (the text baseline reads them)
             splits.raw["train"] = splits.raw["train"].iloc[index].reset_index(drop=True)
         after = np.bincount(splits.y["train"], minlength=splits.task.out_dim)

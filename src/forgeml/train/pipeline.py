@@ -52,6 +52,7 @@ def train(
     import torch
 
     from forgeml.data.augment import batch_augmenter
+    from forgeml.features import augment_roles
     from forgeml.models import get_model
     from forgeml.progress import TrainProgress
     from forgeml.tracking import Tracker
@@ -90,7 +91,7 @@ def train(
         # what fitting may see: the target for supervised families; nothing for the others (a label only evaluates)
         y_fit = {s: (data.y[s] if task.needs_target else None) for s in ("train", "val")}
         train_loss = task.training_loss(cfg, y_fit["train"])
-        augment = batch_augmenter(cfg.data.augment, task.name)
+        augment = batch_augmenter(cfg.data.augment, augment_roles(data.preprocessor.state))  # as the types declare
         candidates = []
         for name in data.candidates:
             params = params_for(cfg, name)
