@@ -36,7 +36,7 @@ bench: install-dev
 
 docs: install-dev
 	$(BIN)/python docs/gen_config_reference.py > docs/config-reference.md
-	$(BIN)/python -c "import json; from forgeml.config import Config; print(json.dumps(Config.model_json_schema(), indent=1))" > docs/config.schema.json
+	$(BIN)/python -c "import json; from forgeml.config.experiment import json_schema; print(json.dumps(json_schema(), indent=1))" > docs/config.schema.json
 
 clean:
 	rm -rf $(VENV) runs

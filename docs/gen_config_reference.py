@@ -6,7 +6,7 @@ import typing
 
 from pydantic import BaseModel
 
-from forgeml.config import MODEL_PARAMS, Config
+from forgeml.config import Config, all_params
 
 HEADER = """# Config reference
 
@@ -75,7 +75,7 @@ def main() -> None:
         if getattr(family, "Config", None) is not None:
             lines += section(f"task: {name}", family.Config, "task.")
     lines += ["## `model`", "", "Chosen by `model.name`; each model has its own keys.", ""]
-    for name, cls in MODEL_PARAMS.items():
+    for name, cls in all_params().items():
         lines += section(f"model: {name}", cls, "model.")
     print("\n".join(lines))
 

@@ -223,3 +223,16 @@ def test_feature_type_names_are_compared_only_in_the_feature_modules():
 @pytest.mark.parametrize("source, expected", [("x == 'lightgbm'", 1), ("name in ('mlp', 'cnn')", 1), ("'torch' in tags", 0)])
 def test_the_name_scan_sees_comparisons(source, expected):
     assert _name_comparisons(ast.parse(source), {"lightgbm", "mlp", "cnn"}) == expected
+
+
+def test_the_config_validates_without_importing_the_learners():
+    """Each learner's parameters live beside it; the config asks the registry only for a model it names."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from forgeml.config import build_config; "
+            "c = build_config({'data': {'source': 'd.csv', 'target': 'y'}}); "
+            "assert c.model.name == 'auto' and 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)[:3]; "
+            "c = build_config({'data': {'source': 'd.csv', 'target': 'y'}, 'model': {'name': 'mlp', 'hidden': [8]}}); "
+            "assert type(c.model).__module__ == 'forgeml.models.mlp' and c.model.hidden == [8]")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -217,23 +217,23 @@ class _Wrap(torch.nn.Module):
 ])
 def test_builtin_layers_opacus_fails_on_are_named(name, params, shapes, inputs, layer):
     """Layers that pass Opacus' validation but fail in its per-row gradient hooks are found by one probe pass."""
-    from forgeml.config import MODEL_PARAMS
+    from forgeml.config import params_class
     from forgeml.errors import ConfigError
     from forgeml.models import get_model
     from forgeml.privacy.dp import make_compatible
 
-    model = get_model(name).build(MODEL_PARAMS[name](**params), shapes, 3)
+    model = get_model(name).build(params_class(name)(**params), shapes, 3)
     with pytest.raises(ConfigError, match="cannot be trained with differential privacy") as err:
         make_compatible(model, inputs, np.array([0, 1, 2, 0]), lambda out, y: F.cross_entropy(out, y))
     assert layer in str(err.value)
 
 
 def test_bilstm_text_model_is_made_compatible():
-    from forgeml.config import MODEL_PARAMS
+    from forgeml.config import params_class
     from forgeml.models import get_model
     from forgeml.privacy.dp import make_compatible
 
-    model = get_model("text").build(MODEL_PARAMS["text"](embedding_dim=16, hidden=8), {"text_vocab": 50}, 2)
+    model = get_model("text").build(params_class("text")(embedding_dim=16, hidden=8), {"text_vocab": 50}, 2)
     fixed, replaced = make_compatible(model, {"tokens": np.random.randint(1, 50, (4, 9))}, np.array([0, 1, 1, 0]),
                                       lambda out, y: F.cross_entropy(out, y))
     assert replaced == [{"layer": "encoder", "from": "LSTM", "to": "DPLSTM", "rebuild": False}]

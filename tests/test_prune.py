@@ -6,7 +6,9 @@ import torch
 
 from forgeml import api
 from forgeml.compress.prune import fine_tune, prunable, prune, pruned_params
-from forgeml.config import CNNParams, MLPParams, build_config
+from forgeml.config import build_config
+from forgeml.models.cnn import CNNParams
+from forgeml.models.mlp import MLPParams
 from forgeml.errors import ConfigError
 from forgeml.models import get_model
 from forgeml.train.loop import fit, predict_raw

@@ -310,6 +310,7 @@ class Learner:
     name: str
     tags: frozenset = frozenset()
     accepts: frozenset = frozenset()
+    Params: type  # its parameters (a pydantic model with ``name: Literal[...]``): config's ``model:`` section
 
 
 class Engine:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from forgeml import artifacts
-from forgeml.config import MODEL_PARAMS, Config, build_config
+from forgeml.config import Config, build_config, params_class
 from forgeml.errors import DataError, RunError
 from forgeml.features import of_column
 
@@ -78,7 +78,7 @@ class LoadedModel:
         else:
             from forgeml.models import rebuild_layers
 
-            params = MODEL_PARAMS[m["name"]].model_validate(m["params"])
+            params = params_class(m["name"]).model_validate(m["params"])
             kwargs = {"pretrained": False} if "pretrained" in self.learner.tags else {}  # weights come from the run
             self.estimator = self.learner.build(params, m["input_shapes"], self.task.out_dim, **kwargs)
             if m.get("dp_fixed"):  # trained with DP-SGD after BatchNorm -> GroupNorm etc.: the same layers again

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ValidationError
 
-from forgeml.config import MODEL_PARAMS
+from forgeml.config import params_class
 from forgeml.errors import ConfigError, DataError
 from forgeml.train.loop import FitResult, fit
 
@@ -78,11 +78,11 @@ def student_params(student: Union[str, dict], task, features) -> BaseModel:
     except ConfigError as exc:
         raise ConfigError(f"cannot distil into student {name!r}: {exc}; students that fit this data: {fitting}") from None
     try:
-        return MODEL_PARAMS[name].model_validate({**DEFAULT_STUDENTS[name], **overrides})
+        return params_class(name).model_validate({**DEFAULT_STUDENTS[name], **overrides})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in exc.errors())
         raise ConfigError(f"invalid {name} student parameters ({problems}); allowed keys: "
-                          f"{', '.join(MODEL_PARAMS[name].model_fields)}") from None
+                          f"{', '.join(params_class(name).model_fields)}") from None
 
 
 def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -197,7 +197,7 @@ def _native_runner(model, kind: str):
 def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
     from forgeml.models import raw_outputs
     from forgeml.compress import prune as pr
-    from forgeml.config import MODEL_PARAMS
+    from forgeml.config import params_class
     from forgeml.export import onnx as ox
     from forgeml.progress import TrainProgress
 
@@ -214,7 +214,7 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
     pruned = pruned.cpu().eval()  # fine-tuning may have run on a GPU; export and measure on the CPU
     path = model.run_dir / f"model.{variant}.onnx"
     ox.save(ox.build(pruned, "torch", model.task, model.manifest["preprocessing"], m["input_shapes"]), path)
-    params = pr.pruned_params(m["name"], MODEL_PARAMS[m["name"]].model_validate(m["params"]), pruned)
+    params = pr.pruned_params(m["name"], params_class(m["name"]).model_validate(m["params"]), pruned)
     weights = model.run_dir / f"model.{variant}.safetensors"
     artifacts.save_tensors(weights, pruned.state_dict(), metadata={"model": m["name"], "variant": variant})
     n_params = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serial
 
 from forgeml.config.base import Strict
 from forgeml.config.data import DataConfig
-from forgeml.config.models import MODEL_PARAMS, AutoParams, ModelConfig
+from forgeml.config.models import AutoParams, ModelConfig, all_params, params_class
 from forgeml.config.train import TrackingConfig, TrainConfig
 from forgeml.errors import ConfigError
 
@@ -101,33 +101,30 @@ class Config(Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
+def _format_errors(exc: ValidationError, source: str, data: dict) -> str:
     lines = []
     for err in exc.errors():
-        loc = _drop_union_tag(err["loc"])
+        loc = tuple(err["loc"])
         path = ".".join(str(p) for p in loc)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            parent = _model_at(err["loc"][:-1])
+            parent = _model_at(loc[:-1], data)
             allowed = ", ".join(parent.model_fields) if parent else "see docs/config-reference.md"
             msg = f"unknown key; allowed keys here: {allowed}"
-        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # model.name wrong or missing
-            msg = f"{'unknown' if err['type'] == 'union_tag_invalid' else 'no'} model name; choose one of: {', '.join(MODEL_PARAMS)}"
         lines.append(f"  {path or '(top level)'}: {msg}")
     return f"invalid config ({source}):\n" + "\n".join(lines)
 
 
-def _drop_union_tag(loc: tuple) -> tuple:
-    """pydantic puts the model's tag in error locations (model.mlp.hidden); users wrote model.hidden."""
-    if len(loc) >= 2 and loc[0] == "model" and loc[1] in MODEL_PARAMS:
-        return (loc[0],) + tuple(loc[2:])
-    return tuple(loc)
-
-
-def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
-    """The pydantic model class at an error location such as ('train', 'early_stopping') or ('model', 'mlp')."""
-    if len(loc) >= 2 and loc[0] == "model" and loc[1] in MODEL_PARAMS:
-        return MODEL_PARAMS[loc[1]] if len(loc) == 2 else None
+def _model_at(loc: tuple, data: dict) -> Optional[type[BaseModel]]:
+    """The pydantic model class at an error location such as ('train', 'early_stopping') or ('model',) (the class
+    of the model the config names)."""
+    if loc == ("model",):
+        model = data.get("model")
+        name = model.get("name") if isinstance(model, dict) else model
+        try:
+            return params_class(name)
+        except Exception:
+            return None
     cls: Any = Config
     for part in loc:
         field = cls.model_fields.get(part) if isinstance(cls, type) else None
@@ -138,11 +135,24 @@ def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
     return cls
 
 
+def json_schema() -> dict:
+    """The config's JSON schema (docs/config.schema.json), with ``model`` as the union of every registered learner's
+    parameters (validation asks the registry instead, so that config never imports the learners)."""
+    from typing import Annotated, Union
+
+    from pydantic import create_model
+
+    union = Annotated[Union[tuple(all_params().values())], Field(discriminator="name")]
+    documented = create_model("Config", __base__=Config, __doc__=Config.__doc__,
+                              model=(union, Field(default_factory=AutoParams)))
+    return documented.model_json_schema()
+
+
 def build_config(data: dict, source: str = "options") -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from None
+        raise ConfigError(_format_errors(exc, source, data)) from None
 
 
 def load_config(path: str | Path) -> dict:

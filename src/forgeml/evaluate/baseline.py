@@ -79,7 +79,7 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
             x[s] = vec.transform(joined_text(raw_df[s], text_columns))
         model = _linear(task, seed).fit(x["train"], y["train"])
         return {s: _raw_from_sklearn(model, x[s], task) for s in ("val", "test")}
-    from forgeml.config import LightGBMParams
+    from forgeml.models.gbdt import LightGBMParams
     from forgeml.models import gbdt
 
     if kind == "lightgbm+tfidf":

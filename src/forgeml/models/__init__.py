@@ -2,7 +2,11 @@
 
 A torch network registers a builder with the feature types it accepts and its tags:
 
-    @register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static"})
+    class MLPParams(Strict):                      # its parameters, beside it: config's model: {name: mlp, ...}
+        name: Literal["mlp"] = "mlp"
+        hidden: list[int] = [256, 128]
+
+    @register_model("mlp", supports={"numeric", "categorical", "text"}, params=MLPParams, tags={"prunable", "quantize:static"})
     def build(params, shapes, out_dim) -> nn.Module: ...
 
 ``shapes`` comes from Preprocessor.input_shapes(); networks take the dict of input tensors it produces. A learner
@@ -29,9 +33,9 @@ from forgeml.errors import ConfigError
 class TorchLearner(Learner):
     """A torch network trained by forgeml's loop."""
 
-    def __init__(self, name: str, accepts: set[str], build: Callable, tags: set[str],
+    def __init__(self, name: str, accepts: set[str], build: Callable, tags: set[str], params: type,
                  text_tokenizer: Union[str, Callable] = "words", widths: Optional[Callable] = None):
-        self.name, self.accepts, self.build = name, frozenset(accepts), build
+        self.name, self.accepts, self.build, self.Params = name, frozenset(accepts), build, params
         self.tags = frozenset({"torch", "dp", *tags})
         self.text_tokenizer = text_tokenizer
         self.widths = widths  # prunable networks: (params, network) -> (its widths as params, the shapes it was built on)
@@ -46,13 +50,14 @@ class TorchLearner(Learner):
         return predict_raw(model, arrays, device=next(model.parameters()).device)
 
 
-def register_model(name: str, supports: set[str], text_tokenizer: Union[str, Callable] = "words", tags: set[str] = frozenset(),
-                   widths: Optional[Callable] = None):
-    """Register a torch network's builder (see the module docstring). ``widths`` reads a (pruned) network's layer
+def register_model(name: str, supports: set[str], params: type, text_tokenizer: Union[str, Callable] = "words",
+                   tags: set[str] = frozenset(), widths: Optional[Callable] = None):
+    """Register a torch network's builder (see the module docstring). ``params``: its parameter class, beside it in
+    its module (config's ``model:`` section validates against it). ``widths`` reads a (pruned) network's layer
     widths back into its parameters, so that compress can rebuild it from params (forgeml.compress.prune)."""
 
     def deco(fn):
-        LEARNERS.add(name, TorchLearner(name, supports, fn, set(tags), text_tokenizer, widths))
+        LEARNERS.add(name, TorchLearner(name, supports, fn, set(tags), params, text_tokenizer, widths))
         return fn
 
     return deco

@@ -7,12 +7,22 @@ code 0 -> all zeros, flattened images), the same columns as ``forgeml.models.det
 from __future__ import annotations
 
 from itertools import pairwise
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
-from forgeml.config.models import AutoencoderParams  # noqa: F401  (the learner's parameters)
+from forgeml.config.base import Strict
 from forgeml.models import register_model
+
+
+class AutoencoderParams(Strict):
+    """MLP autoencoder: hidden sizes of the encoder (the last is the bottleneck); the decoder mirrors it."""
+
+    name: Literal["autoencoder"] = "autoencoder"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 16], min_length=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class FlatInputs(nn.Module):
@@ -108,6 +118,6 @@ class Autoencoder(nn.Module):
 
 
 # tag "reconstruction": the network has score_parts(batch) -> [N, columns] in FlatInputs.per_column's layout
-@register_model("autoencoder", supports={"numeric", "categorical", "image"}, tags={"detector", "reconstruction"})
+@register_model("autoencoder", supports={"numeric", "categorical", "image"}, params=AutoencoderParams, tags={"detector", "reconstruction"})
 def build(params, shapes: dict, out_dim=None) -> nn.Module:
     return Autoencoder(shapes, list(params.hidden), params.dropout)

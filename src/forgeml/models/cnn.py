@@ -1,10 +1,23 @@
 """A small residual CNN for images (ResNet-style basic blocks, global average pooling)."""
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
+from pydantic import Field
 from torch import nn
 
+from forgeml.config.base import Strict
 from forgeml.models import register_model
+
+
+class CNNParams(Strict):
+    """Images: a small residual CNN (one stage per entry of channels, each halving the resolution after the first)."""
+
+    name: Literal["cnn"] = "cnn"
+    channels: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128])
+    blocks_per_stage: int = Field(1, ge=1, le=8)
+    dropout: float = Field(0.2, ge=0, lt=1)
 
 
 class BasicBlock(nn.Module):
@@ -48,7 +61,7 @@ def widths(params, model: ResidualCNN) -> tuple[dict, dict]:
             {"image": [model.stem[0].in_channels]})
 
 
-@register_model("cnn", supports={"image"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill", "conv"},
+@register_model("cnn", supports={"image"}, params=CNNParams, tags={"prunable", "quantize:static", "quantize:dynamic", "distill", "conv"},
                 widths=widths)
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return ResidualCNN(shapes["image"][0], out_dim, params.channels, params.blocks_per_stage, params.dropout)

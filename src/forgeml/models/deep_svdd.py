@@ -9,14 +9,24 @@ so it is saved and loaded with the weights.
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
-from forgeml.config.models import DeepSVDDParams  # noqa: F401  (the learner's parameters)
+from forgeml.config.base import Strict
 from forgeml.models import register_model
 from forgeml.models.autoencoder import FlatInputs
+
+
+class DeepSVDDParams(Strict):
+    """One-class Deep SVDD: a bias-free MLP (hidden sizes, then rep_dim outputs); score = squared distance to c."""
+
+    name: Literal["deep_svdd"] = "deep_svdd"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 32])
+    rep_dim: int = Field(16, gt=0, description="size of the representation the center lives in")
 
 CENTER_EPS = 0.1
 LEAKY_SLOPE = 0.01
@@ -84,6 +94,6 @@ def _tensor(v) -> torch.Tensor:
     return v if isinstance(v, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(v))
 
 
-@register_model("deep_svdd", supports={"numeric", "categorical", "image"}, tags={"detector"})
+@register_model("deep_svdd", supports={"numeric", "categorical", "image"}, params=DeepSVDDParams, tags={"detector"})
 def build(params, shapes: dict, out_dim=None) -> nn.Module:
     return DeepSVDD(shapes, list(params.hidden), params.rep_dim)

@@ -7,12 +7,34 @@ one float per row, higher = more anomalous. Targets are ignored (``fit(X, y=None
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field
 
+from forgeml.config.base import Strict
 from forgeml.core import Learner
-from forgeml.config.models import IsolationForestParams, LOFParams  # noqa: F401  (the learner's parameters)
 from forgeml.models import LEARNERS
+
+
+class IsolationForestParams(Strict):
+    """Isolation Forest (Liu et al. 2008): rows that random splits isolate in few steps are anomalous."""
+
+    name: Literal["isolation_forest"] = "isolation_forest"
+    n_estimators: int = Field(200, gt=0, description="number of trees")
+    max_samples: Literal["auto"] | Annotated[int, Field(gt=0)] | Annotated[float, Field(gt=0, le=1)] = Field(
+        "auto", description="rows drawn per tree: 'auto' (min(256, n)), a count, or a fraction in (0, 1]")
+    contamination: float | None = Field(
+        None, gt=0, le=0.5, description="expected share of anomalies; only moves sklearn's own threshold (offset_), "
+                                        "not the scores; None = sklearn's 'auto'")
+
+
+class LOFParams(Strict):
+    """Local Outlier Factor (Breunig et al. 2000) in novelty mode: a row whose local density is low compared with
+    that of its neighbours in the training rows is anomalous."""
+
+    name: Literal["lof"] = "lof"
+    n_neighbors: int = Field(20, gt=0, description="neighbours that define the local density")
 
 MODEL_FILE = "model.skops"
 ONNX_INPUT, ONNX_OUTPUT = "features", "score"
@@ -236,7 +258,7 @@ class SklearnDetector(Learner):
 class IsolationForestDetector(SklearnDetector):
     """scikit-learn's IsolationForest on the detector matrix; saved with skops."""
 
-    params = IsolationForestParams
+    Params = IsolationForestParams
     trusted = ("sklearn.tree._tree.Tree",)  # beyond skops' defaults (numpy, builtins, the sklearn estimators)
 
     @staticmethod
@@ -254,7 +276,7 @@ class IsolationForestDetector(SklearnDetector):
 class LOFDetector(SklearnDetector):
     """scikit-learn's LocalOutlierFactor(novelty=True) on the detector matrix; saved with skops."""
 
-    params = LOFParams
+    Params = LOFParams
     # the neighbour index sklearn picks (algorithm="auto") and its Euclidean distance (minkowski, p=2)
     trusted = ("sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
                "sklearn.metrics._dist_metrics.EuclideanDistance64")

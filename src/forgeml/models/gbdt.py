@@ -2,11 +2,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from forgeml.config.base import Strict
 from forgeml.core import Learner
 from forgeml.models import LEARNERS
+
+
+class LightGBMParams(Strict):
+    """Tables: gradient-boosted trees (LightGBM); also the strong baseline beside every table model."""
+
+    name: Literal["lightgbm"] = "lightgbm"
+    n_estimators: int = Field(500, gt=0, description="upper bound; early stopping on the validation split picks the number")
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, gt=1)
+    min_child_samples: int = Field(20, gt=0)
 
 MODEL_FILE = "model.lightgbm.txt"
 
@@ -79,8 +92,8 @@ def onnx_core(booster, n_features: int, min_opset: int):
     from forgeml.errors import require
 
     onnxmltools = require("onnxmltools", "export", "exporting a LightGBM model")
-    from onnxmltools.convert.common.data_types import FloatTensorType
     from onnx import version_converter
+    from onnxmltools.convert.common.data_types import FloatTensorType
 
     model = onnxmltools.convert_lightgbm(booster, initial_types=[("features", FloatTensorType([None, n_features]))],
                                          zipmap=False, target_opset=15)
@@ -125,6 +138,7 @@ def _exact_thresholds(model, booster) -> None:
 class LightGBM(Learner):
     """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""
 
+    Params = LightGBMParams
     file = MODEL_FILE
 
     @staticmethod

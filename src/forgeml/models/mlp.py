@@ -1,10 +1,24 @@
 """MLP for tables: standardized numerics + categorical embeddings + mean word embeddings of text columns."""
 from __future__ import annotations
 
+from typing import Annotated, Literal, Optional
+
 import torch
+from pydantic import Field
 from torch import nn
 
+from forgeml.config.base import Strict
 from forgeml.models import register_model
+
+
+class MLPParams(Strict):
+    """Tables: standardized numerics, categorical embeddings, bag-of-words text columns, then an MLP."""
+
+    name: Literal["mlp"] = "mlp"
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [256, 128])
+    dropout: float = Field(0.1, ge=0, lt=1)
+    embedding_dim: Optional[int] = Field(None, gt=0, description="categorical embedding size; default min(16, (levels+1)//2)")
+    text_dim: int = Field(64, gt=0, description="embedding size for text columns (mean of word embeddings)")
 
 
 class TabularMLP(nn.Module):
@@ -52,7 +66,7 @@ def widths(params, model: TabularMLP) -> tuple[dict, dict]:
              "text_vocab": model.text.num_embeddings if model.text is not None else 0})
 
 
-@register_model("mlp", supports={"numeric", "categorical", "text"}, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"},
+@register_model("mlp", supports={"numeric", "categorical", "text"}, params=MLPParams, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"},
                 widths=widths)
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return TabularMLP(shapes, out_dim, params.hidden, params.dropout, params.embedding_dim, params.text_dim)

@@ -2,11 +2,30 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from forgeml.config.base import Strict
 from forgeml.models import register_model
+
+
+class TextParams(Strict):
+    """Text trained from scratch: word embeddings + a BiLSTM or a small transformer encoder."""
+
+    name: Literal["text"] = "text"
+    encoder: Literal["bilstm", "transformer"] = "bilstm"
+    embeddings: Literal["learned", "minilm"] = Field(
+        "learned", description="learned: a word vocabulary trained from scratch; minilm: MiniLM's tokenizer and its "
+                               "pretrained WordPiece embeddings (384-d, fine-tuned), so a small encoder starts from "
+                               "pretrained word meanings (embedding_dim is then 384)")
+    embedding_dim: int = Field(128, gt=0)
+    hidden: int = Field(128, gt=0)
+    layers: int = Field(1, ge=1, le=12)
+    heads: int = Field(4, ge=1, description="attention heads (transformer)")
+    dropout: float = Field(0.2, ge=0, lt=1)
 
 
 class TextEncoderClassifier(nn.Module):
@@ -64,7 +83,7 @@ def _minilm_embedding(pretrained: bool) -> nn.Embedding:
     return table
 
 
-@register_model("text", supports={"text"}, tags={"pretrained", "quantize:dynamic", "distill"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
+@register_model("text", supports={"text"}, params=TextParams, tags={"pretrained", "quantize:dynamic", "distill"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
     embedding = _minilm_embedding(pretrained) if params.embeddings == "minilm" else None
     return TextEncoderClassifier(shapes["text_vocab"], out_dim, params.encoder, params.embedding_dim, params.hidden,

@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from forgeml.config import MODEL_PARAMS, Config
+from forgeml.config import Config, params_class
 from forgeml.core import TASKS, Task, better
 from forgeml.errors import DataError
 from forgeml.tasks import fit_task, infer_task
@@ -175,7 +175,7 @@ class SupervisedTask(Task):
 
 def params_for(cfg: Config, name: str):
     """A learner's parameters: the config's model section when it names this learner, else its defaults."""
-    return cfg.model if cfg.model.name == name else MODEL_PARAMS[name]()
+    return cfg.model if cfg.model.name == name else params_class(name)()
 
 
 @dataclass
