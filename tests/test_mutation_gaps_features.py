@@ -217,3 +217,20 @@ def test_validation_computes_the_full_metrics_only_when_one_of_them_is_monitored
     assert set(evaluate_split(model, task, x, y, 16, torch.device("cpu"), "fp32", monitor="val_accuracy")) == {"accuracy", "loss"}
     full = evaluate_split(model, task, x, y, 16, torch.device("cpu"), "fp32", monitor="val_roc_auc")
     assert "roc_auc" in full and "loss" in full and full["accuracy"] == quick["accuracy"]
+
+
+def test_gradient_accumulation_is_refused_for_a_task_with_two_optimizers_naming_them():
+    """Catches: the message's list of optimizers altered (a GAN's "d" and "g": accumulating one while stepping the
+    other would train on stale gradients)."""
+    from forgeml.errors import ConfigError
+    from forgeml.train.loop import fit
+
+    task, x, y = _data()
+
+    class TwoOptimizers(type(task)):
+        def parameter_groups(self, model):
+            return {"d": model.fc, "g": model}
+
+    with pytest.raises(ConfigError) as err:
+        fit(Linear(), TwoOptimizers(task.state), x, y, None, None, _cfg(grad_accum=2))
+    assert "2 optimizers (d, g)" in str(err.value) and "train.grad_accum: 1" in str(err.value)
