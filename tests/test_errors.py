@@ -23,7 +23,7 @@ def _table(n: int = 60, seed: int = 0) -> pd.DataFrame:
         "x2": rng.normal(size=n).round(3),
         "site": [f"s{i % 6}" for i in range(n)],
         "day": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
-        "y": np.where(np.arange(n) % 2 == 0, "yes", "no"),
+        "y": rng.permutation(np.where(np.arange(n) % 2 == 0, "yes", "no")),  # not tied to the row order: no column leaks it
     })
 
 

@@ -21,8 +21,10 @@ ROW = {"x0": 0.1, "x1": -0.3, "x2": 0.5, "x3": 2.0, "x4": 0.0, "x5": 1.2, "x6": 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _train(root, name, source, model, target=None, **train):
-    return api.train({"name": name, "runs_dir": str(root), "data": {"source": str(source), "target": target},
+def _train(root, name, source, model, target=None, features=None, **train):
+    """``features``: data.features (y = f(x3) makes x3 a single-column leak, which training leaves out unless named)."""
+    return api.train({"name": name, "runs_dir": str(root), "data": {"source": str(source), "target": target,
+                                                                    "features": features or {}},
                       "model": model, "tracking": {"uri": "none"}, "train": fast_train(threads=1, **train)},
                      quiet=True).run_dir
 
@@ -41,8 +43,9 @@ def _table(n=1000, seed=0) -> pd.DataFrame:
 def tables(tmp_path_factory):
     root = tmp_path_factory.mktemp("explain-tables")
     _table().to_csv(root / "signal.csv", index=False)
-    return {"mlp": _train(root, "mlp", root / "signal.csv", {"name": "mlp", "hidden": [32]}, "y", epochs=10, lr=1e-2),
-            "lgb": _train(root, "lgb", root / "signal.csv", {"name": "lightgbm", "n_estimators": 60}, "y"),
+    keep = {"x3": "numeric"}
+    return {"mlp": _train(root, "mlp", root / "signal.csv", {"name": "mlp", "hidden": [32]}, "y", keep, epochs=10, lr=1e-2),
+            "lgb": _train(root, "lgb", root / "signal.csv", {"name": "lightgbm", "n_estimators": 60}, "y", keep),
             "root": root}
 
 
@@ -311,7 +314,7 @@ def test_lime_explains_a_lightgbm_regression_in_target_units(tmp_path):
     df = pd.DataFrame(rng.normal(size=(400, 4)), columns=[f"x{i}" for i in range(4)])
     df["y"] = 3 * df["x3"] + rng.normal(scale=0.1, size=400)
     df.to_csv(tmp_path / "reg.csv", index=False)
-    model = load(_train(tmp_path, "reg", tmp_path / "reg.csv", {"name": "lightgbm", "n_estimators": 60}, "y"))
+    model = load(_train(tmp_path, "reg", tmp_path / "reg.csv", {"name": "lightgbm", "n_estimators": 60}, "y", {"x3": "numeric"}))
     rows = df.drop(columns="y").iloc[:5]
     local = explain_local(model, model.preprocessor.transform(rows), rows, "lime", n_samples=200)
     assert local.values.shape == (5, 4)

@@ -205,8 +205,9 @@ MIXED = {  # column -> (values, the type forgeml inferred before detection moved
     "flag": (np.arange(40) % 2 == 0, "categorical"),
     "flag_gaps": (pd.Series([True, False, None, True] * 10, dtype=object), "categorical"),
     "nullable": (pd.Series([1, None] * 20, dtype="Int64"), "numeric"),
-    "when": (pd.date_range("2020", periods=40), "ignore"),
-    "when_ns": (pd.date_range("2020", periods=40, freq="1ns", tz="UTC"), "ignore"),
+    "when": (pd.date_range("2020", periods=40), "datetime"),  # dates were ignored before the datetime type (issue 12)
+    "when_ns": (pd.date_range("2020", periods=40, freq="1ns", tz="UTC"), "datetime"),
+    "iso": ([f"2021-03-{i % 28 + 1:02d}" for i in range(40)], "datetime"),  # ISO 8601 strings (a CSV's dates)
     "wait": (pd.to_timedelta(np.arange(40), unit="s"), "categorical"),
     "photo": ([f"img/{i}.JPG" for i in range(40)], "image"),
     "some_photos": ([f"{i}.png" if i % 8 else "none" for i in range(40)], "categorical"),
@@ -230,7 +231,7 @@ def test_built_in_detection_gives_the_types_it_always_did():
     with pytest.raises(DataError, match="column 'gone' is entirely missing"):
         detect(pd.Series([None, None], name="gone"))
     features = infer_features(df, "amount", {"colour": "ignore"})
-    assert [f.name for f in features] == [c for c in df.columns if c not in ("amount", "colour", "when", "when_ns")]
+    assert [f.name for f in features] == [c for c in df.columns if c not in ("amount", "colour")]
     # one image column per model: the image type's max_columns, not a name check
     with pytest.raises(DataError, match=r"one image column is supported per model, found \['photo', 'key'\]"):
         infer_features(df, "amount", {"key": "image"})

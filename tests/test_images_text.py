@@ -60,7 +60,7 @@ def test_text_model_learns_tweets_and_beats_chance(in_tmp, encoder):
                         "model": {"name": "text", "encoder": encoder, "hidden": 64, "embedding_dim": 64},
                         "train": fast_train(epochs=3, lr=2e-3)}, quiet=True)
     m = result.metrics
-    assert m["baseline"]["name"] == "tfidf-linear"
+    assert m["baseline"]["name"] == "tfidf_linear"
     assert m["test"]["roc_auc"] > 0.7
     pred = api.load(result.run_dir).predict(pd.DataFrame({"text": ["Thank you Iowa! #MakeAmericaGreatAgain", "Crooked media!"]}))
     assert set(pred["prediction"]) <= {"Android", "iPhone"}

@@ -13,7 +13,7 @@ from forgeml.config import Config, build_config
 from forgeml.errors import DataError
 from forgeml.features import of_column
 from forgeml.export.run import export  # noqa: F401
-from forgeml.run import LoadedModel, RunResult, load, read_inputs, run_config, summary, test_rows, write_table  # noqa: F401
+from forgeml.run import LoadedModel, RunResult, load, read_inputs, run_config, seen_in_training, summary, test_rows, write_table  # noqa: F401
 from forgeml.tasks import family_of
 from forgeml.tasks.supervised import Prepared, Splits, split_data  # noqa: F401
 from forgeml.train.pipeline import prepare_for_training as prepare  # noqa: F401
@@ -48,6 +48,7 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
     else:
         df = read_inputs(data, model.manifest)
         where = str(data)
+        seen = seen_in_training(model.manifest, model.run_dir, data)
     if target not in df.columns:
         raise DataError(f"evaluation data {where} has no target column {target!r}; columns: {list(df.columns)}")
     df = df[df[target].notna()].reset_index(drop=True)
@@ -55,8 +56,12 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
     metrics = model.task.metrics(y, model.task.outputs(model.raw(df)))
     metrics["data"] = where
     metrics["task"] = model.task.name
+    if data is not None and seen:
+        metrics["warning"] = (f"{data} is the data this run was trained on: its training and validation rows were seen "
+                              "in training, so these scores are optimistic; evaluate without --data to score the "
+                              "held-out test split")
     if output:
-        artifacts.write_json(Path(output), metrics)
+        artifacts.write_output(output, artifacts.json_text(metrics).encode())
     return metrics
 
 

@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Union
 
 from forgeml.errors import RunError
 
@@ -33,12 +33,70 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def write_output(path: Union[str, Path], data: bytes) -> None:
+    """Write a file the user named (predictions, metrics): ``-`` is standard output; a device, a pipe or a symlink is
+    written through, never replaced (a symlink to a regular file: its target is written atomically); a regular path is
+    written atomically. A folder or a path that cannot be written is a RunError that says so."""
+    import stat
+    import sys
+
+    if str(path) == "-":
+        out = getattr(sys.stdout, "buffer", None)
+        if out is not None:
+            sys.stdout.flush()
+            out.write(data)
+            out.flush()
+        else:
+            sys.stdout.write(data.decode("utf-8"))
+        return
+    path = Path(path)
+    where = f"cannot write {path}"
+    if str(path).endswith(os.sep) or path.is_dir():
+        raise RunError(f"{where}: it is a folder; give a file name such as {path / 'predictions.csv'}")
+    try:
+        mode = os.stat(path).st_mode if path.exists() else None
+        if mode is not None and not stat.S_ISREG(mode):  # /dev/stdout, a named pipe, a terminal: write through
+            with open(path, "wb") as fh:
+                fh.write(data)
+        elif path.is_symlink():  # keep the link; replace what it points to
+            atomic_write_bytes(Path(os.path.realpath(path)), data)
+        else:
+            atomic_write_bytes(path, data)
+    except PermissionError:
+        raise RunError(f"{where}: permission denied; choose a path you can write to") from None
+    except (NotADirectoryError, FileExistsError, IsADirectoryError) as exc:
+        raise RunError(f"{where}: {exc.strerror or exc} (a part of the path is a file, not a folder)") from None
+    except OSError as exc:
+        raise RunError(f"{where}: {exc.strerror or exc}") from None
+
+
+def check_run_folder(run_dir: Path, config_yaml: Optional[str] = None) -> None:
+    """The run folder is still the one training started (its config.yaml is there, with ``config_yaml`` when given):
+    a folder removed or replaced during training fails the run instead of leaving half a run."""
+    config = Path(run_dir) / "config.yaml"
+    if not config.is_file() or (config_yaml is not None and config.read_text() != config_yaml):
+        what = "removed" if not Path(run_dir).is_dir() else "changed (its config.yaml is gone or different)"
+        raise RunError(f"the run folder {run_dir} was {what} during training; the run is not written. Train again "
+                       "(with --overwrite if the folder exists)")
+
+
+def source_path(source: str) -> dict:
+    """{"source_path": the absolute, resolved path} of a data source that is a file or folder (none for bundled:NAME)."""
+    path = Path(source).expanduser()
+    return {"source_path": str(path.resolve())} if not str(source).startswith("bundled:") and path.exists() else {}
+
+
 def write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """Indented JSON as forgeml writes it (numpy values and paths become plain JSON)."""
+    return json.dumps(obj, indent=2, default=_json_default) + "\n"
+
+
 def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
+    write_text(path, json_text(obj))
 
 
 def _json_default(o):

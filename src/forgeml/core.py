@@ -91,10 +91,11 @@ TASKS: Registry = Registry("task", builtin=(
     "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly"))
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
-    "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd"))
+    "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
-    "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image"))
+    "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",
+    "forgeml.features.datetime"))
 
 
 # --------------------------------------------------------------------------------------------- metric direction
@@ -230,6 +231,11 @@ class FeatureType:
     def load(self, state: dict) -> None:
         """Load what encoding requests needs once (a tokenizer), so a server's first request is not slow."""
 
+    def export_files(self, state: dict) -> dict[str, str]:
+        """Files an exported ONNX model's user needs beside it to compute this type's inputs (a vocabulary):
+        file name -> text, named in ``raw_inputs``."""
+        return {}
+
     def graph(self, state: dict, g) -> dict[str, str]:
         """Add the ONNX preprocessing nodes (forgeml.features.Graph) from the raw inputs to the model's inputs;
         returns model input key -> the graph tensor holding it."""
@@ -246,6 +252,10 @@ class FeatureType:
     def field(self, state: dict, column: str) -> dict:
         """The request field for one column: its JSON schema and what a client should know (levels, size...)."""
         raise NotImplementedError
+
+    def note(self, state: dict, column: str) -> str | None:
+        """Why a column is of this type when that is not obvious (printed after reading, stored in the run)."""
+        return None
 
     # ---- explanations: forgeml.explain asks these, never the type's name. The defaults fit a type whose model input
     # holds one position per raw column; "regions" and "tokens" types implement the hooks marked so.

@@ -161,7 +161,7 @@ def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
     import io
 
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = "" if str(path) == "-" else path.suffix.lower()  # -: CSV on standard output
     buf = io.BytesIO()
     if suffix in (".csv", ""):
         df.to_csv(buf, index=False)
@@ -171,7 +171,7 @@ def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
         df.to_json(buf, orient="records", lines=True)
     else:
         raise DataError(f"unsupported output format {suffix}; use .csv, .parquet or .jsonl")
-    artifacts.atomic_write_bytes(path, buf.getvalue())
+    artifacts.write_output(path, buf.getvalue())
 
 
 def split_rows(model: LoadedModel) -> Optional[dict[str, pd.DataFrame]]:
@@ -191,3 +191,26 @@ def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.Da
     if splits is None:
         return None
     return splits["test"] if limit is None else splits["test"].iloc[:limit]
+
+
+def seen_in_training(manifest: dict, run_dir: Path, data: str) -> bool:
+    """Whether ``data`` is the source the run was trained on (the same string, or the same file once resolved: the
+    manifest's source_path, else its source relative to here or to the folder above the runs folder)."""
+    import os
+
+    source = manifest.get("data", {}).get("source")
+    if not source:
+        return False
+    if str(data) == str(source):
+        return True
+    path = Path(data).expanduser()
+    if str(data).startswith("bundled:") or not path.exists():
+        return False
+    trained = [Path(p) for p in (manifest["data"].get("source_path"), source, Path(run_dir).parent.parent / source) if p]
+    for candidate in trained:
+        try:
+            if candidate.exists() and os.path.samefile(candidate, path):
+                return True
+        except OSError:
+            continue
+    return False

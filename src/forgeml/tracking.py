@@ -45,7 +45,8 @@ class Tracker:
                 artifacts = (Path(runs_dir).resolve() / "mlartifacts").as_uri() if self.uri.startswith("sqlite") else None
                 mlflow.create_experiment(experiment, artifact_location=artifacts)
             mlflow.set_experiment(experiment)
-            self._run = mlflow.start_run(run_name=run_name)
+            # inside another tracked run (forgeml cv's parent run): this run is its child
+            self._run = mlflow.start_run(run_name=run_name, nested=mlflow.active_run() is not None)
         except Exception as exc:  # unreachable server, bad URI scheme, unwritable store
             from forgeml.errors import ConfigError
 
@@ -67,10 +68,21 @@ class Tracker:
             step = int(logs["epoch"])
             mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in logs.items() if k != "epoch" and v is not None}, step=step)
 
-    def final(self, metrics: dict, run_dir: Path) -> None:
+    def final(self, metrics: dict, run_dir: Path, model_files: Optional[list[str]] = None) -> None:
+        """The run's metrics and files; the kept model's name (param ``chosen_model``, tag ``forgeml.model``) and
+        its files (``model_files``, relative to run_dir) under the artifact folder ``model``."""
         if not self._run:
             return
         import mlflow
+
+        if metrics.get("model"):
+            mlflow.log_param("chosen_model", metrics["model"])
+            mlflow.set_tag("forgeml.model", metrics["model"])
+        choice = metrics.get("choice") or {}
+        if (choice.get("baseline") or {}).get("validation") is not None:
+            mlflow.log_metric(f"baseline_val_{choice['metric']}", float(choice["baseline"]["validation"]))
+        if (choice.get("baseline") or {}).get("verdict"):
+            mlflow.set_tag("forgeml.baseline_verdict", choice["baseline"]["verdict"])
 
         flat = {}
         for split in ("val", "test"):
@@ -83,6 +95,22 @@ class Tracker:
                 mlflow.log_artifact(str(run_dir / name))
         if (run_dir / "plots").is_dir():
             mlflow.log_artifacts(str(run_dir / "plots"), artifact_path="plots")
+        for name in model_files or []:  # the model itself, loadable with the manifest beside it
+            if (run_dir / name).is_file():
+                mlflow.log_artifact(str(run_dir / name), artifact_path="model")
+        if model_files and (run_dir / "manifest.json").is_file():
+            mlflow.log_artifact(str(run_dir / "manifest.json"), artifact_path="model")
+
+    def summary(self, metrics: dict, files: list[Path]) -> None:
+        """A parent run's own results (forgeml cv: the mean of each test metric across folds, cv.json)."""
+        if not self._run:
+            return
+        import mlflow
+
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+        for path in files:
+            if path.is_file():
+                mlflow.log_artifact(str(path))
 
     def end(self, status: str = "FINISHED") -> None:
         if self._run:

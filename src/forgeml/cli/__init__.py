@@ -5,6 +5,7 @@ into a config dict; experiments.py and runs.py hold the commands; printing.py wh
 """
 from __future__ import annotations
 
+import os
 from typing import List, Optional
 
 import typer
@@ -24,10 +25,22 @@ for command in (experiments.quickstart, experiments.train, runs.evaluate, runs.p
 
 def main(argv: Optional[List[str]] = None) -> None:
     """Typer handles usage errors itself (exit 2 with usage); forgeml's own errors become one line + exit 2."""
+    import warnings
+
     from forgeml.errors import ForgeMLError
 
-    try:
-        app(args=argv, prog_name="forgeml")
-    except ForgeMLError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise SystemExit(exc.exit_code) from None
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+
+        def plain(message, category, filename, lineno, file=None, line=None):  # forgeml's own: one line, no source path
+            if f"{os.sep}forgeml{os.sep}" in str(filename):
+                typer.echo(f"warning: {message}", err=True)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = plain
+        try:
+            app(args=argv, prog_name="forgeml")
+        except ForgeMLError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise SystemExit(exc.exit_code) from None

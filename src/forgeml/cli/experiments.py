@@ -25,6 +25,8 @@ def quickstart(runs_dir: opt.RunsDir = None, tracking_uri: opt.TrackingUri = Non
 def train(
     data: opt.Data = None,
     target: opt.Target = None,
+    sep: opt.Sep = None,
+    encoding: opt.Encoding = None,
     config: opt.Config = None,
     sets: opt.Set = None,
     task: opt.Task = None,
@@ -68,7 +70,7 @@ def train(
         "task": task_section(base, task, label=label, positive=positive, contamination=contamination, target_fpr=target_fpr),
         "runs_dir": runs_dir,
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
-                             scale, outliers),
+                             scale, outliers, sep, encoding),
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device,
                   "privacy": {"epsilon": epsilon, "delta": delta, "max_grad_norm": max_grad_norm}},
         "tracking": {"uri": tracking_uri},
@@ -88,6 +90,8 @@ def train(
 def cv(
     data: opt.Data = None,
     target: opt.Target = None,
+    sep: opt.Sep = None,
+    encoding: opt.Encoding = None,
     folds: Annotated[int, typer.Option("--folds", "-k", help="number of folds (each is the test split once)")] = 5,
     config: opt.Config = None,
     sets: opt.Set = None,
@@ -133,7 +137,7 @@ def cv(
         "task": task_section(base, task), "runs_dir": runs_dir, "tracking": {"uri": tracking_uri},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device},
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
-                             scale, outliers),
+                             scale, outliers, sep, encoding),
     }), sets)
     if not value_at(cfg_dict, "data.source"):
         raise ConfigError(NEEDS_DATA)

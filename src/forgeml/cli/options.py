@@ -20,6 +20,10 @@ Set = Annotated[Optional[List[str]], typer.Option(
 # ----- data
 Data = Annotated[Optional[str], typer.Option("--data", "-d", help="csv/parquet/jsonl file, image folder, or bundled:NAME")]
 Target = Annotated[Optional[str], typer.Option("--target", "-t", help="column to predict")]
+Sep = Annotated[Optional[str], typer.Option(
+    "--sep", help="CSV/TSV delimiter (default: sniffed): one character, or comma | semicolon | tab | pipe")]
+Encoding = Annotated[Optional[str], typer.Option(
+    "--encoding", help="CSV/TSV text encoding (default: detected: UTF-8, BOM, else Windows-1252/Latin-1), e.g. utf-16, latin-1")]
 Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly "
                                                            "(`forgeml tasks` lists the families)")]
 Label = Annotated[Optional[str], typer.Option(

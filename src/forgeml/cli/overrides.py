@@ -21,9 +21,9 @@ def base_config(config: Optional[Path], model: Optional[str]) -> dict:
 
 
 def data_section(data, target, balance=None, threshold=None, group_col=None, time_col=None, dedup=False, impute=None,
-                 missing_indicator=False, scale=None, outliers=None) -> dict:
+                 missing_indicator=False, scale=None, outliers=None, sep=None, encoding=None) -> dict:
     """The data section from flags (None: not given, the config file's value stays)."""
-    return {"source": data, "target": target,
+    return {"source": data, "target": target, "sep": sep, "encoding": encoding,
             "balance": {"method": balance, "threshold": threshold},
             "split": {"group_col": group_col, "time_col": time_col},
             "clean": {"deduplicate": dedup or None, "scale": scale, "outliers": {"method": outliers},

@@ -21,6 +21,8 @@ def evaluate(
     from forgeml.tasks import summary_keys
 
     m = api.evaluate(run, data, output)
+    if m.get("warning"):
+        typer.echo(f"warning: {m['warning']}", err=True)
     keys = [k for k in summary_keys(m["task"]) if m.get(k) is not None]
     stdout().print(metric_table(f"{m['data']} ({m['n']} rows)", [(Path(run).name, m)], keys))
 
@@ -28,14 +30,14 @@ def evaluate(
 def predict(
     run: opt.Run,
     inputs: str = typer.Argument(..., help="csv/parquet/jsonl file or a folder of images"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl; default: CSV on stdout"),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl (- or none: CSV on stdout)"),
 ):
     """Predict with a trained run: one row per input with the prediction and class probabilities."""
     from forgeml import api
 
     result = api.predict(run, inputs, output)
     if output:
-        typer.echo(f"wrote {len(result)} predictions to {output}", err=True)
+        typer.echo(f"wrote {len(result)} predictions to {'standard output' if str(output) == '-' else output}", err=True)
     else:
         result.to_csv(sys.stdout, index=False)
 
@@ -121,6 +123,8 @@ def serve(
 def profile(
     data: str = typer.Argument(..., help="csv/tsv/parquet/jsonl file or bundled:NAME"),
     target: opt.Target = None,
+    sep: opt.Sep = None,
+    encoding: opt.Encoding = None,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="HTML report (default <data stem>.profile.html)"),
     quiet: opt.Quiet = False,
 ):
@@ -130,7 +134,7 @@ def profile(
     from forgeml.profile.report import default_report_path, print_summary, progress, write_report
 
     with progress(quiet) as step:
-        result = profile_source(data, target, step=step)
+        result = profile_source(data, target, step=step, sep=sep, encoding=encoding)
         step("writing the HTML report")
         path = write_report(result, out or default_report_path(data))
     con = stdout()

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-FeatureType = Literal["numeric", "categorical", "text", "image", "ignore"]
+FeatureType = Literal["numeric", "categorical", "text", "image", "datetime", "ignore"]
 
 
 class Strict(BaseModel):

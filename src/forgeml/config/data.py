@@ -136,6 +136,10 @@ class DataConfig(Strict):
     features: dict[str, FeatureType] = Field(
         default_factory=dict, description="override inferred feature types, e.g. {zip: categorical, notes: ignore}"
     )
+    sep: str = Field("auto", description="CSV/TSV delimiter: auto (sniffed: comma, semicolon, tab or pipe), one "
+                                         "character, or its name: comma, semicolon, tab, pipe")
+    encoding: str = Field("auto", description="CSV/TSV text encoding: auto (UTF-8, a BOM's UTF-8/UTF-16, else "
+                                              "Windows-1252/Latin-1) or a Python codec name (utf-16, latin-1, ...)")
     split: SplitConfig = Field(default_factory=SplitConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     balance: BalanceConfig = Field(default_factory=BalanceConfig)
@@ -145,3 +149,23 @@ class DataConfig(Strict):
     max_categories: int = Field(1000, ge=2, description="most frequent levels kept per categorical column")
     image_size: Optional[tuple[int, int]] = Field(None, description="(height, width) images are resized to; default: the most common size, shrunk to at most 64 px on its longest side")
     image_mode: Literal["auto", "L", "RGB"] = Field("auto", description="grayscale (L), colour (RGB) or as the images are")
+
+    @field_validator("sep")
+    @classmethod
+    def _sep(cls, v):
+        if v.lower() not in ("auto", "comma", "semicolon", "tab", "\\t", "pipe", "space") and len(v) != 1:
+            raise ValueError(f"data.sep must be auto, one character, or comma | semicolon | tab | pipe; got {v!r}")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v):
+        import codecs
+
+        if v.lower() != "auto":
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown encoding {v!r}; use auto or a Python codec name: utf-8, utf-16, latin-1, "
+                                 "cp1252, ...") from None
+        return v

@@ -13,7 +13,7 @@ from forgeml.config.base import Strict
 
 class AutoParams(Strict):
     """Choose from the feature types: tables -> mlp and lightgbm (the better on validation is kept), images -> cnn,
-    text -> text (bilstm)."""
+    text -> text (bilstm) and tfidf_linear (the better on validation is kept)."""
 
     name: Literal["auto"] = "auto"
 

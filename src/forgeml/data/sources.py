@@ -1,4 +1,8 @@
-"""Read a data source into a DataFrame: CSV, Parquet, JSONL, an image folder, or bundled:NAME."""
+"""Read a data source into a DataFrame: CSV, Parquet, JSONL, an image folder, or bundled:NAME.
+
+Delimited text is sniffed (forgeml.data.sniff: encoding, delimiter, decimal mark) and read as text, then its cells
+are parsed (forgeml.data.values: missing tokens, numbers as people write them, zero-padded codes). What was chosen
+is in ``df.attrs["reading"]``: {"file": {sep, encoding, decimal}, "columns": {column: note}}."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +12,10 @@ import pandas as pd
 from forgeml.errors import DataError
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+DELIMITED = {".csv": ",", ".tsv": "\t"}  # delimited text and its default delimiter (sniffed unless given)
 TABLE_READERS = {
-    ".csv": lambda p: pd.read_csv(p),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+    ".csv": None,
+    ".tsv": None,
     ".parquet": lambda p: pd.read_parquet(p),
     ".pq": lambda p: pd.read_parquet(p),
     ".jsonl": lambda p: pd.read_json(p, lines=True),
@@ -18,8 +23,9 @@ TABLE_READERS = {
 }
 
 
-def read_source(source: str) -> tuple[pd.DataFrame, str | None]:
-    """Return the rows and, when the source implies one (bundled sets, image folders), the target column."""
+def read_source(source: str, sep: str | None = None, encoding: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Return the rows and, when the source implies one (bundled sets, image folders), the target column.
+    ``sep``/``encoding`` (data.sep, data.encoding; None or "auto": detected) apply to CSV/TSV files."""
     if source.startswith("bundled:"):
         from forgeml.data.bundled import load_bundled
 
@@ -29,7 +35,7 @@ def read_source(source: str) -> tuple[pd.DataFrame, str | None]:
         raise DataError(f"data not found: {source}")
     if path.is_dir():
         return read_image_folder(path), "label"
-    return anchor_image_paths(read_table(path), path.parent), None
+    return anchor_image_paths(read_table(path, sep, encoding), path.parent), None
 
 
 def anchor_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
@@ -46,10 +52,32 @@ def anchor_image_paths(df: pd.DataFrame, base: Path) -> pd.DataFrame:
     return df
 
 
-def read_table(path: Path) -> pd.DataFrame:
+def read_delimited(path: Path, sep: str | None, encoding: str | None) -> pd.DataFrame:
+    """CSV/TSV read as text (sniffed unless given), then its cells parsed (forgeml.data.values)."""
+    from forgeml.data import sniff, values
+
+    try:
+        sep, given = sniff.separator(sep), sniff.encoding_name(encoding)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    how = sniff.sniff(path, sep, given, DELIMITED[path.suffix.lower()])
+    tried = [how["encoding"]] + ([] if given else [e for e in ("cp1252", "latin-1") if e != how["encoding"]])
+    for i, enc in enumerate(tried):
+        try:
+            df = pd.read_csv(path, sep=how["sep"], encoding=enc, dtype=str, keep_default_na=False, na_filter=False)
+            how["encoding"] = enc
+            break
+        except UnicodeError as exc:  # a byte further on that the sniffed encoding cannot decode
+            if i == len(tried) - 1:
+                raise sniff.decode_error(path, enc, exc) from None
+    df, notes = values.parse_table(df, how["decimal"])
+    df.attrs["reading"] = {"file": how, "columns": notes}
+    return df
+
+
+def read_table(path: Path, sep: str | None = None, encoding: str | None = None) -> pd.DataFrame:
     suffix = path.suffix.lower()
-    reader = TABLE_READERS.get(suffix)
-    if reader is None:
+    if suffix not in TABLE_READERS:
         raise DataError(
             f"unsupported data format {suffix or '(no extension)'} for {path}; "
             f"use one of {', '.join(sorted(TABLE_READERS))}, an image folder, or bundled:NAME"
@@ -57,7 +85,7 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path} is empty")
     try:
-        df = reader(path)
+        df = read_delimited(path, sep, encoding) if suffix in DELIMITED else TABLE_READERS[suffix](path)
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty") from None
     except (ValueError, OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
@@ -69,6 +97,11 @@ def read_table(path: Path) -> pd.DataFrame:
     if len(df) == 0:
         raise DataError(f"{path} has a header but no rows")
     df.columns = [str(c) for c in df.columns]
+    if suffix not in DELIMITED and not suffix.endswith(("parquet", "pq")):  # JSONL: its string columns
+        from forgeml.data.values import parse_table
+
+        df, notes = parse_table(df)
+        df.attrs["reading"] = {"columns": notes}
     return df
 
 

@@ -12,6 +12,25 @@ from sklearn.model_selection import GroupKFold, GroupShuffleSplit, KFold, Strati
 from forgeml.errors import DataError
 
 
+MIN_TRAIN_ROWS = 5  # a holdout split needs at least this many training rows ...
+MIN_HELDOUT_ROWS = 1  # ... and a row in each of validation and test
+
+
+def rows_needed(cfg) -> int:
+    """The fewest rows a train/validation/test split with these fractions can give enough rows each."""
+    return int(max(np.ceil(MIN_TRAIN_ROWS / (1 - cfg.val - cfg.test) - 1e-9), np.ceil(MIN_HELDOUT_ROWS / cfg.val - 1e-9),
+                   np.ceil(MIN_HELDOUT_ROWS / cfg.test - 1e-9)))
+
+
+def check_enough_rows(n: int, cfg) -> None:
+    """Refuse a table too small for a train/validation/test split (cross-validation folds are not checked here)."""
+    if cfg.folds is None and n < rows_needed(cfg):
+        raise DataError(f"the table has {n} usable rows, too few to split: a train/validation/test split of "
+                        f"{1 - cfg.val - cfg.test:.0%}/{cfg.val:.0%}/{cfg.test:.0%} needs at least {rows_needed(cfg)} rows "
+                        f"({MIN_TRAIN_ROWS} to train and at least {MIN_HELDOUT_ROWS} each to validate and test); add rows or change "
+                        "split.val / split.test")
+
+
 def split_indices(y: np.ndarray, classification: bool, cfg, groups: Optional[np.ndarray] = None,
                   times: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if times is not None:

@@ -8,11 +8,12 @@ from collections import Counter
 import numpy as np
 
 TOKEN_RE = re.compile(r"[\w']+|[^\w\s]", re.UNICODE)
+UNICODE_FORM = "NFKC"
 PAD, UNK = 0, 1
 
 
 def words(text: str) -> list[str]:
-    return TOKEN_RE.findall(unicodedata.normalize("NFKC", text).lower())
+    return TOKEN_RE.findall(unicodedata.normalize(UNICODE_FORM, text).lower())
 
 
 def fit_vocab(texts, size: int) -> list[str]:

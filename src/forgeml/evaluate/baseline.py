@@ -1,15 +1,17 @@
 """A strong non-deep baseline on the same split, so a user sees whether the network helped.
 
 Each feature type declares its block of the baseline's matrix (``FeatureType.baseline_block``): ``dense`` inputs
-(pixels) are flattened for a linear model on their own; ``tfidf`` columns (text) become a TF-IDF matrix, for logistic
-or ridge regression when they are all there is, else beside the ``table`` block in LightGBM; ``table`` inputs alone go to
-LightGBM (trained once; it is also a candidate of `model: auto`).
+(pixels) are flattened for a linear model on their own; ``tfidf`` columns (text) alone go to the learner tagged
+``baseline:tfidf`` (``tfidf_linear``: TF-IDF of the token ids + logistic or ridge regression, servable and a candidate
+of `model: auto` on text, so trained once), beside the ``table`` block to LightGBM on a TF-IDF of the joined raw text;
+``table`` inputs alone go to LightGBM (trained once; it is also a candidate of `model: auto`).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from forgeml.core import LEARNERS
 from forgeml.features import present
 from forgeml.features.text import joined_text
 
@@ -28,8 +30,8 @@ def kind_for(pre_state: dict) -> str:
     blocks = set(blocks_of(pre_state))
     if "dense" in blocks:
         return "linear-pixels"
-    if blocks == {"tfidf"}:
-        return "tfidf-linear"
+    if blocks == {"tfidf"}:  # a registered learner: a candidate beside the network, servable when it wins
+        return LEARNERS.tagged("baseline:tfidf")[0]
     if "tfidf" in blocks:
         return "lightgbm+tfidf"
     return "lightgbm"
@@ -70,15 +72,10 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
         flat = {s: _dense(enc[s], _keys(blocks, "dense")) for s in enc}
         model = _linear(task, seed).fit(flat["train"], y["train"])
         return {s: _raw_from_sklearn(model, flat[s], task) for s in ("val", "test")}
-    if kind == "tfidf-linear":
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=50000, sublinear_tf=True)
-        x = {"train": vec.fit_transform(joined_text(raw_df["train"], text_columns))}
-        for s in ("val", "test"):
-            x[s] = vec.transform(joined_text(raw_df[s], text_columns))
-        model = _linear(task, seed).fit(x["train"], y["train"])
-        return {s: _raw_from_sklearn(model, x[s], task) for s in ("val", "test")}
+    if kind in LEARNERS.tagged("baseline:tfidf"):  # the learner itself, with its default parameters
+        learner = LEARNERS.get(kind)
+        model = learner.fit(learner.Params(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)
+        return {s: learner.raw(model, enc[s], task) for s in ("val", "test")}
     from forgeml.models.gbdt import LightGBMParams
     from forgeml.models import gbdt
 

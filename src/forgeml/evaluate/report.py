@@ -88,6 +88,13 @@ def _preparation(manifest: dict) -> list[str]:
     pre, prep = manifest["preprocessing"], manifest["data"].get("preparation", {})
     num, cat = pre.get("numeric", {}), pre.get("categorical", {})
     lines = []
+    if prep.get("missing_target"):
+        lines.append(f"{prep['missing_target']} rows without a target value dropped before splitting")
+    for e in prep.get("excluded_columns", []):
+        lines.append(f"column {e['column']!r} left out ({e['reason']}: {e['detail']}); keep it with data.features: "
+                     f"{{{e['column']}: {e['type']}}}")
+    for e in prep.get("leak_suspects_kept", []):
+        lines.append(f"possible leak kept (the only input left): {e['column']!r} {e['detail']}")
     if "duplicates" in prep:
         lines.append(f"{prep['duplicates']} exact duplicate rows removed before splitting")
     for why, n in prep.get("training_rows_dropped", {}).items():

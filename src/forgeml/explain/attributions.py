@@ -54,13 +54,12 @@ def torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
 
 
 def _lightgbm_forward(model, keys: list[str]) -> Callable:
-    from forgeml.models import gbdt
-
+    """A learner with its own raw outputs (LightGBM, tfidf_linear), as a function of tensors."""
     units = _units(model)
 
     def forward(*tensors):
         arrays = {k: t.detach().cpu().numpy() for k, t in zip(keys, tensors)}  # below: a regression's [N] -> [N, 1]
-        return units(torch.from_numpy(gbdt.raw_outputs(model.estimator, arrays, model.task)).reshape(len(tensors[0]), -1))
+        return units(torch.from_numpy(model.learner.raw(model.estimator, arrays, model.task)).reshape(len(tensors[0]), -1))
 
     return forward
 
@@ -240,7 +239,7 @@ def lime_tokens(model, arrays: dict, targets: np.ndarray, n_samples: int = 300, 
     """LIME with words switched off (replaced by padding): per-token attributions [N, L]."""
     key = token_key(model)
     keys = [key, *[k for k in arrays if k != key]]
-    forward = torch_forward(model, keys)
+    forward = forward_for(model, keys)
     real = word_positions(model, arrays)
     out = np.zeros(arrays[key].shape, dtype=np.float64)
     for i in range(len(out)):

@@ -6,6 +6,7 @@ The explanation's kind comes from the feature types (``FeatureType.explains_as``
 | --------- | ---------------------------------------------------- | --------------------- | --------------------- |
 | `regions` | an input explained as a heat-map (images: CNN)       | gradcam, ig           | gradcam + ig          |
 | `tokens`  | a model that reads only token types (text, minilm)   | ig, lime              | ig                    |
+| `tokens`  | tfidf_linear (no gradients)                          | lime                  | lime                  |
 | `columns` | anything else (a table), torch MLP                   | permutation, ig, lime | permutation + ig      |
 | `columns` | a table, LightGBM                                    | permutation, lime     | permutation + lime    |
 
@@ -46,6 +47,8 @@ def explained(model, kind: str):
 
 def applicable(manifest: dict) -> tuple[str, ...]:
     kind = kind_of(manifest)
+    if kind == TOKENS and "torch" not in get_model(manifest["model"]["name"]).tags:  # tfidf_linear: no gradients
+        return ("lime",)
     if kind in KIND_METHODS:
         return KIND_METHODS[kind]
     if "torch" not in get_model(manifest["model"]["name"]).tags:  # no gradients: no Integrated Gradients
@@ -55,6 +58,8 @@ def applicable(manifest: dict) -> tuple[str, ...]:
 
 def defaults(manifest: dict, has_input: bool) -> list[str]:
     kind = kind_of(manifest)
+    if kind == TOKENS and "torch" not in get_model(manifest["model"]["name"]).tags:
+        return ["lime"]
     if kind in KIND_DEFAULTS:
         return list(KIND_DEFAULTS[kind])
     local = "ig" if "torch" in get_model(manifest["model"]["name"]).tags else "lime"

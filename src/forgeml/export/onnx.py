@@ -40,6 +40,18 @@ def input_spec(pre_state: dict) -> list[dict]:
     return [spec for ftype, state in present(pre_state) for spec in ftype.raw_inputs(state)]
 
 
+def write_input_files(pre_state: dict, folder: Path) -> list[str]:
+    """The files the feature types need beside the graph to compute its inputs (FeatureType.export_files)."""
+    from forgeml.artifacts import write_text
+
+    written = []
+    for ftype, state in present(pre_state):
+        for name, text in ftype.export_files(state).items():
+            write_text(folder / name, text)
+            written.append(name)
+    return written
+
+
 def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
     """Raw ONNX inputs for rows of a DataFrame (what a user of model.onnx would compute)."""
     out: dict[str, np.ndarray] = {}
@@ -116,7 +128,12 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
         learner = get_model(model_kind)
         core = learner.export_core(estimator, input_shapes, MIN_OPSET)
         model_input = core.graph.input[0].name
-        pre, internal = _preprocessing(pre_state, model_input, onehot="detector" in learner.tags)
+        if "token_ids" in learner.tags:  # its core reads a model input (token ids) as the preprocessing leaves it
+            pre, internal = _preprocessing(pre_state)
+            for node in core.graph.node:
+                node.input[:] = [internal[model_input] if i == model_input else i for i in node.input]
+        else:  # one float matrix of the types' flat() parts
+            pre, internal = _preprocessing(pre_state, model_input, onehot="detector" in learner.tags)
         replaced = {model_input}
     else:
         require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
@@ -202,6 +219,9 @@ def export_run(loaded, path: Path, check_rows: pd.DataFrame | None) -> dict:
         "inputs": input_spec(m["preprocessing"]),
         "outputs": loaded.task.graph_outputs(),
     }
+    files = write_input_files(m["preprocessing"], path.parent)
+    if files:  # e.g. the words tokenizer's vocabulary, named in its input's "tokenizer"
+        info["files"] = files
     if check_rows is not None and len(check_rows):
         info["parity"] = {"rows": len(check_rows), "max_abs_diff": parity(model, loaded, check_rows)}
     return info

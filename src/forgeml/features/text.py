@@ -10,6 +10,7 @@ from forgeml.core import FEATURES, FeatureType
 from forgeml.data import text as txt
 
 SEPARATOR = " . "
+VOCAB_FILE = "vocab.json"  # the words tokenizer's vocabulary, written beside an exported ONNX model
 
 
 def joined_text(df, columns: list[str]) -> list[str]:
@@ -94,8 +95,30 @@ class Text(FeatureType):
                if state["tokenizer"] == "words" else "MiniLM (BERT WordPiece) tokenizer output, padded with 0")
         if state.get("normalize"):
             how += f"; text normalized first ({', '.join(state['normalize'])}: forgeml.data.text.normalize)"
-        return [{"name": n, "dtype": "int64", "shape": ["batch", "length"], "columns": state["columns"], "how": how}
-                for n in self.model_inputs(state)]
+        return [{"name": n, "dtype": "int64", "shape": ["batch", "length"], "columns": state["columns"], "how": how,
+                 "tokenizer": self.tokenizer_spec(state)} for n in self.model_inputs(state)]
+
+    def tokenizer_spec(self, state) -> dict:
+        """Everything a client needs to compute the ids without forgeml, in the order it is applied (the export's
+        manifest; the vocabulary is the file ``export_files`` writes beside the ONNX model)."""
+        spec = {"kind": state["tokenizer"], "join": {"columns": state["columns"], "separator": SEPARATOR, "missing": ""},
+                "normalize": [k for k in ("nfkc", "strip", "lower") if (state.get("normalize") or {}).get(k)],
+                "max_length": state["max_len"], "padding_id": txt.PAD, "padding": "right, every row to max_length",
+                "truncation": "the first max_length ids are kept"}
+        if state["tokenizer"] != "words":
+            return {**spec, "wordpiece": "MiniLM's (sentence-transformers/all-MiniLM-L6-v2) tokenizer, [CLS] ... [SEP]"}
+        return {**spec, "unicode_normalization": txt.UNICODE_FORM, "lowercase": True, "pattern": txt.TOKEN_RE.pattern,
+                "pattern_how": "Python re.findall on the normalized, lower-cased text (\\w: Unicode word characters)",
+                "vocabulary_file": VOCAB_FILE, "vocabulary_size": len(state["vocab"]),
+                "vocabulary_ids": "the word at index i of the file's list has id i + first_word_id; others: unknown_id",
+                "first_word_id": 2, "unknown_id": txt.UNK}
+
+    def export_files(self, state) -> dict[str, str]:
+        if state["tokenizer"] != "words":
+            return {}
+        import json
+
+        return {VOCAB_FILE: json.dumps(state["vocab"], ensure_ascii=False)}
 
     def feeds(self, df, state):
         return self.transform(df, state)

@@ -83,8 +83,8 @@ def resolve_auto(feature_types: set[str]) -> list[str]:
     """Candidate models for `model: auto`, from the feature types present."""
     if "image" in feature_types:
         return ["cnn"]
-    if feature_types == {"text"}:
-        return ["text"]
+    if feature_types == {"text"}:  # the network and TF-IDF + a linear model (text's baseline): the better is kept
+        return ["text", "tfidf_linear"]
     if "text" in feature_types:
         return ["mlp"]
     return ["mlp", "lightgbm"]

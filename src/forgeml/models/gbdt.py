@@ -24,8 +24,11 @@ class LightGBMParams(Strict):
 MODEL_FILE = "model.lightgbm.txt"
 
 
+TABLE_KEYS = ("numeric", "categorical", "datetime")  # the model inputs the trees take, in the feature types' order
+
+
 def feature_matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
-    parts = [arrays[k].astype(np.float64) for k in ("numeric", "categorical") if k in arrays]
+    parts = [arrays[k].astype(np.float64) for k in TABLE_KEYS if k in arrays]  # as the ONNX graph's flat() order
     return np.concatenate(parts, axis=1)
 
 
@@ -134,7 +137,7 @@ def _exact_thresholds(model, booster) -> None:
         node.attribute.append(helper.make_attribute("nodes_values", exact))
 
 
-@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files"}, accepts={"numeric", "categorical"})
+@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files"}, accepts={"numeric", "categorical", "datetime"})
 class LightGBM(Learner):
     """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""
 
@@ -159,4 +162,5 @@ class LightGBM(Learner):
 
     @staticmethod
     def export_core(booster, input_shapes: dict, min_opset: int):
-        return onnx_core(booster, input_shapes["numeric"] + len(input_shapes["categorical"]), min_opset)
+        width = input_shapes["numeric"] + len(input_shapes["categorical"]) + int(input_shapes.get("datetime") or 0)
+        return onnx_core(booster, width, min_opset)

@@ -1,4 +1,4 @@
-"""MLP for tables: standardized numerics + categorical embeddings + mean word embeddings of text columns."""
+"""MLP for tables: standardized numerics and date parts + categorical embeddings + mean word embeddings of text columns."""
 from __future__ import annotations
 
 from typing import Annotated, Literal, Optional
@@ -28,7 +28,8 @@ class TabularMLP(nn.Module):
             nn.Embedding(card, embedding_dim or min(16, (card + 1) // 2)) for card in shapes["categorical"]
         )
         self.text = nn.EmbeddingBag(shapes["text_vocab"], text_dim, mode="mean", padding_idx=0) if shapes["text_vocab"] else None
-        width = shapes["numeric"] + sum(e.embedding_dim for e in self.embeddings) + (text_dim if self.text else 0)
+        self.n_datetime = int(shapes.get("datetime") or 0)  # standardized date parts, concatenated after the numerics
+        width = shapes["numeric"] + self.n_datetime + sum(e.embedding_dim for e in self.embeddings) + (text_dim if self.text else 0)
         layers = []
         for h in hidden:
             layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.GELU(), nn.Dropout(dropout)]
@@ -40,6 +41,8 @@ class TabularMLP(nn.Module):
         parts = []
         if "numeric" in batch:
             parts.append(batch["numeric"])
+        if self.n_datetime:
+            parts.append(batch["datetime"])
         for j, emb in enumerate(self.embeddings):
             parts.append(emb(batch["categorical"][:, j]))
         if self.text is not None:
@@ -50,8 +53,8 @@ class TabularMLP(nn.Module):
         """What feeds the first Linear layer, in order: (model input key, its column or None for the whole input,
         width). forgeml.explain sums attributions taken there per raw column."""
         text_dim = self.text.embedding_dim if self.text is not None else 0
-        numeric = self.net[0].in_features - sum(e.embedding_dim for e in self.embeddings) - text_dim
-        return ([("numeric", j, 1) for j in range(numeric)]
+        numeric = self.net[0].in_features - self.n_datetime - sum(e.embedding_dim for e in self.embeddings) - text_dim
+        return ([("numeric", j, 1) for j in range(numeric)] + [("datetime", j, 1) for j in range(self.n_datetime)]
                 + [("categorical", j, e.embedding_dim) for j, e in enumerate(self.embeddings)]
                 + ([("tokens", None, text_dim)] if text_dim else []))
 
@@ -61,12 +64,13 @@ def widths(params, model: TabularMLP) -> tuple[dict, dict]:
     linears = [m for m in model.net if isinstance(m, nn.Linear)]
     text_dim = model.text.embedding_dim if model.text is not None else 0
     return ({"hidden": [m.out_features for m in linears[:-1]]},
-            {"numeric": linears[0].in_features - sum(e.embedding_dim for e in model.embeddings) - text_dim,
+            {"numeric": linears[0].in_features - model.n_datetime - sum(e.embedding_dim for e in model.embeddings) - text_dim,
+             "datetime": model.n_datetime,
              "categorical": [e.num_embeddings for e in model.embeddings],
              "text_vocab": model.text.num_embeddings if model.text is not None else 0})
 
 
-@register_model("mlp", supports={"numeric", "categorical", "text"}, params=MLPParams, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"},
+@register_model("mlp", supports={"numeric", "categorical", "text", "datetime"}, params=MLPParams, tags={"prunable", "quantize:static", "quantize:dynamic", "distill"},
                 widths=widths)
 def build(params, shapes: dict, out_dim: int) -> nn.Module:
     return TabularMLP(shapes, out_dim, params.hidden, params.dropout, params.embedding_dim, params.text_dim)

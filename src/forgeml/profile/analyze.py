@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from collections.abc import Hashable
 from typing import Optional
 
 import numpy as np
@@ -23,6 +22,7 @@ import pandas as pd
 
 from forgeml.errors import DataError
 from forgeml.features import tags_of
+from forgeml.features.exclusions import column_flag, hashable
 from forgeml.tasks import task_tags
 from forgeml.profile.rules import ASSOCIATION_ROWS, EXAMPLES, HIGH_CARDINALITY, HIST_BINS, ID_UNIQUE, LEAK_ROWS, LEAK_SCORE, MANY_MISSING, MAX_CLASSES, MAX_FLIERS, OUTLIER_IQR, TEXT_SUFFIXES, rules  # noqa: F401
 from forgeml.profile.stats import Step, numeric_stats, display, jsonable, pct, warning
@@ -53,15 +53,16 @@ def check_text_file(path: Path) -> None:
                         f"give a UTF-8 text {fmt} file, or a .parquet file")
 
 
-def load(source: str, target: Optional[str] = None) -> tuple[pd.DataFrame, Optional[str]]:
+def load(source: str, target: Optional[str] = None, sep: Optional[str] = None,
+         encoding: Optional[str] = None) -> tuple[pd.DataFrame, Optional[str]]:
     """Read the data as training does (forgeml.data.sources.read_source); check the target column exists."""
     from forgeml.data.sources import read_source
 
     if not source.startswith("bundled:"):
         path = Path(source).expanduser()
-        if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
+        if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES - {".csv", ".tsv"}:  # CSV/TSV: sniffed, checked there
             check_text_file(path)
-    df, implied = read_source(source)
+    df, implied = read_source(source, sep, encoding)
     if len(df) == 0 or df.shape[1] == 0:
         raise DataError(f"{source} has no rows or no columns")
     target = target or implied
@@ -70,11 +71,12 @@ def load(source: str, target: Optional[str] = None) -> tuple[pd.DataFrame, Optio
     return df, target
 
 
-def profile_source(source: str, target: Optional[str] = None, step: Step = lambda msg: None, seed: int = 0) -> dict:
+def profile_source(source: str, target: Optional[str] = None, step: Step = lambda msg: None, seed: int = 0,
+                   sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
     """Read ``source`` as training does, then profile it; ``step`` is told what runs now (for a progress line)."""
     step(f"reading {source}")
     tic = time.perf_counter()
-    df, target = load(source, target)
+    df, target = load(source, target, sep, encoding)
     read_s = round(time.perf_counter() - tic, 3)
     result = profile(df, target, source=source, step=step, seed=seed)
     result["seconds"] = {"read": read_s, **result["seconds"]}
@@ -204,14 +206,7 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
 
 # ------------------------------------------------------------------------------------------------ columns
 def _hashable(col: pd.Series) -> pd.Series:
-    """Object columns holding arrays (images in memory) or lists/dicts (nested JSON) become bytes / text, so they can
-    be hashed and counted like any other column (decided on the first 1,000 values)."""
-    if col.dtype != object:
-        return col
-    head = col.dropna().head(1000).tolist()
-    if not any(isinstance(v, np.ndarray) or not isinstance(v, Hashable) for v in head):
-        return col
-    return col.map(lambda v: v.tobytes() if isinstance(v, np.ndarray) else v if isinstance(v, Hashable) else str(v))
+    return hashable(col)
 
 
 def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool) -> dict:
@@ -236,10 +231,8 @@ def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool)
     flags = info["flags"]
     if kind == "empty":
         flags.append("empty")
-    elif unique <= 1:
-        flags.append("constant")
-    elif unique >= ID_UNIQUE * n and n >= 20 and _id_like(col, tags):
-        flags.append("id_like")
+    elif (flag := column_flag(col, tags, unique)) is not None:
+        flags.append(flag)
     elif "level_codes" in tags and unique > HIGH_CARDINALITY:
         flags.append("high_cardinality")
     if kind != "empty" and missing > MANY_MISSING * n:
@@ -247,16 +240,6 @@ def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool)
     if info["stats"] and info["stats"]["infinite"]:
         flags.append("infinite")
     return info
-
-
-def _id_like(col: pd.Series, tags: frozenset) -> bool:
-    """(Almost) all distinct (checked by the caller) and key-like: dense integers (1..n, 1001..2000: max - min < 2 x rows)
-    or strings without spaces, in a type compared by value (free text is not a key)."""
-    if pd.api.types.is_integer_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        return float(col.max()) - float(col.min()) < 2 * len(col)
-    if "levels" in tags and not pd.api.types.is_numeric_dtype(col):
-        return bool((col.astype(str).str.count(r"\s+") == 0).mean() > 0.9)
-    return False
 
 
 def _column_warnings(info: dict, n: int) -> list[dict]:

@@ -1,17 +1,15 @@
 """The profile's documented rules: thresholds and sample sizes (``forgeml profile`` prints them in its report)."""
 from __future__ import annotations
 
+from forgeml.features.exclusions import ID_UNIQUE, LEAK_HOLDOUT, LEAK_SCORE, LEAK_TREE_DEPTH  # noqa: F401  (shared with training)
+
 OUTLIER_IQR = 1.5  # a value is an outlier outside [Q1 - 1.5 IQR, Q3 + 1.5 IQR]
-ID_UNIQUE = 0.99  # an integer or string key column with a distinct value in at least 99% of the rows is ID-like
 HIGH_CARDINALITY = 100  # a categorical feature with more distinct values than this is high-cardinality
 MANY_MISSING = 0.5  # a column missing in more than half of the rows gets a warning
 IMBALANCE_MIN_SHARE = 0.10  # smallest class below 10% of the labelled rows ...
 IMBALANCE_MAX_RATIO = 10.0  # ... or largest class more than 10x the smallest: imbalanced
-LEAK_SCORE = 0.99  # a single feature reaching this held-out balanced accuracy / R^2 is a leakage suspect
-LEAK_TREE_DEPTH = 6  # depth of the one-feature decision tree used for numeric features
 ASSOCIATION_ROWS = 200_000  # row sample for the association scores
 LEAK_ROWS = 50_000  # row sample for the single-feature models (split 70/30 into fit / held-out rows)
-LEAK_HOLDOUT = 0.3
 MI_BINS = 20  # numeric features (and a regression target) are cut into this many quantile bins for mutual information
 MI_LEVELS = 50  # categorical features: the most frequent levels kept, the rest pooled as 'other'
 TOP_FEATURES = 10

@@ -3,7 +3,6 @@ and single-feature leakage scores."""
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Optional
 
 import numpy as np
@@ -11,7 +10,7 @@ import pandas as pd
 
 from forgeml.features import tags_of
 from forgeml.tasks import infer_task, task_tags
-from forgeml.profile.rules import IMBALANCE_MAX_RATIO, IMBALANCE_MIN_SHARE, LEAK_HOLDOUT, LEAK_SCORE, LEAK_TREE_DEPTH, MI_BINS, MI_LEVELS
+from forgeml.profile.rules import IMBALANCE_MAX_RATIO, IMBALANCE_MIN_SHARE, MI_BINS, MI_LEVELS
 from forgeml.profile.stats import numeric_stats, display, jsonable, pct, warning  # noqa: F401
 
 
@@ -135,54 +134,9 @@ def association(df, hashable, by_name, cols, rows, y_enc, task) -> dict:
 # ------------------------------------------------------------------------------------------------ leakage: one feature
 def single_feature_scores(df, hashable, by_name, cols, rows, y_enc, task, seed) -> dict:
     """Each feature alone: a depth-6 tree (an ``ordered`` type: numbers) or a per-level lookup (other types), fitted on
-    70% of a sample and scored on the other 30% (balanced accuracy for classification, R^2 for regression)."""
-    from sklearn.metrics import balanced_accuracy_score, r2_score
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+    70% of a sample and scored on the other 30% (balanced accuracy for classification, R^2 for regression); the same
+    check training runs on its training split (forgeml.features.exclusions)."""
+    from forgeml.features.exclusions import single_feature_scores as scores
 
-    classification = "labels" in task_tags(task)
-    y = y_enc.astype(np.int64) if classification else y_enc.astype(np.float64)
-    order = np.random.default_rng(seed + 1).permutation(len(rows))
-    n_te = max(1, int(round(LEAK_HOLDOUT * len(rows))))
-    te, tr = np.sort(order[:n_te]), np.sort(order[n_te:])
-    y_tr, y_te = y[tr], y[te]
-    metric = "balanced accuracy" if classification else "R^2"
-    scores = []
-    if len(tr) >= 10 and len(np.unique(y_te)) >= 2:
-        for name in cols:
-            col = hashable[name].iloc[rows].reset_index(drop=True)
-            if "ordered" in tags_of(by_name[name]["type"]):
-                x = col.to_numpy(dtype=np.float64, na_value=np.nan)
-                x = np.where(np.isinf(x), np.nan, x).reshape(-1, 1)
-                tree = DecisionTreeClassifier if classification else DecisionTreeRegressor
-                model = tree(max_depth=LEAK_TREE_DEPTH, random_state=0)
-                model.fit(x[tr], y_tr)
-                pred = model.predict(x[te])
-                how = f"depth-{LEAK_TREE_DEPTH} tree"
-            else:
-                codes, levels = pd.factorize(col, use_na_sentinel=False)
-                pred = _lookup(codes[tr], y_tr, codes[te], len(levels), classification)
-                how = "per-level lookup"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                score = balanced_accuracy_score(y_te, pred) if classification else r2_score(y_te, pred)
-            scores.append({"feature": name, "model": how, "score": float(score), "suspect": False})
-    scores.sort(key=lambda s: -s["score"])
-    return {"rows_fit": int(len(tr)), "rows_heldout": int(len(te)), "metric": metric, "threshold": LEAK_SCORE,
-            "baseline": 1 / (int(y.max()) + 1) if classification else 0.0, "scores": scores}
-
-
-def _lookup(c_tr: np.ndarray, y_tr: np.ndarray, c_te: np.ndarray, levels: int, classification: bool) -> np.ndarray:
-    """Predict each level's majority class (or mean) seen in the fitting rows; unseen levels get the overall one."""
-    if classification:  # sparse (level, class) counts: levels x classes can be large
-        k = int(y_tr.max()) + 1
-        pairs, counts = np.unique(c_tr.astype(np.int64) * k + y_tr, return_counts=True)
-        level, cls = pairs // k, pairs % k
-        order = np.lexsort((counts, level))  # by level, then count: the last row of each level is its majority
-        last = order[np.r_[level[order][1:] != level[order][:-1], True]]
-        per_level = np.full(levels, np.bincount(y_tr).argmax())
-        per_level[level[last]] = cls[last]
-    else:
-        counts = np.bincount(c_tr, minlength=levels)
-        sums = np.bincount(c_tr, weights=y_tr, minlength=levels)
-        per_level = np.where(counts > 0, sums / np.maximum(counts, 1), y_tr.mean())
-    return per_level[c_te]
+    return scores({c: hashable[c] for c in cols}, {c: by_name[c]["type"] for c in cols}, rows, y_enc,
+                  "labels" in task_tags(task), seed)

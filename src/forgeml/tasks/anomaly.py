@@ -131,7 +131,7 @@ class Anomaly(Task):
         opts = AnomalyConfig.model_validate(dict(cfg.task.model_extra or {}))
         if cfg.train.privacy is not None:
             raise ConfigError("differential privacy (train.privacy / --epsilon) is not available for anomaly detection yet")
-        df, implied = read_source(cfg.data.source)
+        df, implied = read_source(cfg.data.source, cfg.data.sep, cfg.data.encoding)
         label = opts.label
         if label is not None and label not in df.columns:
             raise DataError(f"label column {label!r} not found; available columns: {list(df.columns)}")
@@ -159,6 +159,11 @@ class Anomaly(Task):
                 raise DataError(f"label column {label!r} has a single value; it cannot evaluate a detector")
         features = infer_features(df, label, overrides)
         features = [f for f in features if f.type != "ignore"]
+        accepted = set().union(*(LEARNERS.get(n).accepts for n in LEARNERS.tagged("detector")))
+        unused = [f for f in features if f.type not in accepted and f.name not in cfg.data.features]
+        if unused:  # e.g. dates: no detector takes them yet; left out as before the datetime type
+            say(f"[dim]anomaly: no detector takes {', '.join(f'{f.name}:{f.type}' for f in unused)}; left out[/]")
+            features = [f for f in features if f not in unused]
         if not features:
             raise DataError("no feature columns left to detect anomalies in")
         candidates = [cfg.model.name] if cfg.model.name != "auto" else \

@@ -10,6 +10,8 @@ from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import SupervisedTask
 
 MAX_CLASSES_FOR_INT_TARGET = 20  # a whole-number target with more distinct values is a regression target
+MANY_CLASSES_SHARE = 0.05  # task auto: a target with more classes than this share of the rows (and over 20) stops
+NUMERIC_LABELS_SHARE = 0.95  # task auto: over 20 labels of which this share reads as numbers stops (use regression)
 
 
 @TASKS.register("classification", tags={"target", "labels", "threshold", "stratify"})
@@ -34,6 +36,28 @@ class Classification(SupervisedTask):
                 f"target {y.name!r} has a single class ({value!r}); classification needs at least two: "
                 "check the target column, or use --task regression for a numeric target"
             )
+
+    @classmethod
+    def target_doubts(cls, y: pd.Series) -> str | None:
+        """A target ``task: auto`` should not treat as classes: more classes than MANY_CLASSES_SHARE of the rows (and
+        over MAX_CLASSES_FOR_INT_TARGET), or many labels that read as numbers ("$215,000", "12.5%")."""
+        from forgeml.data.schema import category_keys
+
+        keys = category_keys(y.dropna())
+        classes = int(keys.nunique())
+        if classes <= MAX_CLASSES_FOR_INT_TARGET:
+            return None
+        sample = keys.drop_duplicates().head(3).tolist()
+        numbers = pd.to_numeric(keys.str.replace(r"[\s,$\u20ac\u00a3%]", "", regex=True), errors="coerce").notna().mean()
+        if numbers >= NUMERIC_LABELS_SHARE:
+            return (f"target {y.name!r} holds numbers written as text ({classes:,} distinct values such as {sample}): as "
+                    "classes nothing could be learned; train with --task regression on the column converted to numbers "
+                    "(or --task classification if these really are class names)")
+        if classes > MANY_CLASSES_SHARE * len(keys):
+            return (f"target {y.name!r} has {classes:,} classes for {len(keys):,} rows (more than "
+                    f"{MANY_CLASSES_SHARE:.0%} of the rows): is it the right column? For numbers use --task regression; "
+                    "to train these classes anyway, pass --task classification")
+        return None
 
     @classmethod
     def fit(cls, y: pd.Series) -> "Classification":

@@ -36,6 +36,11 @@ class SupervisedTask(Task):
     def check_target(cls, y: pd.Series) -> None:
         """Raise forgeml.errors.DataError, saying what to do, when this family cannot learn target ``y``."""
 
+    @classmethod
+    def target_doubts(cls, y: pd.Series) -> str | None:
+        """Why ``task: auto`` picking this family for ``y`` looks wrong (the user can still name it with --task), or None."""
+        return None
+
     # ---- what a fitted task is (state: labels / target scale / threshold; JSON in the manifest)
     @classmethod
     def fit(cls, y: pd.Series) -> "SupervisedTask":
@@ -83,6 +88,18 @@ class SupervisedTask(Task):
         from forgeml.models import check_supports, get_model, resolve_auto
 
         splits = split_data(cfg)
+        if excluded := splits.preparation.get("excluded_columns"):
+            from rich.markup import escape
+
+            from forgeml.features.exclusions import notice
+
+            say(f"[yellow]{escape(notice(excluded))}[/]")
+        if kept := splits.preparation.get("leak_suspects_kept"):
+            from rich.markup import escape
+
+            from forgeml.features.exclusions import kept_notice
+
+            say(f"[yellow]warning: {escape(kept_notice(kept))}[/]")
         splits.candidates = resolve_auto({f.type for f in splits.features}) if cfg.model.name == "auto" else [cfg.model.name]
         for name in splits.candidates:
             check_supports(name, splits.features)
@@ -202,11 +219,16 @@ def split_data(cfg: Config) -> Splits:
     from forgeml.data.schema import check_target
     from forgeml.features import infer_features
     from forgeml.data.sources import read_source
-    from forgeml.data.split import parse_times, split_indices
+    from forgeml.data.split import check_enough_rows, parse_times, split_indices
 
-    df, implied_target = read_source(cfg.data.source)
+    df, implied_target = read_source(cfg.data.source, cfg.data.sep, cfg.data.encoding)
+    reading = df.attrs.get("reading")  # how the file was read and each column's values parsed (forgeml.data.values)
     target = cfg.data.target or implied_target
+    rows_read = len(df)
     df = check_target(df, target)
+    preparation = {"missing_target": rows_read - len(df)} if len(df) < rows_read else {}
+    if reading:
+        preparation["reading"] = reading
     split = cfg.data.split
     for key in ("group_col", "time_col"):
         col = getattr(split, key)
@@ -214,7 +236,6 @@ def split_data(cfg: Config) -> Splits:
             raise DataError(f"split.{key} {col!r} is not a column of the data; columns: {list(df.columns)}")
         if col and col == target:
             raise DataError(f"split.{key} {col!r} is the target; choose another column")
-    preparation = {}
     if cfg.data.clean.deduplicate:
         dup = duplicate_rows(df)
         if dup.any():
@@ -222,6 +243,9 @@ def split_data(cfg: Config) -> Splits:
         preparation["duplicates"] = int(dup.sum())
     task_name = cfg.task.name if cfg.task.name != "auto" else infer_task(df[target])
     TASKS.get(task_name).check_target(df[target])
+    doubt = TASKS.get(task_name).target_doubts(df[target]) if cfg.task.name == "auto" else None
+    if doubt:
+        raise DataError(doubt)
     # the group/time column orders or groups rows; as an input it would be an ID (memorized) or a leak
     split_cols = {c: "ignore" for c in (split.group_col, split.time_col) if c}
     features = infer_features(df, target, {**split_cols, **cfg.data.features})
@@ -229,9 +253,35 @@ def split_data(cfg: Config) -> Splits:
     y_all = task.encode(df[target])
     groups = df[split.group_col].astype(str).to_numpy() if split.group_col else None
     times = parse_times(df[split.time_col]) if split.time_col else None
+    check_enough_rows(len(y_all), split)
     idx = dict(zip(("train", "val", "test"), split_indices(y_all, "stratify" in task.tags, split, groups, times)))
     raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
-    return Splits(target, task, features, raw, {s: y_all[i] for s, i in idx.items()}, preparation)
+    y = {s: y_all[i] for s, i in idx.items()}
+    features = leave_out(features, raw["train"], y["train"], task, set(cfg.data.features), preparation, split.seed)
+    return Splits(target, task, features, raw, y, preparation)
+
+
+def leave_out(features: list, train: pd.DataFrame, y_train: np.ndarray, task, named: set, preparation: dict,
+              seed: int) -> list:
+    """The inferred features minus those that must not be features (row numbers, IDs, constants, single-column leaks:
+    forgeml.features.exclusions, found on the training rows); a column data.features names is kept. What is left out,
+    and why, goes into ``preparation`` (the manifest's data.preparation)."""
+    from forgeml.features.exclusions import excluded_columns
+
+    found = excluded_columns(train, features, y_train, "labels" in task.tags, named, seed)
+    if kept := [e for e in found if e.get("kept")]:
+        preparation["leak_suspects_kept"] = kept
+    out = [e for e in found if not e.get("kept")]
+    if not out:
+        return features
+    preparation["excluded_columns"] = out
+    gone = {e["column"] for e in out}
+    left = [f for f in features if f.name not in gone]
+    if not left:
+        why = "; ".join(f"{e['column']!r}: {e['reason']}, {e['detail']}" for e in out)
+        raise DataError(f"every input column must be left out ({why}); check the target column, or keep a column by "
+                        f"naming it with its type in data.features (--set data.features.{out[0]['column']}={out[0]['type']})")
+    return left
 
 
 def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say = lambda m: None) -> Prepared:
@@ -260,9 +310,17 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
     enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
     n = {s: len(rows) for s, rows in splits.raw.items()}
     feats = splits.features
-    say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task {splits.task.name}; "
-        f"features: {', '.join(f'{f.name}:{f.type}' for f in feats[:12])}{' ...' if len(feats) > 12 else ''}[/]")
-    if splits.preparation:
+    say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task {splits.task.name}[/]")
+    from rich.markup import escape
+
+    from forgeml.features.notes import describe
+
+    lines, notes = describe(cfg.data.source, feats, pre.state, splits.preparation.get("reading"), splits.target)
+    if notes:  # stored in the run: the manifest's data.preparation.reading
+        splits.preparation.setdefault("reading", {})["notes"] = notes
+    for line in lines:
+        say(f"[dim]{escape(line)}[/]")
+    if set(splits.preparation) - {"reading"}:
         say(f"[dim]cleaning: {cleaning_line(splits.preparation)}[/]")
 
     bal = cfg.data.balance
@@ -282,6 +340,10 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
 
 def cleaning_line(prep: dict) -> str:
     parts = []
+    if prep.get("missing_target"):
+        parts.append(f"{prep['missing_target']} rows without a target value dropped")
+    if prep.get("excluded_columns"):
+        parts.append(f"{len(prep['excluded_columns'])} column(s) left out as features (above)")
     if prep.get("duplicates"):
         parts.append(f"{prep['duplicates']} duplicate rows removed before splitting")
     for why, n in prep.get("training_rows_dropped", {}).items():

@@ -39,7 +39,9 @@ def _as_dict(obj) -> dict:
 
 def save(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator, progress: dict) -> None:
     """Write the checkpoint: tensors first, then the JSON whose presence marks the checkpoint complete.
-    ``optimizers`` / ``schedulers``: one of each, or dicts by optimizer name."""
+    ``optimizers`` / ``schedulers``: one of each, or dicts by optimizer name. A checkpoint folder removed meanwhile
+    (its run folder deleted during training) fails the run rather than being written again."""
+    check_folder(folder)
     tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
     metas = {}
     for name, optimizer in _as_dict(optimizers).items():
@@ -57,6 +59,16 @@ def save(folder: Path, model, optimizers, schedulers, scaler, generator: torch.G
         "schedulers": {name: sched.state_dict() for name, sched in _as_dict(schedulers).items()},
         "scaler": scaler.state_dict() if scaler.is_enabled() else None,
     })
+
+
+def check_folder(folder: Path) -> None:
+    """Checkpoints go into a folder that exists: one removed during training (its run folder deleted) stops the run
+    rather than being created again."""
+    if not Path(folder).is_dir():
+        from forgeml.errors import RunError
+
+        raise RunError(f"the checkpoint folder {folder} was removed during training (was the run folder deleted?); "
+                       "the run is stopped. Train again")
 
 
 def exists(folder: Path) -> bool:

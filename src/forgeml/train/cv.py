@@ -29,7 +29,7 @@ def cross_validate(
     """K-fold cross-validation: one full run per fold in runs/<name>/fold-<k> (fold k is its test split; validation
     comes from the rest), then the mean and standard deviation of each test metric, beside the baseline's."""
     from forgeml.evaluate import plots
-    from forgeml.tracking import default_uri
+    from forgeml.tracking import Tracker, default_uri
 
     say = say or stderr_say(quiet)
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
@@ -41,6 +41,21 @@ def cross_validate(
     if cv_dir.exists():
         shutil.rmtree(cv_dir)
     tracking = cfg.tracking.model_copy(update={"uri": cfg.tracking.uri or default_uri(cfg.runs_dir)})
+    # one parent MLflow run; each fold's run is nested under it (forgeml.tracking starts a child inside a run)
+    cv_dir.mkdir(parents=True, exist_ok=True)  # the default store lives in the runs folder
+    parent = Tracker(tracking.uri, cfg.runs_dir, tracking.experiment, cfg.name)
+    try:
+        parent.params({"cv.folds": folds, "model.name": cfg.model.name, "data.source": cfg.data.source})
+        result_summary = _folds(cfg, folds, cv_dir, tracking, source, quiet, say, plots)
+        parent.summary({f"mean_test_{k}": v["mean"] for k, v in result_summary["model"].items()}, [cv_dir / "cv.json"])
+    except BaseException:
+        parent.end("FAILED")
+        raise
+    parent.end()
+    return {**result_summary, **({"tracking": {"uri": parent.uri, "run_id": parent.run_id}} if parent.enabled else {})}
+
+
+def _folds(cfg: Config, folds: int, cv_dir, tracking, source: str, quiet: bool, say: Say, plots) -> dict:
     per_fold = []
     for k in range(folds):
         split = cfg.data.split.model_copy(update={"folds": folds, "fold": k})

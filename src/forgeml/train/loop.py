@@ -182,6 +182,7 @@ def fit(
             result.best_epoch, result.best_score, bad_epochs = epoch, score, 0
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
             if checkpoint_dir:
+                checkpoint.check_folder(checkpoint_dir)
                 save_tensors(checkpoint_dir / checkpoint.BEST, best_state)
         else:
             bad_epochs += 1

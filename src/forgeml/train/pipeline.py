@@ -20,6 +20,7 @@ from forgeml.models import get_model, raw_outputs
 from forgeml.run import WEIGHTS, RunResult, run_config, signature
 from forgeml.tasks import family_of
 from forgeml.tasks.supervised import Prepared, params_for  # noqa: F401  (params_for: re-exported)
+from forgeml.train.choice import baseline_on_validation, choose, fmt
 
 Say = Callable[[str], None]
 
@@ -64,6 +65,9 @@ def train(
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
     run_dir = cfg.run_dir
     if resume:
+        if (run_dir / artifacts.MANIFEST).is_file():
+            raise RunError(f"--resume: {run_dir} is a finished run (it has its {artifacts.MANIFEST}); there is nothing to "
+                           "resume. Use --overwrite to train it again, or --name for a new run")
         if not (run_dir / "config.yaml").is_file() or not any((run_dir / "checkpoints").glob("*/last.json")):
             raise RunError(f"--resume: no checkpoint found in {run_dir / 'checkpoints'}; train without --resume to start fresh")
         cfg = run_config(run_dir)
@@ -130,11 +134,12 @@ def train(
             score = val_metrics.get(task.primary_metric)
             say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
 
-        chosen = task.choose(candidates)
-        if len(candidates) > 1:
-            say(f"[bold]kept {chosen['model']}[/] ({_why(chosen, candidates, task.primary_metric)})")
+        # the baseline is scored on validation beside the candidates (forgeml.train.choice)
+        base = baseline_on_validation(cfg, data, candidates, lambda n: trained_raw(n, candidates, data))
+        say(f"  baseline {base['name']}: val {task.primary_metric} = {fmt(base['val'].get(task.primary_metric))}")
+        chosen, choice = choose(task, candidates, base, say)
         task.finalize(cfg, data, task.outputs(chosen["raw"]["val"]), say)
-        result = finish(cfg, run_dir, data, chosen, candidates, tracker, say)
+        result = finish(cfg, run_dir, data, chosen, candidates, tracker, say, baseline=base, choice=choice)
     except BaseException:
         tracker.end("FAILED")
         raise
@@ -156,16 +161,10 @@ def _refuse_before_writing(cfg: Config, candidates: list[str]) -> None:
         require("opacus", "privacy", "train.privacy (DP-SGD)")
 
 
-def _why(chosen: dict, candidates: list[dict], metric: str) -> str:
-    """Why the kept candidate was kept: its validation score beside the others', or that none could be compared."""
-    scores = [c["val"].get(metric) for c in candidates]
-    if all(v is None for v in scores):
-        return f"validation {metric} is n/a for every candidate: kept the first"
-    ties = [c["model"] for c in candidates if c["val"].get(metric) == chosen["val"].get(metric)]
-    if len(ties) > 1:
-        return f"tie on validation {metric} ({chosen['val'][metric]:.4f}) between {', '.join(ties)}: kept the first"
-    return f"best validation {metric}: " + ", ".join(
-        f"{c['model']} {'n/a' if c['val'].get(metric) is None else format(c['val'][metric], '.4f')}" for c in candidates)
+def trained_raw(learner_name: str, candidates: list[dict], data: Prepared) -> Optional[dict]:
+    """A candidate's raw outputs on val and test when the baseline was trained as one (LightGBM), else None."""
+    same = next((c for c in candidates if c["model"] == learner_name), None)
+    return {s: candidate_raw(same, s, data) for s in ("val", "test")} if same is not None else None
 
 
 def candidate_raw(candidate: dict, split: str, data: Prepared) -> np.ndarray:
@@ -176,26 +175,28 @@ def candidate_raw(candidate: dict, split: str, data: Prepared) -> np.ndarray:
 
 
 def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates: list[dict], tracker, say: Say,
-            extra: Optional[dict] = None) -> RunResult:
+            extra: Optional[dict] = None, baseline: Optional[dict] = None, choice: Optional[dict] = None) -> RunResult:
     """Test metrics, baseline, plots, weights, manifest, metrics.json and report; ``extra`` adds top-level keys to
-    metrics.json (e.g. "federated", which the report renders)."""
+    metrics.json (e.g. "federated", which the report renders). ``baseline``: already trained for the choice
+    (forgeml.train.choice), else trained here; ``choice``: the choice's record (metrics.json and the manifest)."""
     from forgeml.evaluate import plots
     from forgeml.evaluate.report import rerender
 
     task, name, est = data.task, chosen["model"], chosen["estimator"]
+    artifacts.check_run_folder(run_dir, cfg.to_yaml())
     outputs = {s: task.outputs(candidate_raw(chosen, s, data)) for s in ("val", "test")}
     metrics: dict[str, Any] = {"val": chosen["val"], "test": task.metrics(data.y["test"], outputs["test"])}
     metrics["primary_metric"] = task.primary_metric
     metrics["summary_keys"] = list(task.summary_keys)
     metrics["model"] = name
+    if choice:  # why this model was kept, with the baseline beside it (forgeml.train.choice)
+        metrics["choice"] = choice
     metrics.update(extra or {})
 
     # the family's baseline on the same split (one already trained as a candidate is reused, not trained twice)
-    def trained_raw(learner_name: str) -> Optional[dict]:
-        same = next((c for c in candidates if c["model"] == learner_name), None)
-        return {s: candidate_raw(same, s, data) for s in ("val", "test")} if same is not None else None
-
-    kind, base_raw = task.baseline(cfg, data, trained_raw)
+    if baseline is None:
+        baseline = baseline_on_validation(cfg, data, candidates, lambda n: trained_raw(n, candidates, data))
+    kind, base_raw = baseline["name"], baseline["raw"]
     base_task = task.baseline_task(data, base_raw["val"])
     metrics["baseline"] = {"name": kind, **{s: base_task.metrics(data.y[s], base_task.outputs(base_raw[s])) for s in ("val", "test")}}
     keep = lambda m: {k: m.get(k) for k in task.summary_keys}  # noqa: E731
@@ -218,6 +219,7 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
     metrics["plots"] = [path.stem for path in made]  # the report shows these, in this order
 
     # weights and manifest
+    artifacts.check_run_folder(run_dir, cfg.to_yaml())
     learner = get_model(name)
     if "torch" not in learner.tags:
         learner.save(est, run_dir)
@@ -235,9 +237,10 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
         "preprocessing": data.preprocessor.state,
         "model": {"name": name, "params": chosen["params"].model_dump(mode="json"), **weights,
                   "input_shapes": data.preprocessor.input_shapes()},
-        "data": {"source": cfg.data.source, "rows": data.rows,
+        "data": {"source": cfg.data.source, **artifacts.source_path(cfg.data.source), "rows": data.rows,
                  **({"preparation": data.preparation} if data.preparation else {})},
         "metrics": {"test": keep(metrics["test"]), "baseline_test": keep(metrics["baseline"]["test"])},
+        **({"choice": choice} if choice else {}),
         "tracking": {"uri": getattr(tracker, "uri", None), "run_id": getattr(tracker, "run_id", None)},
         "versions": artifacts.library_versions(),
     }
@@ -248,5 +251,5 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
     artifacts.write_json(run_dir / "metrics.json", metrics)
     artifacts.write_json(run_dir / artifacts.MANIFEST, manifest)
     rerender(run_dir)
-    tracker.final(metrics, run_dir)
+    tracker.final(metrics, run_dir, model_files=[weights["file"]])
     return RunResult(run_dir, metrics, manifest)
