@@ -139,7 +139,7 @@ def test_several_text_columns_are_read_together(in_tmp):
     df = pd.DataFrame({"opening": words.str[:6].str.join(" "), "rest": words.str[6:].str.join(" "), "source": df["source"]})
     df.to_csv("split_text.csv", index=False)
     result = api.train({"name": "two", "data": {"source": "split_text.csv", "target": "source", "features": {"rest": "text"}},
-                        "tracking": {"uri": "none"}, "train": fast_train(epochs=2)}, quiet=True)
+                        "model": {"name": "text"}, "tracking": {"uri": "none"}, "train": fast_train(epochs=2)}, quiet=True)
     assert result.manifest["preprocessing"]["text"]["columns"] == ["opening", "rest"]
     assert result.metrics["model"] == "text"
     # the second column changes the prediction when the first stays the same ...
