@@ -32,15 +32,29 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_export_matches_the_trained_model_on_test_data(in_tmp, case):
+def test_export_matches_the_trained_model_on_test_data(in_tmp, case, capfd):
+    from forgeml.export.onnx import feeds, reference_outputs, session
+
     source, model = CASES[case]
     run = _train(case, source, model, epochs=2)
+    capfd.readouterr()
     info = api.export(run.run_dir)
-    assert (run.run_dir / "model.onnx").is_file()
+    assert capfd.readouterr().out == ""  # the torch exporter narrates its steps: none of it reaches the user
+    assert (run.run_dir / "model.onnx").is_file() and info["file"] == "model.onnx"
+    assert info["opset"]["ai.onnx"] >= 17
     assert info["parity"]["rows"] > 50
     assert info["parity"]["max_abs_diff"] <= 1e-4
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
     assert manifest["export"]["onnx"]["inputs"] == info["inputs"]
+    # one row at a time (the server's usual batch) runs through the same graph
+    from forgeml.run import test_rows
+
+    loaded = api.load(run.run_dir)
+    one = test_rows(loaded, 1)
+    got = session(run.run_dir / "model.onnx").run(None, feeds(one, loaded.preprocessor))[0]
+    np.testing.assert_allclose(got, reference_outputs(loaded, one), atol=1e-4)
+    elsewhere = api.export(run.run_dir, output=in_tmp / "copy.onnx")
+    assert elsewhere["file"] == str(in_tmp / "copy.onnx")
 
 
 def test_text_model_exports_with_token_inputs(in_tmp):
