@@ -105,8 +105,8 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
         seconds[name] = round(time.perf_counter() - started[0], 3)
 
     stage("columns", "column types, missing values, outliers")
-    hashable = {c: _hashable(df[c]) for c in df.columns}
-    columns = [_column(name, df[name], hashable[name], n, name == target) for name in df.columns]
+    hashables = {c: hashable(df[c]) for c in df.columns}
+    columns = [_column(name, df[name], hashables[name], n, name == target) for name in df.columns]
     for info in columns:
         warns += _column_warnings(info, n)
     done("columns")
@@ -114,7 +114,7 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
     stage("duplicates", "duplicate rows (hashing)")
     features = [c for c in df.columns if c != target]
     by_name = {c["name"]: c for c in columns}
-    h_all = _row_hash(pd.DataFrame(hashable))
+    h_all = _row_hash(pd.DataFrame(hashables))
     duplicates = _duplicates(df, h_all)
     if duplicates["rows"]:
         warns.append(warning("duplicates", None,
@@ -166,13 +166,13 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
     sample = np.sort(rng.choice(len(pos), m, replace=False)) if m < len(pos) else np.arange(len(pos))
 
     stage("association", f"association with the target ({m:,} {'sampled ' if m < len(pos) else ''}rows)")
-    assoc = association(df, hashable, by_name, candidates, pos[sample], y_enc[sample], task)
+    assoc = association(df, hashables, by_name, candidates, pos[sample], y_enc[sample], task)
     assoc["sampled"] = m < len(pos)
     done("association")
 
     stage("leakage", "leakage checks: single-feature models, duplicates across the split")
     leak_rows = sample[np.sort(rng.permutation(len(sample))[:LEAK_ROWS])] if len(sample) > LEAK_ROWS else sample
-    single = single_feature_scores(df, hashable, by_name, candidates, pos[leak_rows], y_enc[leak_rows], task, seed)
+    single = single_feature_scores(df, hashables, by_name, candidates, pos[leak_rows], y_enc[leak_rows], task, seed)
     scores = {s["feature"]: s for s in single["scores"]}
     for a in assoc["features"]:
         s = scores.get(a["feature"])
@@ -187,7 +187,7 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
                                f"{single['rows_fit']:,} sampled rows). Check whether it is derived from the target or only "
                                f"known after it; if so drop it (config data.features: {{{s['feature']}: ignore}})"))
     split_cols = [c for c in features if by_name[c]["type"] != "ignore" and "id_like" not in by_name[c]["flags"]]
-    dup_split = _duplicates_across_split(hashable, split_cols, pos, y_enc, "labels" in task_tags(task), seed=0)
+    dup_split = _duplicates_across_split(hashables, split_cols, pos, y_enc, "labels" in task_tags(task), seed=0)
     if dup_split["straddling_vectors"]:
         d = dup_split
         warns.append(warning("leakage_duplicates", None,
@@ -205,10 +205,6 @@ def profile(df: pd.DataFrame, target: Optional[str] = None, *, source: str = "",
 
 
 # ------------------------------------------------------------------------------------------------ columns
-def _hashable(col: pd.Series) -> pd.Series:
-    return hashable(col)
-
-
 def _column(name: str, col: pd.Series, hcol: pd.Series, n: int, is_target: bool) -> dict:
     from forgeml.features import detect
 
