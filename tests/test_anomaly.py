@@ -216,3 +216,21 @@ def test_compress_is_not_built_for_anomaly_runs_and_says_so(forest, capsys):
     """(explain works on anomaly runs: tests/test_anomaly_explain.py)"""
     msg = user_error(capsys, "compress", forest.run_dir, "--quantize", "int8")
     assert "works on supervised runs" in msg and "anomaly run" in msg
+
+
+def test_row_numbers_ids_and_constant_columns_are_left_out_with_a_notice(in_tmp, capsys):
+    # an R export: its rownames column numbers the rows; plus a record id and a column with one value
+    df = _biopsies()
+    df.insert(0, "rownames", np.arange(1, len(df) + 1))
+    df["record"] = [f"rec-{i:05d}" for i in range(len(df))]
+    df["site"] = "lab-1"
+    df.to_csv(in_tmp / "export.csv", index=False)
+    assert cli("train", "--data", in_tmp / "export.csv", "--task", "anomaly", "--label", "diagnosis", "--model",
+               "isolation_forest", "--name", "ids", "--tracking-uri", "none") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "left out 3 columns that must not be features" in err and "'rownames' (an ID: row numbers" in err
+    manifest = json.loads((in_tmp / "runs/ids/manifest.json").read_text())
+    names = [f["name"] for f in manifest["features"]]
+    assert not {"rownames", "record", "site"} & set(names) and len(names) == 30
+    assert {e["column"]: e["reason"] for e in manifest["data"]["preparation"]["excluded_columns"]} == {
+        "rownames": "id_like", "record": "id_like", "site": "constant"}

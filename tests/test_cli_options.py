@@ -386,7 +386,7 @@ def test_quickstart_through_the_cli(in_tmp, capsys, monkeypatch):
     cfg = yaml.safe_load((run / "config.yaml").read_text())
     assert cfg["data"]["source"] == "bundled:digits" and cfg["model"]["name"] == "cnn" and cfg["train"]["epochs"] == 1
     assert metrics["model"] == "cnn" and metrics["test"]["n"] == 360  # 20% of digits' 1,797 images
-    assert "cnn (chosen)" in out and "baseline: linear-pixels" in out and "qs/quickstart" in out
+    assert "cnn (chosen)" in out and "baseline: pixels_linear" in out and "qs/quickstart" in out
     for key in ("accuracy", "log_loss"):
         assert f"{metrics['test'][key]:.4f}" in out and f"{metrics['baseline']['test'][key]:.4f}" in out
     assert metrics["test"]["accuracy"] > 0.3  # 10 classes: chance is 0.1

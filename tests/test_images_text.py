@@ -25,7 +25,7 @@ def digit_folder(tmp_path):
 
 def test_image_folder_trains_a_cnn_and_predicts_a_folder(in_tmp, digit_folder):
     result = api.train({"name": "folder", "data": {"source": str(digit_folder)}, "tracking": {"uri": "none"},
-                        "model": {"name": "auto"}, "train": fast_train(epochs=6, lr=2e-3)}, quiet=True)
+                        "model": {"name": "cnn"}, "train": fast_train(epochs=6, lr=2e-3)}, quiet=True)
     assert result.metrics["model"] == "cnn"
     pre = result.manifest["preprocessing"]["image"]
     assert pre["mode"] == "L" and pre["size"] == [8, 8]

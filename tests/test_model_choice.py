@@ -2,6 +2,7 @@
 model's name in the manifest and MLflow (with its files as artifacts), cv folds nested under one parent run, and a
 text model's ONNX export fed from a fresh interpreter with only what the manifest and the vocabulary file say."""
 import json
+import re
 import subprocess
 import sys
 
@@ -102,6 +103,9 @@ def test_a_text_model_beaten_by_its_baseline_says_so_and_records_by_how_much(in_
     said = " ".join(err.split())
     assert (f"the baseline tfidf_linear beat text on validation roc_auc: {base:.4f} vs {kept:.4f} (by {base - kept:.4f}); "
             "train with --model tfidf_linear to keep it") in said
+    report = " ".join(re.sub(r"<[^>]+>", "", (in_tmp / "runs/tw/report.html").read_text()).split())
+    assert (f"baseline tfidf_linear: validation roc_auc {base:.4f} (the baseline beat the kept model by {base - kept:.4f}; "
+            "train with --model tfidf_linear to keep it)") in report
 
 
 def test_cv_folds_are_nested_runs_under_one_parent(in_tmp, tracking_uri):

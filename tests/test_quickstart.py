@@ -10,7 +10,7 @@ def test_quickstart_reaches_98_percent_and_writes_the_artifact(in_tmp, tracking_
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] >= 0.98
     assert metrics["model"] == "cnn"
-    assert metrics["baseline"]["name"] == "linear-pixels"
+    assert metrics["baseline"]["name"] == "pixels_linear"  # images' baseline, a servable learner
     assert set(metrics["test"]["per_class"]) == {str(i) for i in range(10)}
     for name in ("manifest.json", "config.yaml", "model.safetensors", "report.html", "plots/learning_curves.png",
                  "plots/confusion_matrix.png", "plots/roc.png", "plots/pr.png"):

@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
             if names:
                 print("\n".join(names[::sample]))
         return 0
-    print(f"| module | mutants | killed | survived | timeout | no tests | not checked | score |")
+    print("| module | mutants | killed | survived | timeout | no tests | not checked | score |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for meta in metas:
         rel = meta.relative_to(root).with_suffix("")  # src/forgeml/x/y.py

@@ -12,8 +12,8 @@ from forgeml.config.base import Strict
 
 
 class AutoParams(Strict):
-    """Choose from the feature types: tables -> mlp and lightgbm (the better on validation is kept), images -> cnn,
-    text -> text (bilstm) and tfidf_linear (the better on validation is kept)."""
+    """Choose from the feature types, keeping the better on validation: tables -> mlp and lightgbm, images -> cnn and
+    pixels_linear (images beside other columns: cnn), text -> text (bilstm) and tfidf_linear."""
 
     name: Literal["auto"] = "auto"
 

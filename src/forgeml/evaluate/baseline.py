@@ -1,10 +1,11 @@
 """A strong non-deep baseline on the same split, so a user sees whether the network helped.
 
-Each feature type declares its block of the baseline's matrix (``FeatureType.baseline_block``): ``dense`` inputs
-(pixels) are flattened for a linear model on their own; ``tfidf`` columns (text) alone go to the learner tagged
-``baseline:tfidf`` (``tfidf_linear``: TF-IDF of the token ids + logistic or ridge regression, servable and a candidate
-of `model: auto` on text, so trained once), beside the ``table`` block to LightGBM on a TF-IDF of the joined raw text;
-``table`` inputs alone go to LightGBM (trained once; it is also a candidate of `model: auto`).
+Each feature type declares its block of the baseline's matrix (``FeatureType.baseline_block``). A block alone goes
+to the learner tagged ``baseline:<block>``, servable and a candidate of `model: auto`, so trained once: ``dense``
+(pixels) to ``pixels_linear`` (logistic or ridge regression on the pixels), ``tfidf`` (text) to ``tfidf_linear``
+(TF-IDF of the token ids + logistic or ridge regression); ``table`` inputs to LightGBM. Blocks together get a
+scikit-learn baseline forgeml neither saves nor serves: ``dense`` beside others, a linear model on the pixels alone
+(``linear-pixels``); ``tfidf`` beside ``table``, LightGBM on the table and a TF-IDF of the joined raw text.
 """
 from __future__ import annotations
 
@@ -28,10 +29,11 @@ def blocks_of(pre_state: dict) -> dict[str, list[tuple]]:
 def kind_for(pre_state: dict) -> str:
     """The baseline for the run's preprocessing (the types present and their declared blocks)."""
     blocks = set(blocks_of(pre_state))
+    alone = LEARNERS.tagged(f"baseline:{next(iter(blocks))}") if len(blocks) == 1 else []
+    if alone:  # a registered learner: a candidate beside the network, servable when it wins
+        return alone[0]
     if "dense" in blocks:
         return "linear-pixels"
-    if blocks == {"tfidf"}:  # a registered learner: a candidate beside the network, servable when it wins
-        return LEARNERS.tagged("baseline:tfidf")[0]
     if "tfidf" in blocks:
         return "lightgbm+tfidf"
     return "lightgbm"
@@ -72,7 +74,7 @@ def run_baseline(kind: str, task, enc: dict, y: dict, raw_df: dict[str, pd.DataF
         flat = {s: _dense(enc[s], _keys(blocks, "dense")) for s in enc}
         model = _linear(task, seed).fit(flat["train"], y["train"])
         return {s: _raw_from_sklearn(model, flat[s], task) for s in ("val", "test")}
-    if kind in LEARNERS.tagged("baseline:tfidf"):  # the learner itself, with its default parameters
+    if kind in LEARNERS and any(t.startswith("baseline:") for t in LEARNERS.get(kind).tags):  # with its defaults
         learner = LEARNERS.get(kind)
         model = learner.fit(learner.Params(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)
         return {s: learner.raw(model, enc[s], task) for s in ("val", "test")}

@@ -60,11 +60,14 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
     sections = {"10-metrics": summary, "20-preparation": _preparation(manifest)}
     if metrics.get("privacy"):
         sections["25-privacy"] = _privacy(metrics["privacy"])
+    selection = []
     if len(metrics.get("candidates", [])) > 1:
-        sections["30-selection"] = [
-            "<h2>Model selection (validation)</h2>",
-            table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
-                  [[c["model"], c["val"].get(metrics["primary_metric"]), c.get("seconds")] for c in metrics["candidates"]])]
+        selection.append(table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
+                               [[c["model"], c["val"].get(metrics["primary_metric"]), c.get("seconds")]
+                                for c in metrics["candidates"]]))
+    selection += _choice(manifest.get("choice"))
+    if selection:
+        sections["30-selection"] = ["<h2>Model selection (validation)</h2>", *selection]
     if "per_class" in metrics["test"]:
         per = metrics["test"]["per_class"]
         sections["40-per-class"] = ["<h2>Per class (test)</h2>", table(
@@ -81,6 +84,34 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
     return sections
 
 
+
+
+BASELINE_VERDICTS = {  # forgeml.train.choice's verdicts, in words
+    "candidate": "it was a candidate above",
+    "kept_better": "the kept model beat it",
+    "tie": "a tie: the kept model was kept",
+    "n/a": "a score is n/a: not compared",
+    "baseline_better": "the baseline beat the kept model",
+}
+
+
+def _choice(choice) -> list[str]:
+    """Why the kept model was kept and how the baseline compared on validation (the manifest's ``choice``)."""
+    if not choice:
+        return []
+    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731  (train.choice.fmt; evaluate must not import train)
+    out = [f"<p>kept <b>{html.escape(choice['kept'])}</b>: {html.escape(choice.get('reason', ''))}</p>"]
+    if base := choice.get("baseline"):
+        verdict = BASELINE_VERDICTS.get(base.get("verdict"), base.get("verdict", ""))
+        how = ""
+        if base.get("verdict") == "baseline_better":
+            how = (f" by {choice.get('baseline_beats_kept_by', 0):.4f}; train with --model {base['name']} to keep it"
+                   if base.get("servable") else f" by {choice.get('baseline_beats_kept_by', 0):.4f}; forgeml cannot "
+                   f"serve {base['name']}: compare before serving the kept model")
+        out.append(f"<p class={'bad' if base.get('verdict') == 'baseline_better' else 'note'}>baseline "
+                   f"{html.escape(base['name'])}: validation {choice['metric']} {fmt(base.get('validation'))} "
+                   f"({html.escape(verdict)}{html.escape(how)})</p>")
+    return out
 
 
 def _preparation(manifest: dict) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from forgeml.errors import ConfigError, require
-from forgeml.explain.methods import REGIONS, TOKENS, explained
+from forgeml.explain.methods import REGIONS, TOKENS, differentiable, explained
 
 
 def captum_attr():
@@ -40,8 +40,13 @@ def _units(model) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda out: out.float() * scale
 
 
+def network(model):
+    """The trained model as a torch module: the network itself, or what a ``gradients`` learner offers."""
+    return model.estimator if "torch" in model.learner.tags else model.learner.network(model.estimator)
+
+
 def torch_forward(model, keys: list[str], contrast: bool = False) -> Callable:
-    net, units = model.estimator, _units(model)
+    net, units = network(model), _units(model)
 
     def forward(*tensors):
         out = net(dict(zip(keys, tensors)))
@@ -65,7 +70,8 @@ def _lightgbm_forward(model, keys: list[str]) -> Callable:
 
 
 def is_torch(model) -> bool:
-    return "torch" in model.learner.tags
+    """Whether the model's outputs have gradients (explain.methods.differentiable)."""
+    return differentiable(model.learner.tags)
 
 
 def forward_for(model, keys: list[str]) -> Callable:

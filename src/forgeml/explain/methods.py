@@ -5,6 +5,7 @@ The explanation's kind comes from the feature types (``FeatureType.explains_as``
 | kind      | run                                                  | methods               | default (no --method) |
 | --------- | ---------------------------------------------------- | --------------------- | --------------------- |
 | `regions` | an input explained as a heat-map (images: CNN)       | gradcam, ig           | gradcam + ig          |
+| `regions` | pixels_linear (no convolutions; gradients as a layer)| ig                    | ig                    |
 | `tokens`  | a model that reads only token types (text, minilm)   | ig, lime              | ig                    |
 | `tokens`  | tfidf_linear (no gradients)                          | lime                  | lime                  |
 | `columns` | anything else (a table), torch MLP                   | permutation, ig, lime | permutation + ig      |
@@ -45,24 +46,34 @@ def explained(model, kind: str):
     return next((t, s) for t, s in features.present(model.preprocessor.state) if t.explains_as == kind)
 
 
+def differentiable(tags) -> bool:
+    """A learner whose outputs have gradients: a torch network, or one that offers itself as one (``gradients``:
+    pixels_linear)."""
+    return "torch" in tags or "gradients" in tags
+
+
 def applicable(manifest: dict) -> tuple[str, ...]:
     kind = kind_of(manifest)
-    if kind == TOKENS and "torch" not in get_model(manifest["model"]["name"]).tags:  # tfidf_linear: no gradients
+    tags = get_model(manifest["model"]["name"]).tags
+    if kind == TOKENS and not differentiable(tags):  # tfidf_linear: no gradients
         return ("lime",)
+    if kind == REGIONS:  # Grad-CAM needs a convolutional stage (the CNN); IG needs gradients
+        return tuple(m for m in KIND_METHODS[REGIONS] if (m != "gradcam" or "conv" in tags) and differentiable(tags))
     if kind in KIND_METHODS:
         return KIND_METHODS[kind]
-    if "torch" not in get_model(manifest["model"]["name"]).tags:  # no gradients: no Integrated Gradients
+    if not differentiable(tags):  # no gradients: no Integrated Gradients
         return ("permutation", "lime")
     return ("permutation", "ig", "lime")
 
 
 def defaults(manifest: dict, has_input: bool) -> list[str]:
     kind = kind_of(manifest)
-    if kind == TOKENS and "torch" not in get_model(manifest["model"]["name"]).tags:
+    tags = get_model(manifest["model"]["name"]).tags
+    if kind == TOKENS and not differentiable(tags):
         return ["lime"]
     if kind in KIND_DEFAULTS:
-        return list(KIND_DEFAULTS[kind])
-    local = "ig" if "torch" in get_model(manifest["model"]["name"]).tags else "lime"
+        return [m for m in KIND_DEFAULTS[kind] if m in applicable(manifest)]
+    local = "ig" if differentiable(tags) else "lime"
     return [local] if has_input else ["permutation", local]
 
 
@@ -88,8 +99,8 @@ def _regions() -> str:
 
 
 WHY_NOT = {
-    "gradcam": lambda: f"Grad-CAM looks at a CNN's last convolutional stage, so it explains {_regions()} models only",
-    "ig": lambda: "Integrated Gradients needs a differentiable (torch) model; LightGBM's trees have no gradients",
+    "gradcam": lambda: f"Grad-CAM looks at a CNN's last convolutional stage, so it explains convolutional {_regions()} models only",
+    "ig": lambda: "Integrated Gradients needs a differentiable model; trees and TF-IDF counts have no gradients",
     "lime": lambda: f"LIME here switches table columns or words off, not {_regions()} regions",
     "permutation": lambda: "permutation importance shuffles table columns one at a time",
 }

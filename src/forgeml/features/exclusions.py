@@ -120,7 +120,8 @@ def excluded_columns(train: pd.DataFrame, features: list, y_train: np.ndarray, c
                      keep: set, seed: int = 0) -> list[dict]:
     """The inferred features to leave out, found on the training rows: ``[{"column", "type", "reason", "detail"}]``
     with reason ``id_like``, ``constant`` or ``leak``. Columns in ``keep`` (named in data.features) are never left out;
-    leaks that are all the model would have left are marked ``"kept": True`` (a suspect to report, not to drop)."""
+    leaks that are all the model would have left are marked ``"kept": True`` (a suspect to report, not to drop).
+    ``y_train`` None (no target: anomaly detection): IDs and constants only."""
     from forgeml.features import tags_of
 
     out = []
@@ -142,7 +143,7 @@ def excluded_columns(train: pd.DataFrame, features: list, y_train: np.ndarray, c
             out.append({"column": f.name, "type": f.type, "reason": "id_like", "detail": what})
         else:
             checked[f.name] = col
-    if not checked or len(train) < 20:
+    if not checked or len(train) < 20 or y_train is None:
         return out
     if classification and len(np.unique(y_train)) < 2:
         return out

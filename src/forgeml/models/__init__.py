@@ -81,6 +81,8 @@ def raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
 
 def resolve_auto(feature_types: set[str]) -> list[str]:
     """Candidate models for `model: auto`, from the feature types present."""
+    if feature_types == {"image"}:  # the CNN and a linear model on the pixels (images' baseline): the better is kept
+        return ["cnn", "pixels_linear"]
     if "image" in feature_types:
         return ["cnn"]
     if feature_types == {"text"}:  # the network and TF-IDF + a linear model (text's baseline): the better is kept

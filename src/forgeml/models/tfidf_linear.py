@@ -13,7 +13,6 @@ Saved as one ``.npz`` of numpy arrays (no pickle: it loads with ``allow_pickle=F
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,9 +23,9 @@ from pydantic import Field
 from forgeml.config.base import Strict
 from forgeml.core import Learner
 from forgeml.models import LEARNERS
+from forgeml.models.linear import fit_coefficients, load_arrays, onnx_nodes, save_arrays
 
 MODEL_FILE = "model.tfidf_linear.npz"
-ABSENT_LOGIT = -30.0  # a class absent from the training rows: its logit (zero weights), so its probability is ~0
 SHIFT = 32  # a bigram (a, b) is the key a << 32 | b; a unigram's key is its id (ids are below 2**31)
 
 
@@ -126,43 +125,22 @@ def input_key(arrays: dict) -> str:
 
 
 def fit(params, task, train: dict, y_train, seed: int, sample_weight=None) -> TfidfLinearModel:
-    from sklearn.linear_model import LogisticRegression, Ridge
-
     key = input_key(train)
     keys, idf = fit_vocabulary(train[key], params.min_df, params.max_features)
     x = tfidf(counts(train[key], keys), idf, params.sublinear_tf)
-    labels = "labels" in task.tags
-    if labels:
-        lr = LogisticRegression(C=params.C, max_iter=2000, random_state=seed).fit(x, y_train, sample_weight=sample_weight)
-        k = task.out_dim
-        coef, intercept = np.zeros((k, len(keys))), np.full(k, ABSENT_LOGIT)
-        present = lr.classes_.astype(np.int64)
-        if lr.coef_.shape[0] == 1:  # binary: one margin for classes_[1] -> logits (0, margin)
-            coef[present[1]], intercept[present[1]], intercept[present[0]] = lr.coef_[0], lr.intercept_[0], 0.0
-        else:
-            coef[present], intercept[present] = lr.coef_, lr.intercept_
-    else:
-        ridge = Ridge(alpha=params.alpha).fit(x, np.asarray(y_train, dtype=np.float64), sample_weight=sample_weight)
-        coef, intercept = ridge.coef_.reshape(1, -1), np.atleast_1d(ridge.intercept_).astype(np.float64)
-    return TfidfLinearModel(keys, idf, coef, intercept, params.sublinear_tf, labels, key)
+    coef, intercept = fit_coefficients(task, x, y_train, params.C, params.alpha, seed, sample_weight)
+    return TfidfLinearModel(keys, idf, coef, intercept, params.sublinear_tf, "labels" in task.tags, key)
 
 
 def save(model: TfidfLinearModel, run_dir: Path) -> None:
-    import io
-
-    from forgeml.artifacts import atomic_write_bytes
-
     meta = {"sublinear": model.sublinear, "labels": model.labels, "key": model.key, "format": 1}
-    buf = io.BytesIO()
-    np.savez(buf, keys=model.keys, idf=model.idf, coef=model.coef, intercept=model.intercept,
-             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    atomic_write_bytes(Path(run_dir) / MODEL_FILE, buf.getvalue())
+    save_arrays(Path(run_dir) / MODEL_FILE, {"keys": model.keys, "idf": model.idf, "coef": model.coef,
+                                             "intercept": model.intercept}, meta)
 
 
 def load(run_dir: Path) -> TfidfLinearModel:
-    with np.load(Path(run_dir) / MODEL_FILE, allow_pickle=False) as f:
-        meta = json.loads(f["meta"].tobytes().decode())
-        return TfidfLinearModel(f["keys"], f["idf"], f["coef"], f["intercept"], meta["sublinear"], meta["labels"], meta["key"])
+    a, meta = load_arrays(Path(run_dir) / MODEL_FILE)
+    return TfidfLinearModel(a["keys"], a["idf"], a["coef"], a["intercept"], meta["sublinear"], meta["labels"], meta["key"])
 
 
 def onnx_core(model: TfidfLinearModel, min_opset: int):
@@ -173,8 +151,8 @@ def onnx_core(model: TfidfLinearModel, min_opset: int):
     bigrams = model.keys[model.keys >= (1 << SHIFT)]
     pool = np.concatenate([unigrams, np.stack([bigrams >> SHIFT, bigrams & ((1 << SHIFT) - 1)], axis=1).ravel()])
     f32 = lambda a, name: numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)  # noqa: E731
-    inits = [f32(model.idf, "core/idf"), f32(model.coef.T, "core/weights"), f32(model.intercept, "core/bias"),
-             f32([1.0], "core/one"), f32([1e-12], "core/tiny"), numpy_helper.from_array(np.asarray([1], np.int64), "core/axis")]
+    inits = [f32(model.idf, "core/idf"), f32([1.0], "core/one"), f32([1e-12], "core/tiny"),
+             numpy_helper.from_array(np.asarray([1], np.int64), "core/axis")]
     nodes = [helper.make_node("TfIdfVectorizer", [model.key], ["core/tf"], name="core/ngrams", mode="TF",
                               min_gram_length=1, max_gram_length=2 if len(bigrams) else 1, max_skip_count=0,
                               ngram_counts=[0, len(unigrams)] if len(bigrams) else [0],
@@ -186,17 +164,15 @@ def onnx_core(model: TfidfLinearModel, min_opset: int):
                   helper.make_node("Min", [tf, "core/one"], ["core/tf_present"], name="core/tf_min"),
                   helper.make_node("Add", ["core/tf_log", "core/tf_present"], ["core/tf_sub"], name="core/tf_sub")]
         tf = "core/tf_sub"
-    out = "probabilities" if model.labels else "standardized"
     nodes += [helper.make_node("Mul", [tf, "core/idf"], ["core/w"], name="core/idf_mul"),
               helper.make_node("Mul", ["core/w", "core/w"], ["core/w2"], name="core/square"),
               helper.make_node("ReduceSum", ["core/w2", "core/axis"], ["core/ss"], name="core/sum", keepdims=1),
               helper.make_node("Sqrt", ["core/ss"], ["core/norm"], name="core/sqrt"),
               helper.make_node("Max", ["core/norm", "core/tiny"], ["core/norm_safe"], name="core/norm_max"),
-              helper.make_node("Div", ["core/w", "core/norm_safe"], ["core/x"], name="core/l2"),
-              helper.make_node("MatMul", ["core/x", "core/weights"], ["core/xw"], name="core/matmul"),
-              helper.make_node("Add", ["core/xw", "core/bias"], ["core/logits" if model.labels else out], name="core/add")]
-    if model.labels:
-        nodes.append(helper.make_node("Softmax", ["core/logits"], [out], name="core/softmax", axis=-1))
+              helper.make_node("Div", ["core/w", "core/norm_safe"], ["core/x"], name="core/l2")]
+    linear, linear_inits, out = onnx_nodes("core/x", model.coef, model.intercept, model.labels)
+    nodes += linear
+    inits += linear_inits
     k = model.coef.shape[0]
     graph = helper.make_graph(nodes, "tfidf_linear", [helper.make_tensor_value_info(model.key, TensorProto.INT64, ["batch", "length"])],
                               [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", k])], inits)

@@ -44,6 +44,22 @@ class AnomalyConfig(BaseModel):
         return self
 
 
+def _leave_out(features: list, train: pd.DataFrame, named: set, say: Say) -> tuple[list, dict]:
+    """The features minus row numbers, IDs and constant columns (forgeml.features.exclusions, on the training rows;
+    a detector would isolate every row by its ID), with the notice and the manifest's record. When nothing else
+    would be left, they stay: the checks after the preprocessing say what is wrong with such data."""
+    from rich.markup import escape
+
+    from forgeml.features.exclusions import excluded_columns, notice
+
+    found = excluded_columns(train, features, None, False, named)
+    gone = {e["column"] for e in found}
+    if not found or all(f.name in gone for f in features):
+        return features, {}
+    say(f"[yellow]{escape(notice(found))}[/]")
+    return [f for f in features if f.name not in gone], {"excluded_columns": found}
+
+
 @TASKS.register("anomaly", tags={"scores"})
 class Anomaly(Task):
     Config = AnomalyConfig
@@ -181,11 +197,13 @@ class Anomaly(Task):
         idx = dict(zip(("train", "val", "test"), split_indices(y_all, label is not None, cfg.data.split)))
         raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
         y = {s: (y_all[i] if label else None) for s, i in idx.items()}
+        features, preparation = _leave_out(features, raw["train"], set(cfg.data.features), say)
         n = {s: len(rows) for s, rows in raw.items()}
         say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task anomaly"
             f"{f' (label {label!r}, anomaly = {positive!r}, {int(y_all.sum())} rows)' if label else ' (no labels)'}; "
             f"features: {', '.join(f'{f.name}:{f.type}' for f in features[:12])}{' ...' if len(features) > 12 else ''}[/]")
-        return Splits(target=label, task=task, features=features, raw=raw, y=y, candidates=candidates)
+        return Splits(target=label, task=task, features=features, raw=raw, y=y, candidates=candidates,
+                      preparation=preparation)
 
     def training_loss(self, cfg, y_train):
         return None
