@@ -23,9 +23,12 @@ from forgeml.train.pipeline import stderr_say, train  # noqa: F401
 Say = Callable[[str], None]
 
 
-def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = None) -> pd.DataFrame:
+def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = None, *, sep: Optional[str] = None,
+            encoding: Optional[str] = None) -> pd.DataFrame:
+    """Predictions for ``inputs``; a CSV/TSV file is read with ``sep``/``encoding`` when given, else as training read
+    its data (forgeml.run.reading_options)."""
     model = load(run)
-    frame = model.frame(inputs)
+    frame = model.frame(inputs, sep, encoding)
     result = model.predict(frame)
     image = of_column(model.manifest["features"], "files")
     if image and image in frame and isinstance(frame[image].iloc[0], str):
@@ -35,8 +38,15 @@ def predict(run: Union[str, Path], inputs, output: Optional[Union[str, Path]] = 
     return result
 
 
-def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional[Union[str, Path]] = None) -> dict:
-    """Metrics of a trained run on labelled data (default: the run's own test split, recomputed from its config)."""
+def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional[Union[str, Path]] = None, *,
+             sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
+    """Metrics of a trained run on labelled data (default: the run's own test split, recomputed from its config);
+    ``sep``/``encoding`` read a CSV/TSV ``data`` file (default: as training read its data)."""
+    if data is None and (sep is not None or encoding is not None):
+        from forgeml.errors import ConfigError
+
+        raise ConfigError("--sep and --encoding say how to read the --data file; without --data evaluate scores the "
+                          "run's own test split, read as training read it")
     model = load(run)
     target = model.manifest["target"]["name"]
     if target is None:
@@ -46,7 +56,7 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
         df = family_of(cfg).split_rows(cfg)["test"]
         where = f"test split of {cfg.data.source}"
     else:
-        df = read_inputs(data, model.manifest)
+        df = model.frame(str(data), sep, encoding)
         where = str(data)
         seen = seen_in_training(model.manifest, model.run_dir, data)
     if target not in df.columns:

@@ -33,10 +33,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_output(path: Union[str, Path], data: bytes) -> None:
-    """Write a file the user named (predictions, metrics): ``-`` is standard output; a device, a pipe or a symlink is
-    written through, never replaced (a symlink to a regular file: its target is written atomically); a regular path is
-    written atomically. A folder or a path that cannot be written is a RunError that says so."""
+def check_output(path: Union[str, Path], example: str = "predictions.csv") -> None:
+    """Refuse, before any work, an output path that names a folder (an existing one, or a path ending in /)."""
+    if str(path) == "-":
+        return
+    if str(path).endswith(("/", os.sep)) or Path(path).is_dir():
+        raise RunError(f"cannot write {path}: it is a folder; give a file name such as {Path(path) / example}")
+
+
+def write_output(path: Union[str, Path], data: bytes, example: str = "predictions.csv") -> None:
+    """Write a file the user named (predictions, metrics, an export): ``-`` is standard output; a device, a pipe or a
+    symlink is written through, never replaced (a symlink to a regular file: its target is written atomically); a
+    regular path is written atomically. A folder or a path that cannot be written is a RunError that says so
+    (``example``: the file name the folder message suggests)."""
     import stat
     import sys
 
@@ -49,10 +58,9 @@ def write_output(path: Union[str, Path], data: bytes) -> None:
         else:
             sys.stdout.write(data.decode("utf-8"))
         return
+    check_output(path, example)
     path = Path(path)
     where = f"cannot write {path}"
-    if str(path).endswith(os.sep) or path.is_dir():
-        raise RunError(f"{where}: it is a folder; give a file name such as {path / 'predictions.csv'}")
     try:
         mode = os.stat(path).st_mode if path.exists() else None
         if mode is not None and not stat.S_ISREG(mode):  # /dev/stdout, a named pipe, a terminal: write through
@@ -81,9 +89,30 @@ def check_run_folder(run_dir: Path, config_yaml: Optional[str] = None) -> None:
 
 
 def source_path(source: str) -> dict:
-    """{"source_path": the absolute, resolved path} of a data source that is a file or folder (none for bundled:NAME)."""
+    """{"source_path": the absolute, resolved path} of a data source that is a file or folder (none for bundled:NAME);
+    for a file also "source_bytes" and "source_sha256", its size and content hash, so that a renamed or copied training
+    file is still recognized (forgeml.run.seen_in_training)."""
     path = Path(source).expanduser()
-    return {"source_path": str(path.resolve())} if not str(source).startswith("bundled:") and path.exists() else {}
+    if str(source).startswith("bundled:") or not path.exists():
+        return {}
+    out = {"source_path": str(path.resolve())}
+    if path.is_file():
+        try:
+            out.update(source_bytes=path.stat().st_size, source_sha256=file_sha256(path))
+        except OSError:  # unreadable now: the path alone identifies it
+            pass
+    return out
+
+
+def file_sha256(path: Union[str, Path], chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks (big files never held in memory)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text(path: Path, text: str) -> None:

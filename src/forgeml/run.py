@@ -94,14 +94,16 @@ class LoadedModel:
     def labels(self) -> Optional[list]:
         return self.manifest["target"].get("labels")
 
-    def frame(self, data) -> pd.DataFrame:
-        """The rows to predict, from what predict was given."""
+    def frame(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> pd.DataFrame:
+        """The rows to predict, from what predict was given. A CSV/TSV file is read with ``sep``/``encoding`` when
+        given, else as training read its data (reading_options)."""
         if isinstance(data, pd.DataFrame):
             return data
         if isinstance(data, dict):
             return pd.DataFrame([data])
         if isinstance(data, (str, Path)):
-            return read_inputs(data, self.manifest)
+            return check_delimiter(read_inputs(data, self.manifest, *reading_options(self.run_dir, sep, encoding)),
+                                   data, self.features)
         if isinstance(data, (list, tuple)):
             if data and isinstance(data[0], dict):
                 return pd.DataFrame(list(data))
@@ -120,9 +122,10 @@ class LoadedModel:
     def raw(self, df: pd.DataFrame) -> np.ndarray:
         return self.learner.raw(self.estimator, self.preprocessor.transform(df), self.task)
 
-    def predict(self, data) -> pd.DataFrame:
-        """Predictions (and class probabilities as proba_<label> columns) for each input row."""
-        df = self.frame(data)
+    def predict(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> pd.DataFrame:
+        """Predictions (and class probabilities as proba_<label> columns) for each input row (``sep``/``encoding``:
+        for a CSV/TSV file, as in ``frame``)."""
+        df = self.frame(data, sep, encoding)
         if len(df) == 0:
             raise DataError("no rows to predict")
         result = self.task.predictions(self.task.outputs(self.raw(df)))
@@ -135,8 +138,43 @@ def load(run: Union[str, Path]) -> LoadedModel:
     return LoadedModel(run)
 
 
-def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
-    """Rows to predict from a table file or an image folder (all images inside, recursively)."""
+def reading_options(run_dir: Path, sep: Optional[str] = None, encoding: Optional[str] = None) -> tuple:
+    """(sep, encoding) to read a CSV/TSV file for a run: each one given here, else the one training was given
+    (its config's data.sep / data.encoding when not auto), else None: sniffed, as training sniffed its data."""
+    if sep is not None and encoding is not None:
+        return sep, encoding
+    from forgeml.errors import ForgeMLError
+
+    try:
+        trained = run_config(Path(run_dir)).data
+    except (ForgeMLError, OSError, ValueError):  # no readable config.yaml (an old or hand-made run): sniff
+        return sep, encoding
+    given = lambda value: None if value in (None, "auto") else value  # noqa: E731
+    return (sep if sep is not None else given(trained.sep)), (encoding if encoding is not None else given(trained.encoding))
+
+
+def check_delimiter(df: pd.DataFrame, source, features: list[str]) -> pd.DataFrame:
+    """A file read as one column whose name holds another delimiter, while the model needs other columns, was read
+    with the wrong delimiter: say so and name --sep, instead of listing every column as missing."""
+    from forgeml.data.sniff import DELIMITER_NAMES, DELIMITERS
+
+    how = df.attrs.get("reading", {}).get("file")
+    if not how or len(df.columns) != 1 or all(f in df.columns for f in features):
+        return df
+    only = str(df.columns[0])
+    others = [DELIMITER_NAMES[d] for d in DELIMITERS if d != how["sep"] and d in only]
+    if others:
+        used = DELIMITER_NAMES.get(how["sep"], repr(how["sep"]))
+        raise DataError(f"{source} read as {used}-separated {how['encoding']} text is one column, {only[:80]!r}, not the "
+                        f"model's columns ({', '.join(features[:8])}{', ...' if len(features) > 8 else ''}); give its "
+                        f"delimiter with --sep (e.g. --sep {others[0]})")
+    return df
+
+
+def read_inputs(source: Union[str, Path], manifest: dict, sep: Optional[str] = None,
+                encoding: Optional[str] = None) -> pd.DataFrame:
+    """Rows to predict from a table file or an image folder (all images inside, recursively); a CSV/TSV file is
+    read with ``sep``/``encoding`` (None: sniffed)."""
     from forgeml.data.sources import list_images, read_source, read_table
 
     path = Path(source)
@@ -154,13 +192,14 @@ def read_inputs(source: Union[str, Path], manifest: dict) -> pd.DataFrame:
         return pd.DataFrame({image: [str(p) for p in paths]})
     from forgeml.data.sources import anchor_image_paths
 
-    return anchor_image_paths(read_table(path), path.parent)
+    return anchor_image_paths(read_table(path, sep, encoding), path.parent)
 
 
 def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
     import io
 
-    path = Path(path)
+    named, path = path, Path(path)  # named: as given (a trailing / marks a folder)
+    artifacts.check_output(named)
     suffix = "" if str(path) == "-" else path.suffix.lower()  # -: CSV on standard output
     buf = io.BytesIO()
     if suffix in (".csv", ""):
@@ -171,7 +210,7 @@ def write_table(df: pd.DataFrame, path: Union[str, Path]) -> None:
         df.to_json(buf, orient="records", lines=True)
     else:
         raise DataError(f"unsupported output format {suffix}; use .csv, .parquet or .jsonl")
-    artifacts.write_output(path, buf.getvalue())
+    artifacts.write_output(named, buf.getvalue())
 
 
 def split_rows(model: LoadedModel) -> Optional[dict[str, pd.DataFrame]]:
@@ -195,7 +234,8 @@ def test_rows(model: LoadedModel, limit: Optional[int] = None) -> Optional[pd.Da
 
 def seen_in_training(manifest: dict, run_dir: Path, data: str) -> bool:
     """Whether ``data`` is the source the run was trained on (the same string, or the same file once resolved: the
-    manifest's source_path, else its source relative to here or to the folder above the runs folder)."""
+    manifest's source_path, else its source relative to here or to the folder above the runs folder), or a renamed or
+    copied file with the same bytes (the manifest's source_sha256; hashed only when the size matches)."""
     import os
 
     source = manifest.get("data", {}).get("source")
@@ -213,4 +253,15 @@ def seen_in_training(manifest: dict, run_dir: Path, data: str) -> bool:
                 return True
         except OSError:
             continue
-    return False
+    return same_content(manifest["data"], path)
+
+
+def same_content(trained: dict, path: Path) -> bool:
+    """Whether the file at ``path`` holds the bytes of the training file (its size, then its SHA-256, as recorded)."""
+    digest, size = trained.get("source_sha256"), trained.get("source_bytes")
+    try:
+        if not digest or not path.is_file() or (size is not None and path.stat().st_size != size):
+            return False
+        return artifacts.file_sha256(path) == digest
+    except OSError:
+        return False

@@ -14,13 +14,16 @@ from forgeml.cli.printing import compression_table, metric_table, print_export, 
 def evaluate(
     run: opt.Run,
     data: Optional[str] = typer.Option(None, "--data", "-d", help="labelled data (default: the run's own test split)"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="also write the metrics as JSON here"),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="also write the metrics as JSON here (-: stdout)"),
+    sep: opt.Sep = None,
+    encoding: opt.Encoding = None,
 ):
-    """Score a trained run on labelled data and print the metrics."""
+    """Score a trained run on labelled data and print the metrics. A CSV/TSV --data file is read as training read its
+    data (the --sep/--encoding training was given, else sniffed) unless --sep/--encoding say otherwise."""
     from forgeml import api
     from forgeml.tasks import summary_keys
 
-    m = api.evaluate(run, data, output)
+    m = api.evaluate(run, data, output, sep=sep, encoding=encoding)
     if m.get("warning"):
         typer.echo(f"warning: {m['warning']}", err=True)
     keys = [k for k in summary_keys(m["task"]) if m.get(k) is not None]
@@ -30,12 +33,16 @@ def evaluate(
 def predict(
     run: opt.Run,
     inputs: str = typer.Argument(..., help="csv/parquet/jsonl file or a folder of images"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl (- or none: CSV on stdout)"),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl (- or none: CSV on stdout)"),
+    sep: opt.Sep = None,
+    encoding: opt.Encoding = None,
 ):
-    """Predict with a trained run: one row per input with the prediction and class probabilities."""
+    """Predict with a trained run: one row per input with the prediction and class probabilities. A CSV/TSV file is
+    read as training read its data (the --sep/--encoding training was given, else sniffed) unless --sep/--encoding
+    say otherwise."""
     from forgeml import api
 
-    result = api.predict(run, inputs, output)
+    result = api.predict(run, inputs, output, sep=sep, encoding=encoding)
     if output:
         typer.echo(f"wrote {len(result)} predictions to {'standard output' if str(output) == '-' else output}", err=True)
     else:
@@ -45,7 +52,8 @@ def predict(
 def export(
     run: opt.Run,
     format: str = typer.Option("onnx", "--format", "-f", help="onnx"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="where to write it (default RUN/model.onnx)"),
+    output: Optional[str] = typer.Option(None, "--output", "-o", help="where to write it (default RUN/model.onnx); a "
+                                         "symlink is written through; files the model needs (a text vocabulary) go beside it"),
 ):
     """Export a trained run as ONNX that runs with onnxruntime alone; its inputs are documented in the manifest."""
     from forgeml import api

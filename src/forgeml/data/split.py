@@ -22,9 +22,43 @@ def rows_needed(cfg) -> int:
                    np.ceil(MIN_HELDOUT_ROWS / cfg.test - 1e-9)))
 
 
+def fold_rows_enough(n: int, cfg) -> bool:
+    """Whether every one of cfg.folds folds has a test row and, after validation is split off the rest, enough rows to
+    train (the fold with the most test rows, as KFold or the expanding time windows make them)."""
+    share = cfg.val / (1 - cfg.test)  # validation's share of the rows outside the test fold (as split_indices)
+    if cfg.time_col:
+        past = int(np.linspace(0, n, cfg.folds + 2).astype(int)[1])  # fold 1 trains on the first block only
+        return n >= cfg.folds + 1 and past - max(1, int(round(past * share))) >= MIN_TRAIN_ROWS
+    rest = n - int(np.ceil(n / cfg.folds))
+    val = int(np.ceil(rest * share))
+    return n // cfg.folds >= MIN_HELDOUT_ROWS and val >= MIN_HELDOUT_ROWS and rest - val >= MIN_TRAIN_ROWS
+
+
+def fold_rows_needed(cfg) -> int:
+    """The fewest rows K-fold cross-validation with these fractions can split (fold_rows_enough)."""
+    return next(n for n in range(cfg.folds, 1_000_000) if fold_rows_enough(n, cfg))
+
+
+def _other_folds(n: int, cfg) -> str:
+    """', or use --folds J': the fold count nearest the requested one that these rows allow (none: '')."""
+    works = [j for j in range(2, n + 1) if fold_rows_enough(n, cfg.model_copy(update={"folds": j, "fold": 0}))]
+    return f", or use --folds {min(works, key=lambda j: (abs(j - cfg.folds), j))}" if works else ""
+
+
 def check_enough_rows(n: int, cfg) -> None:
-    """Refuse a table too small for a train/validation/test split (cross-validation folds are not checked here)."""
-    if cfg.folds is None and n < rows_needed(cfg):
+    """Refuse a table too small for a train/validation/test split, or for cross-validation's folds (group folds are
+    checked by their number of groups instead)."""
+    if cfg.folds is not None:
+        if not cfg.group_col and not fold_rows_enough(n, cfg):
+            k = cfg.folds
+            how = ("each fold tests on the next of its time-ordered blocks and trains on the blocks before it" if cfg.time_col
+                   else f"each fold tests on about 1/{k} of the rows")
+            raise DataError(f"the table has {n} usable rows, too few for {k}-fold cross-validation: {how}, with "
+                            f"{cfg.val / (1 - cfg.test):.0%} of its other rows for validation; {k} folds need at least "
+                            f"{fold_rows_needed(cfg)} rows ({MIN_TRAIN_ROWS} to train and at least {MIN_HELDOUT_ROWS} "
+                            f"each to validate and test in every fold); add rows{_other_folds(n, cfg)}")
+        return
+    if n < rows_needed(cfg):
         raise DataError(f"the table has {n} usable rows, too few to split: a train/validation/test split of "
                         f"{1 - cfg.val - cfg.test:.0%}/{cfg.val:.0%}/{cfg.test:.0%} needs at least {rows_needed(cfg)} rows "
                         f"({MIN_TRAIN_ROWS} to train and at least {MIN_HELDOUT_ROWS} each to validate and test); add rows or change "
