@@ -1,5 +1,8 @@
 """Images from a folder of files (real digits written as PNGs) and text models (BiLSTM, transformer, MiniLM)."""
+import json
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -97,6 +100,38 @@ def test_bilstm_on_pretrained_minilm_embeddings_trains_exports_and_reloads(in_tm
     assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
     info = api.export(result.run_dir)
     assert [i["name"] for i in info["inputs"]] == ["input_ids", "attention_mask"] and info["parity"]["max_abs_diff"] <= 1e-4
+    # fed from a fresh interpreter with the tokenizers library, onnxruntime and what the manifest names, nothing else
+    assert info["files"] == ["model.tokenizer.json"] == [info["inputs"][0]["tokenizer"]["tokenizer_file"]]
+    rows = [{"text": "Great JOB, @team!!! Ｆｕｌｌ－width letters, café"}, {"text": None}, {"text": "word " * 80}]
+    (in_tmp / "rows.json").write_text(json.dumps(rows))
+    (in_tmp / "minilm_alone.py").write_text(MINILM_ALONE)
+    out = subprocess.run([sys.executable, "minilm_alone.py", str(result.run_dir / "model.onnx"),
+                          str(result.run_dir / "manifest.json"), "rows.json"], capture_output=True, text=True, check=True)
+    expected = model.predict(pd.DataFrame(rows)).filter(like="proba_").to_numpy()
+    assert np.abs(np.array(json.loads(out.stdout)) - expected).max() <= 1e-4
+
+
+MINILM_ALONE = r"""
+import json, sys
+from pathlib import Path
+import numpy as np, onnxruntime as ort
+from tokenizers import Tokenizer
+onnx_path, manifest, rows = Path(sys.argv[1]), json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+inputs = manifest["export"]["onnx"]["inputs"]
+spec = inputs[0]["tokenizer"]
+assert spec["kind"] == "minilm" and not spec["normalize"]
+tok = Tokenizer.from_file(str(onnx_path.parent / spec["tokenizer_file"]))
+tok.enable_truncation(max_length=spec["max_length"])
+tok.enable_padding(length=spec["max_length"], pad_id=spec["padding_id"], pad_token="[PAD]")
+texts = [spec["join"]["separator"].join(spec["join"]["missing"] if r.get(c) is None else str(r[c])
+                                        for c in inputs[0]["columns"]) for r in rows]
+enc = tok.encode_batch(texts)
+feed = {"input_ids": np.array([e.ids for e in enc], dtype=np.int64),
+        "attention_mask": np.array([e.attention_mask for e in enc], dtype=np.int64)}
+sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+assert "forgeml" not in sys.modules and "torch" not in sys.modules and "transformers" not in sys.modules
+print(json.dumps(sess.run(None, {i["name"]: feed[i["name"]] for i in inputs})[0].tolist()))
+"""
 
 
 def test_table_column_of_relative_image_paths(in_tmp, digit_folder):

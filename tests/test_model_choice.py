@@ -168,7 +168,7 @@ def test_text_onnx_export_is_fed_from_a_fresh_interpreter_with_the_manifest_alon
     manifest = json.loads((run.run_dir / "manifest.json").read_text())
     tok = manifest["export"]["onnx"]["inputs"][0]["tokenizer"]
     assert tok["max_length"] == manifest["preprocessing"]["text"]["max_len"] and tok["padding_id"] == 0
-    assert manifest["export"]["onnx"]["files"] == ["vocab.json"] == [tok["vocabulary_file"]]
+    assert manifest["export"]["onnx"]["files"] == ["model.vocab.json"] == [tok["vocabulary_file"]]
     # rows a plain lower().split() gets wrong: punctuation, case, Unicode compatibility forms, unknown words, long text
     rows = [{"text": "Great JOB, @team!!! Ｆｕｌｌ－width letters"}, {"text": "can't stop won't stop... #MAGA"},
             {"text": None}, {"text": "zzqx unseenword " * 60}, {"text": df["text"].iloc[0]}]

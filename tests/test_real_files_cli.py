@@ -204,8 +204,8 @@ def test_a_text_export_keeps_its_vocabulary_beside_the_output(capsys, in_tmp):
     (in_tmp / "out" / "tweets.onnx").symlink_to(in_tmp / "store" / "m.onnx")
     assert cli("export", "runs/tw", "-o", "out/tweets.onnx") == 0
     info = json.loads(Path("runs/tw/manifest.json").read_text())["export"]["onnx"]
-    assert info["files"] == ["vocab.json"]
-    assert isinstance(json.loads((in_tmp / "out" / "vocab.json").read_text(encoding="utf-8")), list)
+    assert info["files"] == ["tweets.vocab.json"] == [info["inputs"][0]["tokenizer"]["vocabulary_file"]]
+    assert isinstance(json.loads((in_tmp / "out" / "tweets.vocab.json").read_text(encoding="utf-8")), list)
     assert (in_tmp / "out" / "tweets.onnx").is_symlink() and (in_tmp / "store" / "m.onnx").stat().st_size > 1000
 
 

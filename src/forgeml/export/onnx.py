@@ -40,16 +40,27 @@ def input_spec(pre_state: dict) -> list[dict]:
     return [spec for ftype, state in present(pre_state) for spec in ftype.raw_inputs(state)]
 
 
-def write_input_files(pre_state: dict, folder: Path) -> list[str]:
-    """The files the feature types need beside the graph to compute its inputs (FeatureType.export_files)."""
+def write_input_files(pre_state: dict, folder: Path, stem: str) -> dict[str, str]:
+    """The files the feature types need beside the graph to compute its inputs (FeatureType.export_files), each
+    named after the model file (``model.onnx`` -> ``model.vocab.json``), so that two models exported into one
+    folder never share or overwrite them: {the type's name for it: the name written}."""
     from forgeml.artifacts import write_text
 
-    written = []
+    written = {}
     for ftype, state in present(pre_state):
         for name, text in ftype.export_files(state).items():
-            write_text(folder / name, text)
-            written.append(name)
+            write_text(folder / f"{stem}.{name}", text)
+            written[name] = f"{stem}.{name}"
     return written
+
+
+def _renamed(spec, names: dict[str, str]):
+    """``spec`` (JSON-like) with every string that is a key of ``names`` replaced by its value."""
+    if isinstance(spec, dict):
+        return {k: _renamed(v, names) for k, v in spec.items()}
+    if isinstance(spec, list):
+        return [_renamed(v, names) for v in spec]
+    return names.get(spec, spec) if isinstance(spec, str) else spec
 
 
 def feeds(df: pd.DataFrame, preprocessor) -> dict[str, np.ndarray]:
@@ -219,9 +230,10 @@ def export_run(loaded, path: Path, check_rows: pd.DataFrame | None) -> dict:
         "inputs": input_spec(m["preprocessing"]),
         "outputs": loaded.task.graph_outputs(),
     }
-    files = write_input_files(m["preprocessing"], path.parent)
+    files = write_input_files(m["preprocessing"], path.parent, path.stem)
     if files:  # e.g. the words tokenizer's vocabulary, named in its input's "tokenizer"
-        info["files"] = files
+        info["files"] = list(files.values())
+        info["inputs"] = _renamed(info["inputs"], files)
     if check_rows is not None and len(check_rows):
         info["parity"] = {"rows": len(check_rows), "max_abs_diff": parity(model, loaded, check_rows)}
     return info

