@@ -234,3 +234,37 @@ def test_row_numbers_ids_and_constant_columns_are_left_out_with_a_notice(in_tmp,
     assert not {"rownames", "record", "site"} & set(names) and len(names) == 30
     assert {e["column"]: e["reason"] for e in manifest["data"]["preparation"]["excluded_columns"]} == {
         "rownames": "id_like", "record": "id_like", "site": "constant"}
+
+
+def test_a_date_column_is_a_detector_input_exported_served_and_explained(in_tmp):
+    """Biopsies received every six hours through 2021: the date's parts are inputs of IsolationForest (and LOF),
+    in the exported graph and the server; a row received in 1950 at 3 a.m. scores as more anomalous than itself."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    df = _biopsies()
+    df["received"] = pd.date_range("2021-01-04 09:00", periods=len(df), freq="6h").strftime("%Y-%m-%d %H:%M")
+    df.to_csv(in_tmp / "dated.csv", index=False)
+    run = api.train({"name": "dated", "data": {"source": "dated.csv"}, "task": {"name": "anomaly", "label": "diagnosis"},
+                     "model": {"name": "auto"}, "tracking": {"uri": "none"}}, quiet=True)
+    assert {"name": "received", "type": "datetime"} in run.manifest["features"]
+    assert [c["model"] for c in run.metrics["candidates"]] == ["isolation_forest", "lof"]  # the detectors that take dates
+    rows = df.drop(columns=["diagnosis"]).head(30)
+    odd = rows.assign(received="1950-06-01 03:00")
+    model = api.load(run.run_dir)
+    assert (model.predict(odd)["score"].to_numpy() > model.predict(rows)["score"].to_numpy()).mean() > 0.9
+    info = api.export(run.run_dir)
+    assert "datetime" in [i["name"] for i in info["inputs"]] and info["parity"]["max_abs_diff"] < 1e-4
+    instances = json.loads(odd.head(3).to_json(orient="records"))
+    with TestClient(create_app(build_registry([str(run.run_dir)]), ServeSettings())) as client:
+        r = client.post("/v1/models/dated/predict", json={"instances": instances})
+    assert r.status_code == 200, r.text
+    np.testing.assert_allclose(r.json()["scores"], model.predict(odd.head(3))["score"], atol=1e-4)
+    odd.head(2).to_csv(in_tmp / "odd.csv", index=False)
+    explained = api.explain(run.run_dir, str(in_tmp / "odd.csv"), out=in_tmp / "why", quiet=True)
+    tops = [rec["permutation"]["top"][0] if "permutation" in rec else rec["top"][0] for rec in explained["instances"]]
+    assert tops == ["received", "received"]  # the date is what makes these rows odd

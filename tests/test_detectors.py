@@ -82,7 +82,7 @@ def test_detectors_are_registered_with_their_tags():
     for name in ("isolation_forest", "lof"):
         learner = LEARNERS.get(name)
         assert {"detector", "own_files"} <= learner.tags and "torch" not in learner.tags
-        assert learner.accepts == {"numeric", "categorical", "image"} and learner.file == "model.skops"
+        assert learner.accepts == {"numeric", "categorical", "datetime", "image"} and learner.file == "model.skops"
     for name in ("autoencoder", "deep_svdd"):
         learner = LEARNERS.get(name)
         assert {"detector", "torch"} <= learner.tags and learner.accepts == {"numeric", "categorical", "image"}

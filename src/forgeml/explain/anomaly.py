@@ -87,8 +87,9 @@ class Units:
     ``patch`` x ``patch`` pixels, row-major)."""
 
     names: list[str]
-    numeric: Optional[np.ndarray]  # the unit of each encoded numeric column (missing-value indicators: their column)
-    categorical: Optional[np.ndarray]  # the unit of each categorical code column
+    # per table input (numeric, categorical codes, date parts), the unit of each of its encoded columns (a
+    # missing-value indicator or a date part: its raw column), in the feature types' order
+    table: dict[str, np.ndarray]
     image: Optional[tuple[int, int, int]]  # (C, H, W)
     patch: int = 1
 
@@ -129,7 +130,7 @@ def units_for(model, patch: int = 1) -> Units:
     names, groups = table_groups(model)
     shapes = model.preprocessor.input_shapes()
     image = tuple(int(s) for s in shapes["image"]) if shapes.get("image") else None
-    units = Units(list(names), groups.get("numeric"), groups.get("categorical"), image, patch)
+    units = Units(list(names), {key: owners for key, owners in groups.items() if len(owners)}, image, patch)
     units.names += [f"pixel {units.cell(c)[0].start},{units.cell(c)[1].start}" for c in range(units.n_cells)]
     return units
 
@@ -178,10 +179,9 @@ def reconstruction(model, arrays: dict) -> Shares:
     units = units_for(model, patch=1)
     out = np.zeros((n, len(units.names)))
     start = 0
-    for owners in (units.numeric, units.categorical):  # FlatInputs.per_column: numerics, categoricals, pixels
-        if owners is not None and len(owners):
-            np.add.at(out.T, owners, parts[:, start:start + len(owners)].T)
-            start += len(owners)
+    for owners in units.table.values():  # FlatInputs.per_column: numerics, categoricals, pixels
+        np.add.at(out.T, owners, parts[:, start:start + len(owners)].T)
+        start += len(owners)
     out[:, units.n_table:] = parts[:, start:]
     return Shares("reconstruction", units, scores(model, arrays), out,
                   "a perfect reconstruction (every column's squared error at 0)")
@@ -205,8 +205,8 @@ def permutation(model, arrays: dict, reference: dict, neighbours: int = 20,
             rows = slice(j * k, (j + 1) * k)
             refs = {key: v[near[:, j]] for key, v in reference.items()}
             if j < units.n_table:
-                for key, owners in (("numeric", units.numeric), ("categorical", units.categorical)):
-                    if owners is not None and (cols := np.flatnonzero(owners == j)).size:
+                for key, owners in units.table.items():
+                    if (cols := np.flatnonzero(owners == j)).size:
                         batch[key][rows, cols] = refs[key][:, cols]
             else:
                 r, c = units.cell(j - units.n_table)
@@ -221,14 +221,16 @@ def permutation(model, arrays: dict, reference: dict, neighbours: int = 20,
 
 def unit_distances(units: Units, row: dict, reference: dict) -> np.ndarray:
     """[n_ref, units]: each unit's part of the squared distance between one row and each reference row, on the
-    encoded inputs (standardized numerics; a categorical column counts 1 where the levels differ; pixels)."""
+    encoded inputs (standardized numerics and date parts; a categorical column counts 1 where the levels differ, as
+    any integer code does; pixels)."""
     n_ref = len(next(iter(reference.values())))
     out = np.zeros((n_ref, len(units.names)))
-    if units.numeric is not None and len(units.numeric):
-        diff = (np.asarray(reference["numeric"], dtype=np.float64) - row["numeric"]) ** 2
-        np.add.at(out.T, units.numeric, np.nan_to_num(diff).T)
-    if units.categorical is not None and len(units.categorical):
-        np.add.at(out.T, units.categorical, (reference["categorical"] != row["categorical"]).astype(np.float64).T)
+    for key, owners in units.table.items():
+        if np.issubdtype(np.asarray(reference[key]).dtype, np.integer):  # codes: equal or not
+            diff = (reference[key] != row[key]).astype(np.float64)
+        else:
+            diff = np.nan_to_num((np.asarray(reference[key], dtype=np.float64) - row[key]) ** 2)
+        np.add.at(out.T, owners, diff.T)
     if units.image is not None:
         diff = ((np.asarray(reference["image"], dtype=np.float64) - row["image"]) ** 2).sum(axis=1)  # [n_ref, H, W]
         for c in range(units.n_cells):
@@ -258,7 +260,7 @@ def reference_arrays(model, train: Optional[pd.DataFrame], seed: int = 0) -> tup
     from forgeml.explain.tables import table_baseline
 
     shapes = model.preprocessor.input_shapes()
-    ref = table_baseline(model) if (shapes["numeric"] or shapes["categorical"]) else {}
+    ref = table_baseline(model) if (shapes["numeric"] or shapes["categorical"] or shapes.get("datetime")) else {}
     if shapes.get("image"):
         ref["image"] = np.zeros((1, *shapes["image"]), dtype=np.float32)  # normalized pixels: 0 is the training mean
     return ref, "the typical row (the training data could not be read)"

@@ -1,8 +1,8 @@
 """Unsupervised anomaly detectors from scikit-learn (IsolationForest, LocalOutlierFactor), saved with skops (no pickle).
 
 Both see the encoded inputs as one float matrix (``detector_matrix``): standardized numerics as they are, each
-categorical column one-hot (code 0, unseen/missing, is all zeros), images flattened. Scores are ``-score_samples``:
-one float per row, higher = more anomalous. Targets are ignored (``fit(X, y=None)`` as in scikit-learn).
+categorical column one-hot (code 0, unseen/missing, is all zeros), standardized date parts, images flattened. Scores
+are ``-score_samples``: one float per row, higher = more anomalous. Targets are ignored (``fit(X, y=None)`` as in scikit-learn).
 """
 from __future__ import annotations
 
@@ -47,13 +47,15 @@ def layout(shapes: dict) -> dict:
     image = shapes.get("image")
     return {"numeric": int(shapes.get("numeric") or 0),
             "categorical": [int(c) for c in shapes.get("categorical") or []],
+            "datetime": int(shapes.get("datetime") or 0),
             "image": [int(s) for s in image] if image else None}
 
 
 def matrix_width(shapes: dict) -> int:
     """D, the number of columns of ``detector_matrix`` for these shapes."""
     lay = layout(shapes)
-    return lay["numeric"] + sum(c - 1 for c in lay["categorical"]) + (int(np.prod(lay["image"])) if lay["image"] else 0)
+    return (lay["numeric"] + sum(c - 1 for c in lay["categorical"]) + lay.get("datetime", 0)
+            + (int(np.prod(lay["image"])) if lay["image"] else 0))
 
 
 def detector_matrix(arrays: dict[str, np.ndarray], shapes: dict) -> np.ndarray:
@@ -70,6 +72,8 @@ def detector_matrix(arrays: dict[str, np.ndarray], shapes: dict) -> np.ndarray:
         ok = (codes >= 1) & (codes < card)  # codes beyond the fitted levels count as unseen
         block[np.nonzero(ok)[0], codes[ok] - 1] = 1.0
         parts.append(block)
+    if lay.get("datetime"):  # standardized date parts, after the categoricals as the feature types' order has them
+        parts.append(np.asarray(arrays["datetime"], dtype=np.float64).reshape(n, lay["datetime"]))
     if lay["image"]:
         parts.append(np.asarray(arrays["image"], dtype=np.float64).reshape(n, -1))
     if not parts:
@@ -81,7 +85,8 @@ def shapes_from_arrays(*splits: dict) -> dict:
     """Shapes inferred from encoded arrays when the preprocessor's are not given: categorical sizes from the largest
     code seen (the preprocessor fits its levels on the training split, so every level occurs there)."""
     first = splits[0]
-    shapes: dict = {"numeric": first["numeric"].shape[1] if "numeric" in first else 0, "categorical": [], "image": None}
+    shapes: dict = {"numeric": first["numeric"].shape[1] if "numeric" in first else 0, "categorical": [], "image": None,
+                    "datetime": first["datetime"].shape[1] if "datetime" in first else 0}
     if "categorical" in first:
         top = np.max([s["categorical"].max(axis=0) for s in splits if len(s["categorical"])], axis=0)
         shapes["categorical"] = [int(m) + 1 for m in top]
@@ -254,7 +259,7 @@ class SklearnDetector(Learner):
         return onnx_core(estimator, input_shapes, min_opset)
 
 
-@LEARNERS.register("isolation_forest", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "image"})
+@LEARNERS.register("isolation_forest", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "datetime", "image"})
 class IsolationForestDetector(SklearnDetector):
     """scikit-learn's IsolationForest on the detector matrix; saved with skops."""
 
@@ -272,7 +277,7 @@ class IsolationForestDetector(SklearnDetector):
         return _fit(est, train, val, shapes)
 
 
-@LEARNERS.register("lof", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "image"})
+@LEARNERS.register("lof", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "datetime", "image"})
 class LOFDetector(SklearnDetector):
     """scikit-learn's LocalOutlierFactor(novelty=True) on the detector matrix; saved with skops."""
 

@@ -177,7 +177,7 @@ class Anomaly(Task):
         features = [f for f in features if f.type != "ignore"]
         accepted = set().union(*(LEARNERS.get(n).accepts for n in LEARNERS.tagged("detector")))
         unused = [f for f in features if f.type not in accepted and f.name not in cfg.data.features]
-        if unused:  # e.g. dates: no detector takes them yet; left out as before the datetime type
+        if unused:  # e.g. text: no detector takes it; left out, and said
             say(f"[dim]anomaly: no detector takes {', '.join(f'{f.name}:{f.type}' for f in unused)}; left out[/]")
             features = [f for f in features if f not in unused]
         if not features:
