@@ -106,7 +106,8 @@ def test_mixed_numeric_categorical_text_table(in_tmp):
     result = _train("mixed", {"source": "mixed.csv", "target": "churn"}, train=fast_train(epochs=15, lr=3e-3))
     types = {f["name"]: f["type"] for f in result.manifest["features"]}
     assert types == {"amount": "numeric", "plan": "categorical", "notes": "text"}
-    assert result.metrics["model"] == "mlp" and result.metrics["baseline"]["name"] == "lightgbm+tfidf"
+    assert [c["model"] for c in result.metrics["candidates"]] == ["mlp", "lightgbm_tfidf"]
+    assert result.metrics["baseline"]["name"] == "lightgbm_tfidf"  # the table-with-text baseline, a candidate
     assert result.metrics["test"]["accuracy"] > 0.85
     # unseen category and missing values at predict time do not break anything
     rows = [{"amount": 0.3, "plan": "enterprise", "notes": "billing was wrong again"}, {"amount": None, "plan": None, "notes": None}]

@@ -92,7 +92,7 @@ TASKS: Registry = Registry("task", builtin=(
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
-    "forgeml.models.pixels_linear"))
+    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",

@@ -12,8 +12,8 @@ from forgeml.config.base import Strict
 
 
 class AutoParams(Strict):
-    """Choose from the feature types, keeping the better on validation: tables -> mlp and lightgbm, images -> cnn and
-    pixels_linear (images beside other columns: cnn), text -> text (bilstm) and tfidf_linear."""
+    """Choose from the feature types, keeping the better on validation: tables -> mlp and lightgbm, tables with text
+    columns -> mlp and lightgbm_tfidf, text -> text (bilstm) and tfidf_linear, images -> cnn and pixels_linear."""
 
     name: Literal["auto"] = "auto"
 

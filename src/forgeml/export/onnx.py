@@ -138,14 +138,15 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
     if model_kind != "torch":  # a learner with its own ONNX converter (LightGBM: onnxmltools; detectors)
         learner = get_model(model_kind)
         core = learner.export_core(estimator, input_shapes, MIN_OPSET)
-        model_input = core.graph.input[0].name
-        if "token_ids" in learner.tags:  # its core reads a model input (token ids) as the preprocessing leaves it
-            pre, internal = _preprocessing(pre_state)
-            for node in core.graph.node:
-                node.input[:] = [internal[model_input] if i == model_input else i for i in node.input]
-        else:  # one float matrix of the types' flat() parts
-            pre, internal = _preprocessing(pre_state, model_input, onehot="detector" in learner.tags)
-        replaced = {model_input}
+        names = [i.name for i in core.graph.input]
+        keys = {k for ftype, state in present(pre_state) for k in ftype.model_inputs(state)}
+        # a core input named as a model input (token ids) reads it as the preprocessing leaves it; the other, if
+        # any, is one float matrix of the types' flat() parts (trees: codes; detectors: one-hot)
+        flat = next((n for n in names if n not in keys), None)
+        pre, internal = _preprocessing(pre_state, flat, onehot="detector" in learner.tags)
+        for node in core.graph.node:
+            node.input[:] = [internal[i] if i in keys and i in names else i for i in node.input]
+        replaced = set(names)
     else:
         require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
         pre, internal = _preprocessing(pre_state)

@@ -87,8 +87,8 @@ def resolve_auto(feature_types: set[str]) -> list[str]:
         return ["cnn"]
     if feature_types == {"text"}:  # the network and TF-IDF + a linear model (text's baseline): the better is kept
         return ["text", "tfidf_linear"]
-    if "text" in feature_types:
-        return ["mlp"]
+    if "text" in feature_types:  # the MLP and LightGBM on the columns + a TF-IDF of the text (their baseline)
+        return ["mlp", "lightgbm_tfidf"]
     return ["mlp", "lightgbm"]
 
 

@@ -137,7 +137,8 @@ def _exact_thresholds(model, booster) -> None:
         node.attribute.append(helper.make_attribute("nodes_values", exact))
 
 
-@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files"}, accepts={"numeric", "categorical", "datetime"})
+@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files", "baseline:table"},
+                   accepts={"numeric", "categorical", "datetime"})
 class LightGBM(Learner):
     """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""
 

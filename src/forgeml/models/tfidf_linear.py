@@ -111,7 +111,7 @@ def fit_vocabulary(ids, min_df: int, max_features: int) -> tuple[np.ndarray, np.
     total = np.asarray(x.sum(axis=0)).ravel()
     keep = np.nonzero(df >= min_df)[0]
     if not len(keep):
-        raise DataError(f"model tfidf_linear: no word occurs in {min_df}+ training rows; lower model.min_df or add rows")
+        raise DataError(f"TF-IDF of the text: no word occurs in {min_df}+ training rows; lower model.min_df or add rows")
     keep = keep[np.argsort(-total[keep], kind="stable")[:max_features]]
     keep.sort()
     idf = np.log((1.0 + len(ids)) / (1.0 + df[keep])) + 1.0
@@ -143,22 +143,23 @@ def load(run_dir: Path) -> TfidfLinearModel:
     return TfidfLinearModel(a["keys"], a["idf"], a["coef"], a["intercept"], meta["sublinear"], meta["labels"], meta["key"])
 
 
-def onnx_core(model: TfidfLinearModel, min_opset: int):
-    """Token ids [N, L] (int64, named as the model input) -> 'probabilities' [N, K] (softmax) or 'standardized' [N, 1]."""
-    from onnx import TensorProto, helper, numpy_helper
+def tfidf_nodes(key: str, keys: np.ndarray, idf: np.ndarray, sublinear: bool) -> tuple[list, list, str]:
+    """ONNX nodes from token ids [N, L] (int64, the graph tensor ``key``) to their L2-normalized TF-IDF rows [N, F]
+    (float), as ``tfidf(counts(ids, keys), idf, sublinear)`` computes them: (nodes, initializers, the output's name)."""
+    from onnx import helper, numpy_helper
 
-    unigrams = model.keys[model.keys < (1 << SHIFT)]
-    bigrams = model.keys[model.keys >= (1 << SHIFT)]
+    unigrams = keys[keys < (1 << SHIFT)]
+    bigrams = keys[keys >= (1 << SHIFT)]
     pool = np.concatenate([unigrams, np.stack([bigrams >> SHIFT, bigrams & ((1 << SHIFT) - 1)], axis=1).ravel()])
     f32 = lambda a, name: numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)  # noqa: E731
-    inits = [f32(model.idf, "core/idf"), f32([1.0], "core/one"), f32([1e-12], "core/tiny"),
+    inits = [f32(idf, "core/idf"), f32([1.0], "core/one"), f32([1e-12], "core/tiny"),
              numpy_helper.from_array(np.asarray([1], np.int64), "core/axis")]
-    nodes = [helper.make_node("TfIdfVectorizer", [model.key], ["core/tf"], name="core/ngrams", mode="TF",
+    nodes = [helper.make_node("TfIdfVectorizer", [key], ["core/tf"], name="core/ngrams", mode="TF",
                               min_gram_length=1, max_gram_length=2 if len(bigrams) else 1, max_skip_count=0,
                               ngram_counts=[0, len(unigrams)] if len(bigrams) else [0],
-                              ngram_indexes=list(range(len(model.keys))), pool_int64s=pool.tolist())]
+                              ngram_indexes=list(range(len(keys))), pool_int64s=pool.tolist())]
     tf = "core/tf"
-    if model.sublinear:  # 1 + ln(count) where count > 0: ln(max(count, 1)) + min(count, 1)
+    if sublinear:  # 1 + ln(count) where count > 0: ln(max(count, 1)) + min(count, 1)
         nodes += [helper.make_node("Max", [tf, "core/one"], ["core/tf_at_least_1"], name="core/tf_max"),
                   helper.make_node("Log", ["core/tf_at_least_1"], ["core/tf_log"], name="core/tf_log"),
                   helper.make_node("Min", [tf, "core/one"], ["core/tf_present"], name="core/tf_min"),
@@ -170,12 +171,19 @@ def onnx_core(model: TfidfLinearModel, min_opset: int):
               helper.make_node("Sqrt", ["core/ss"], ["core/norm"], name="core/sqrt"),
               helper.make_node("Max", ["core/norm", "core/tiny"], ["core/norm_safe"], name="core/norm_max"),
               helper.make_node("Div", ["core/w", "core/norm_safe"], ["core/x"], name="core/l2")]
-    linear, linear_inits, out = onnx_nodes("core/x", model.coef, model.intercept, model.labels)
-    nodes += linear
-    inits += linear_inits
+    return nodes, inits, "core/x"
+
+
+def onnx_core(model: TfidfLinearModel, min_opset: int):
+    """Token ids [N, L] (int64, named as the model input) -> 'probabilities' [N, K] (softmax) or 'standardized' [N, 1]."""
+    from onnx import TensorProto, helper
+
+    nodes, inits, x = tfidf_nodes(model.key, model.keys, model.idf, model.sublinear)
+    linear, linear_inits, out = onnx_nodes(x, model.coef, model.intercept, model.labels)
     k = model.coef.shape[0]
-    graph = helper.make_graph(nodes, "tfidf_linear", [helper.make_tensor_value_info(model.key, TensorProto.INT64, ["batch", "length"])],
-                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", k])], inits)
+    graph = helper.make_graph(nodes + linear, "tfidf_linear",
+                              [helper.make_tensor_value_info(model.key, TensorProto.INT64, ["batch", "length"])],
+                              [helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", k])], inits + linear_inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", min_opset)], ir_version=9)
 
 

@@ -159,7 +159,7 @@ class SupervisedTask(Task):
         reused = trained_raw(kind)
         if reused is not None:
             return kind, reused
-        return kind, run_baseline(kind, self, data.enc, data.y, data.raw, data.preprocessor.state, cfg.train.seed, cfg.train.threads)
+        return kind, run_baseline(kind, self, data.enc, data.y, data.preprocessor.state, cfg.train.seed, cfg.train.threads)
 
     def plots(self, data: "Prepared", outputs: dict, folder) -> list:
         from forgeml.evaluate import plots

@@ -1,15 +1,16 @@
 """The choice between candidates on validation, with the family's baseline beside them.
 
-The baseline (``Task.baseline``: LightGBM for tables, TF-IDF + a linear model for text, a linear model on pixels) is
-scored on the validation split before the choice, like every candidate:
+The baseline (``Task.baseline``: LightGBM for tables, ``tfidf_linear`` for text, ``lightgbm_tfidf`` for tables with
+text, ``pixels_linear`` for images; forgeml.evaluate.baseline) is scored on the validation split before the choice,
+like every candidate:
 
-- a baseline that is a registered learner trained as a candidate (LightGBM under ``model: auto`` on a table,
-  ``tfidf_linear`` on text) competes like the others: ``Task.choose`` keeps it when it wins;
-- a baseline that is a registered learner not trained as a candidate (``tfidf_linear`` beside ``--model text``) is
+- a baseline that is a registered learner trained as a candidate (every one above under ``model: auto``) competes
+  like the others: ``Task.choose`` keeps it when it wins;
+- a baseline that is a registered learner not trained as a candidate (``pixels_linear`` beside ``--model cnn``) is
   compared, and a loss to it names the flag that trains it;
-- a baseline forgeml cannot serve (the scikit-learn pixel model, LightGBM on TF-IDF beside a table: forgeml neither
-  saves nor exports them) cannot be kept; when it beats the kept model on validation, the run says so and by how
-  much, and records it in ``metrics.json`` and the manifest (``choice``), so a user decides before serving the model;
+- a baseline forgeml cannot serve (scikit-learn's linear model on a plugin type's dense inputs beside a table) cannot
+  be kept; when it beats the kept model on validation, the run says so and by how much, and records it in
+  ``metrics.json`` and the manifest (``choice``), so a user decides before serving the model;
 - ties and scores that are n/a are said as such, never as "better".
 """
 from __future__ import annotations
