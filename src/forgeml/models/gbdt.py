@@ -32,7 +32,7 @@ def feature_matrix(arrays: dict[str, np.ndarray]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _categorical_indices(arrays: dict[str, np.ndarray]) -> list[int]:
+def categorical_indices(arrays: dict[str, np.ndarray]) -> list[int]:
     n_num = arrays["numeric"].shape[1] if "numeric" in arrays else 0
     n_cat = arrays["categorical"].shape[1] if "categorical" in arrays else 0
     return list(range(n_num, n_num + n_cat))
@@ -61,7 +61,7 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
 def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None,
         sample_weight: np.ndarray | None = None):
     return fit_matrix(params, task, feature_matrix(train), y_train, feature_matrix(val), y_val, seed, threads,
-                      _categorical_indices(train), sample_weight)
+                      categorical_indices(train), sample_weight)
 
 
 def raw_matrix_outputs(booster, x, task) -> np.ndarray:

@@ -73,7 +73,7 @@ class LightGBMTfidf(Learner):
     def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None):
         keys, idf = fit_vocabulary(train[TOKENS], params.min_df, params.max_features)
         model = LightGBMTfidfModel(None, keys, idf, params.sublinear_tf, table_width(train))
-        cats = gbdt._categorical_indices(train) if model.n_table else []
+        cats = gbdt.categorical_indices(train) if model.n_table else []
         model.booster = gbdt.fit_matrix(params, task, model.matrix(train), y_train, model.matrix(val), y_val, seed,
                                         threads, cats, sample_weight)
         return model
