@@ -100,7 +100,7 @@ def _regions() -> str:
 
 WHY_NOT = {
     "gradcam": lambda: f"Grad-CAM looks at a CNN's last convolutional stage, so it explains convolutional {_regions()} models only",
-    "ig": lambda: "Integrated Gradients needs a differentiable model; trees and TF-IDF counts have no gradients",
+    "ig": lambda: "Integrated Gradients needs a differentiable model; LightGBM's trees and TF-IDF counts have no gradients",
     "lime": lambda: f"LIME here switches table columns or words off, not {_regions()} regions",
     "permutation": lambda: "permutation importance shuffles table columns one at a time",
 }
