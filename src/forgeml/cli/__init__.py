@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from forgeml.cli import experiments, runs
+from forgeml.cli import experiments, playbook, runs
 
 app = typer.Typer(
     help="forgeml: from raw data to a trained, evaluated, tracked model on the compute you have.",
@@ -21,6 +21,7 @@ app = typer.Typer(
 for command in (experiments.quickstart, experiments.train, runs.evaluate, runs.predict, runs.export, runs.compress,
                 runs.serve, runs.profile, experiments.cv, runs.explain, experiments.federate, runs.datasets, runs.tasks):
     app.command()(command)
+app.add_typer(playbook.app, name="playbook")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
