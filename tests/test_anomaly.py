@@ -268,3 +268,14 @@ def test_a_date_column_is_a_detector_input_exported_served_and_explained(in_tmp)
     explained = api.explain(run.run_dir, str(in_tmp / "odd.csv"), out=in_tmp / "why", quiet=True)
     tops = [rec["permutation"]["top"][0] if "permutation" in rec else rec["top"][0] for rec in explained["instances"]]
     assert tops == ["received", "received"]  # the date is what makes these rows odd
+
+
+@pytest.mark.parametrize("positive", [1, 1.0, "1"])
+def test_the_anomaly_value_of_a_numeric_label_is_named_as_its_keys(in_tmp, positive):
+    df = _biopsies()
+    df["diagnosis"] = (df["diagnosis"] == "malignant").astype(int)  # a 0/1 label column
+    df.to_csv(in_tmp / "b.csv", index=False)
+    run = api.train({"name": "num", "data": {"source": "b.csv"}, "model": {"name": "isolation_forest"},
+                     "task": {"name": "anomaly", "label": "diagnosis", "positive": positive},
+                     "tracking": {"uri": "none"}}, quiet=True, overwrite=True)
+    assert run.manifest["target"]["positive"] == "1" and run.metrics["test"]["roc_auc"] > 0.85

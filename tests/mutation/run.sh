@@ -6,7 +6,7 @@
 #   tests/mutation/run.sh                              # every module in only_mutate
 #   tests/mutation/run.sh forgeml.tasks forgeml.data.split   # only the mutants of these modules (prefixes)
 #   MAX_CHILDREN=1 tests/mutation/run.sh ...           # mutants tested in parallel (default 2)
-#   SAMPLE=3 tests/mutation/run.sh forgeml.data.split  # every 3rd unchecked mutant of these modules (needs the
+#   SAMPLE=3 tests/mutation/run.sh forgeml.data.split  # every 3rd mutant of these modules, if unchecked (needs the
 #                                                      # mutants from an earlier run: `mutmut run` generates them)
 #
 # mutmut works in mutants/ (gitignored) and remembers results there: a second run continues where the first
@@ -30,7 +30,7 @@ patterns=()
 if [[ -n "${SAMPLE:-}" ]]; then
   mapfile -t patterns < <("$PY" tests/mutation/score.py "$@" --sample "$SAMPLE")
   [[ ${#patterns[@]} -gt 0 ]] || { echo "nothing to sample: no unchecked mutants of $* in mutants/"; exit 1; }
-  echo "sampled ${#patterns[@]} mutants (every ${SAMPLE}th unchecked one of $*)"
+  echo "sampled ${#patterns[@]} mutants (the unchecked ones of every ${SAMPLE}th of $*)"
 else
   for module in "$@"; do patterns+=("$module.*"); done   # mutant names: forgeml.data.split.x_split_indices__mutmut_3
 fi

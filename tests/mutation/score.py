@@ -2,7 +2,7 @@
 """Mutation score per module from mutmut's results in mutants/ (written by tests/mutation/run.sh).
 
     .venv/bin/python tests/mutation/score.py [MODULE_PREFIX ...] [--survivors]
-    .venv/bin/python tests/mutation/score.py MODULE_PREFIX ... --sample N   # every Nth unchecked mutant's name
+    .venv/bin/python tests/mutation/score.py MODULE_PREFIX ... --sample N   # the unchecked names of every Nth mutant
 
 score = killed / (killed + survived + timeout): mutants with no test that calls their function ("no tests") are
 listed apart, as are mutants not yet checked (an interrupted run).
@@ -31,12 +31,13 @@ def main(argv: list[str]) -> int:
         print("no results in mutants/: run tests/mutation/run.sh first")
         return 1
     total, survivors = Counter(), []
-    if sample:  # a systematic sample (every Nth by name) of the mutants not checked yet, for run.sh's SAMPLE
-        for meta in metas:
+    if sample:  # a systematic sample for run.sh's SAMPLE: every Nth of a file's mutants by name, those not checked yet
+        for meta in metas:  # (so a stopped sampled run, started again, finishes the same sample)
             codes = json.loads(meta.read_text())["exit_code_by_key"]
-            names = sorted(k for k, v in codes.items() if v is None and (not prefixes or any(k.startswith(p + ".") for p in prefixes)))
+            names = sorted(k for k in codes if not prefixes or any(k.startswith(p + ".") for p in prefixes))
+            names = [k for k in names[::sample] if codes[k] is None]
             if names:
-                print("\n".join(names[::sample]))
+                print("\n".join(names))
         return 0
     print("| module | mutants | killed | survived | timeout | no tests | not checked | score |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

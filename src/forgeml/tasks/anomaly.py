@@ -163,7 +163,7 @@ class Anomaly(Task):
             keys = category_keys(df[label])
             counts = keys.value_counts()
             if opts.positive is not None:
-                positive = str(opts.positive) if not isinstance(opts.positive, bool) else str(opts.positive)
+                positive = str(category_keys(pd.Series([opts.positive])).iloc[0])  # 1.0 names the label 1, as keys do
                 if positive not in counts.index:
                     raise DataError(f"--positive {opts.positive!r} is not a value of {label!r}; values: {counts.index.tolist()[:10]}")
             elif len(counts) != 2:
