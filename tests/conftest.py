@@ -68,3 +68,39 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def assert_auto_kept_the_best(result, candidates: list[str], baseline: str) -> None:
+    """`model: auto` trained ``candidates`` in order, kept the best on validation (a metric where higher is better)
+    and recorded its baseline ``baseline`` as one of them."""
+    choice = result.manifest["choice"]
+    assert [c["model"] for c in result.metrics["candidates"]] == candidates
+    scores = choice["validation"]
+    assert choice["kept"] == max(scores, key=lambda name: scores[name]) == result.manifest["model"]["name"]
+    assert choice["baseline"] == {"name": baseline, "validation": scores[baseline], "candidate": True,
+                                  "servable": True, "verdict": "candidate"}
+    assert "baseline_beats_kept_by" not in choice
+
+
+def assert_served_like_predict(run_dir, instances: list[dict], tol: float, predict_input=None) -> None:
+    """The server's answer for ``instances`` equals `forgeml predict` on the same rows (``predict_input`` when the
+    rows reach predict in another form, e.g. image files): labels, and probabilities within ``tol``."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+    from fastapi.testclient import TestClient
+
+    from forgeml import api
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    expected = api.load(run_dir).predict(pd.DataFrame(instances) if predict_input is None else predict_input)
+    with TestClient(create_app(build_registry([f"m={run_dir}"]), ServeSettings())) as c:
+        r = c.post("/v1/models/m/predict", content=json.dumps({"instances": instances}),
+                   headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["predictions"] == expected["prediction"].tolist()
+    proba = expected[[f"proba_{label}" for label in body["labels"]]].to_numpy()
+    assert np.abs(np.array(body["probabilities"]) - proba).max() < tol

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_train
+from conftest import assert_auto_kept_the_best, assert_served_like_predict, fast_train
 
 from forgeml import api
 from forgeml.data.bundled import load_bundled
@@ -58,35 +58,17 @@ def test_it_learns_from_the_columns_and_the_text_and_reloads_without_pickle(runs
 
 def test_the_onnx_graph_and_the_server_agree_with_predict(runs):
     pytest.importorskip("fastapi")
-    from fastapi.testclient import TestClient
-
-    from forgeml.serve.app import ServeSettings, create_app
-    from forgeml.serve.registry import build_registry
-
     run_dir = runs["lgb"].run_dir
     info = api.export(run_dir)
     assert info["parity"]["max_abs_diff"] < 1e-4
     assert sorted(i["name"] for i in info["inputs"]) == ["categorical", "numeric", "tokens"]
     rows = [{"hour": 16.0, "channel": "app", "text": "Thank you Iowa! #MakeAmericaGreatAgain"},
             {"hour": None, "channel": "fax", "text": None}]
-    expected = api.load(run_dir).predict(pd.DataFrame(rows))
-    with TestClient(create_app(build_registry([f"t={run_dir}"]), ServeSettings())) as c:
-        r = c.post("/v1/models/t/predict", content=json.dumps({"instances": rows}), headers={"content-type": "application/json"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["predictions"] == expected["prediction"].tolist()
-    proba = expected[[f"proba_{label}" for label in body["labels"]]].to_numpy()
-    assert np.abs(np.array(body["probabilities"]) - proba).max() < 1e-4
+    assert_served_like_predict(run_dir, rows, 1e-4)
 
 
 def test_auto_keeps_the_better_of_the_mlp_and_lightgbm_tfidf(runs):
-    result = runs["train"]("auto", {"name": "auto"}, epochs=2)
-    choice = result.manifest["choice"]
-    assert [c["model"] for c in result.metrics["candidates"]] == ["mlp", "lightgbm_tfidf"]
-    scores = choice["validation"]
-    assert choice["kept"] == max(scores, key=lambda name: scores[name]) == result.manifest["model"]["name"]
-    assert choice["baseline"] == {"name": "lightgbm_tfidf", "validation": scores["lightgbm_tfidf"], "candidate": True,
-                                  "servable": True, "verdict": "candidate"}
+    assert_auto_kept_the_best(runs["train"]("auto", {"name": "auto"}, epochs=2), ["mlp", "lightgbm_tfidf"], "lightgbm_tfidf")
 
 
 def test_explain_ranks_its_columns(runs):

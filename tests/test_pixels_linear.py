@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import fast_train, user_error
+from conftest import assert_auto_kept_the_best, assert_served_like_predict, fast_train, user_error
 from PIL import Image
 
 from forgeml import api
@@ -57,34 +57,15 @@ def test_it_learns_the_digits_and_is_exactly_scikit_learns_logistic_regression(l
 
 def test_the_onnx_graph_and_the_server_agree_with_predict(linear, folder):
     pytest.importorskip("fastapi")
-    from fastapi.testclient import TestClient
-
-    from forgeml.serve.app import ServeSettings, create_app
-    from forgeml.serve.registry import build_registry
-
     info = api.export(linear.run_dir)
     assert info["parity"]["max_abs_diff"] < 1e-5 and info["outputs"][0]["name"] == "probabilities"
     paths = sorted((folder / "7").glob("*.png"))[:3]
-    expected = api.load(linear.run_dir).predict([str(p) for p in paths])
-    pixels = [np.asarray(Image.open(p)).tolist() for p in paths]
-    with TestClient(create_app(build_registry([f"px={linear.run_dir}"]), ServeSettings())) as c:
-        r = c.post("/v1/models/px/predict", content=json.dumps({"instances": [{"image": p} for p in pixels]}),
-                   headers={"content-type": "application/json"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["predictions"] == expected["prediction"].tolist()
-    proba = expected[[f"proba_{label}" for label in body["labels"]]].to_numpy()
-    assert np.abs(np.array(body["probabilities"]) - proba).max() < 1e-5
+    instances = [{"image": np.asarray(Image.open(p)).tolist()} for p in paths]
+    assert_served_like_predict(linear.run_dir, instances, 1e-5, predict_input=[str(p) for p in paths])
 
 
 def test_auto_keeps_the_better_of_the_cnn_and_pixels_linear(folder):
-    result = _train(folder, "auto", "auto", epochs=2)
-    choice = result.manifest["choice"]
-    assert [c["model"] for c in result.metrics["candidates"]] == ["cnn", "pixels_linear"]
-    scores = choice["validation"]
-    assert choice["kept"] == max(scores, key=lambda name: scores[name]) == result.manifest["model"]["name"]
-    assert choice["baseline"] == {"name": "pixels_linear", "validation": scores["pixels_linear"], "candidate": True,
-                                  "servable": True, "verdict": "candidate"}
+    assert_auto_kept_the_best(_train(folder, "auto", "auto", epochs=2), ["cnn", "pixels_linear"], "pixels_linear")
 
 
 def test_a_cnn_that_loses_to_it_says_how_to_keep_it(folder):

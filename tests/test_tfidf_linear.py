@@ -1,12 +1,11 @@
 """tfidf_linear: TF-IDF of word-id n-grams + logistic/ridge regression, a servable learner and text's baseline: fit,
 its TF-IDF equal to scikit-learn's on the same ids, a save/load round trip without pickle, the ONNX graph's parity,
 the served prediction, auto keeping the better of it and the text network, and a table it refuses."""
-import json
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_train, user_error
+from conftest import assert_auto_kept_the_best, assert_served_like_predict, fast_train, user_error
 
 from forgeml import api
 from forgeml.data.bundled import load_bundled
@@ -106,36 +105,18 @@ def test_the_onnx_graph_matches_the_model(runs, which):
 
 def test_export_and_the_served_prediction_equal_predict(runs):
     pytest.importorskip("fastapi")
-    from fastapi.testclient import TestClient
-
-    from forgeml.serve.app import ServeSettings, create_app
-    from forgeml.serve.registry import build_registry
-
     run_dir = runs["tweets"].run_dir
     info = api.export(run_dir)
     assert info["parity"]["max_abs_diff"] < 1e-5
     rows = [{"text": "Thank you Iowa! #MakeAmericaGreatAgain"}, {"text": "Crooked media, very unfair!"}, {"text": None}]
-    expected = api.load(run_dir).predict(pd.DataFrame(rows))
-    with TestClient(create_app(build_registry([f"tw={run_dir}"]), ServeSettings())) as c:
-        r = c.post("/v1/models/tw/predict", content=json.dumps({"instances": rows}), headers={"content-type": "application/json"})
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["predictions"] == expected["prediction"].tolist()
-    proba = expected[[f"proba_{label}" for label in body["labels"]]].to_numpy()
-    assert np.abs(np.array(body["probabilities"]) - proba).max() < 1e-5
+    assert_served_like_predict(run_dir, rows, 1e-5)
 
 
 def test_auto_on_text_keeps_the_better_of_the_network_and_tfidf_linear(runs, capsys):
     result = _train(runs["root"], "auto", str(runs["root"] / "tweets.csv"), "source",
                     {"name": "auto"}, epochs=1)
-    m, choice = result.metrics, result.manifest["choice"]
-    assert [c["model"] for c in m["candidates"]] == ["text", "tfidf_linear"]
-    scores = choice["validation"]
-    best = max(scores, key=lambda name: scores[name])  # roc_auc: higher is better
-    assert choice["metric"] == "roc_auc" and choice["kept"] == best == result.manifest["model"]["name"]
-    assert choice["baseline"] == {"name": "tfidf_linear", "validation": scores["tfidf_linear"], "candidate": True,
-                                  "servable": True, "verdict": "candidate"}
-    assert "baseline_beats_kept_by" not in choice
+    assert result.manifest["choice"]["metric"] == "roc_auc"
+    assert_auto_kept_the_best(result, ["text", "tfidf_linear"], "tfidf_linear")
 
 
 def test_a_table_without_text_is_refused(in_tmp, capsys):

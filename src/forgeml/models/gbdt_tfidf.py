@@ -19,7 +19,7 @@ from pydantic import Field
 from forgeml.core import Learner
 from forgeml.models import LEARNERS, gbdt
 from forgeml.models.linear import load_arrays, save_arrays
-from forgeml.models.tfidf_linear import counts, fit_vocabulary, tfidf, tfidf_nodes
+from forgeml.models.tfidf_linear import TfidfLinear, counts, fit_vocabulary, tfidf, tfidf_nodes
 
 MODEL_FILE = "model.lightgbm_tfidf.npz"
 TOKENS = "tokens"  # the text type's word ids (the words tokenizer)
@@ -64,10 +64,7 @@ class LightGBMTfidf(Learner):
     Params = LightGBMTfidfParams
     file = MODEL_FILE
 
-    @staticmethod
-    def tokenizer_for(params) -> str:
-        """The text tokenizer its inputs need (as TorchLearner.tokenizer_for): forgeml's words."""
-        return "words"
+    tokenizer_for = TfidfLinear.tokenizer_for  # the word ids, as tfidf_linear reads them
 
     @staticmethod
     def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None):
