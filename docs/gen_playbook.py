@@ -1,6 +1,7 @@
 """Regenerate docs/playbook/ from real runs: every entry at full size (not --fast), its pages (en, zh), evidence
 JSON and plots copied here, and an index per language. `python docs/gen_playbook.py` (a few minutes on 2 cores);
-`--pages` only re-renders the pages from the evidence JSON already here (after a change of wording, not of numbers)."""
+`--pages` only re-renders the pages from the evidence JSON already here (after a change of wording, not of numbers);
+`--only ID ...` runs those entries and re-renders the others from their JSON."""
 from __future__ import annotations
 
 import json
@@ -25,7 +26,8 @@ def main() -> None:
     HERE.mkdir(exist_ok=True)
     pages = {lang: [TITLES[lang]] for lang in playbook.LANGS}
     for e in playbook.all_entries():
-        if "--pages" in sys.argv[1:]:
+        only = sys.argv[sys.argv.index("--only") + 1:] if "--only" in sys.argv else None
+        if "--pages" in sys.argv[1:] or (only is not None and e.id not in only):
             r = json.loads((HERE / f"{e.id}.json").read_text(encoding="utf-8"))
             ev = Evidence(r["columns"], r["rows"], r["supported"], r["finding"], r["plots"], r["seconds"])
             for lang in playbook.LANGS:

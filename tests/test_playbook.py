@@ -86,3 +86,18 @@ def test_bad_ids_topics_and_languages_are_clear_errors(in_tmp, capsys):
     assert "did you mean imbalance" in user_error(capsys, "playbook", "show", "imbalanse")
     assert "--lang must be zh or en" in user_error(capsys, "playbook", "list", "--lang", "fr")
     assert "unknown topic 'cooking'" in user_error(capsys, "playbook", "list", "--topic", "cooking")
+
+
+def test_onnx_latency_verdict_is_its_p50s(ran):
+    _, ev = ran["onnx-latency"]
+    (eager_p50, eager_p95), (onnx_p50, onnx_p95) = [row[1:] for row in ev.rows]
+    assert 0 < eager_p50 <= eager_p95 and 0 < onnx_p50 <= onnx_p95
+    assert ev.supported == (onnx_p50 < eager_p50)
+
+
+def test_deep_or_trees_verdict_is_what_the_two_runs_scored(ran):
+    folder, ev = ran["deep-or-trees"]
+    for name, val, test, pr in ev.rows:
+        m = _metrics(folder, f"risk-{name}")
+        assert [val, test, pr] == [round(m["val"]["roc_auc"], 4), round(m["test"]["roc_auc"], 4), round(m["test"]["pr_auc"], 4)]
+    assert ev.supported == (ev.rows[1][2] >= ev.rows[0][2] - 0.01)

@@ -15,7 +15,8 @@ from typing import Callable
 from forgeml.errors import ConfigError
 
 LANGS = ("en", "zh")
-BUILTIN = ("forgeml.playbook.imbalance", "forgeml.playbook.evaluation", "forgeml.playbook.scratch")
+BUILTIN = ("forgeml.playbook.imbalance", "forgeml.playbook.evaluation", "forgeml.playbook.inference",
+           "forgeml.playbook.scratch")
 
 
 @dataclass
