@@ -101,3 +101,15 @@ def test_deep_or_trees_verdict_is_what_the_two_runs_scored(ran):
         m = _metrics(folder, f"risk-{name}")
         assert [val, test, pr] == [round(m["val"]["roc_auc"], 4), round(m["test"]["roc_auc"], 4), round(m["test"]["pr_auc"], 4)]
     assert ev.supported == (ev.rows[1][2] >= ev.rows[0][2] - 0.01)
+
+
+def test_compute_calculator_counts_memory_and_checks_6n_against_a_real_step(ran):
+    _, ev = ran["compute-calculator"]
+    values = dict(ev.rows)
+    n = int(values["parameters N"].replace(",", ""))
+    assert n == 784 * 1024 + 1024 + 1024 * 1024 + 1024 + 1024 * 10 + 10  # the --fast MLP: 784-1024-1024-10
+    assert float(values["weights (MiB)"]) == pytest.approx(4 * n / 2 ** 20, abs=0.05)
+    assert float(values["Adam state (MiB)"]) == pytest.approx(2 * float(values["weights (MiB)"]), abs=0.1)
+    ratio = float(values["measured / predicted"])
+    assert ratio == pytest.approx(float(values["measured step (ms)"]) / float(values["predicted step (ms)"]), rel=0.01)
+    assert ev.supported == (0.5 <= ratio <= 3)

@@ -15,7 +15,7 @@ from typing import Callable
 from forgeml.errors import ConfigError
 
 LANGS = ("en", "zh")
-BUILTIN = ("forgeml.playbook.imbalance", "forgeml.playbook.evaluation", "forgeml.playbook.inference",
+BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.imbalance", "forgeml.playbook.evaluation", "forgeml.playbook.inference",
            "forgeml.playbook.scratch")
 
 
