@@ -66,6 +66,11 @@ def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
     }
 
 
+def score_text(value) -> str:
+    """A score as runs print it: four decimals, or "n/a" when there is none."""
+    return "n/a" if value is None else f"{value:.4f}"
+
+
 SUMMARY_KEYS = {
     "classification": ["accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss", "ece"],
     "regression": ["mae", "rmse", "r2"],

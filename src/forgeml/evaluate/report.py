@@ -10,7 +10,7 @@ from pathlib import Path
 from forgeml import artifacts
 from forgeml.evaluate.html import img, page, table
 from forgeml.core import better
-from forgeml.evaluate.metrics import SUMMARY_KEYS
+from forgeml.evaluate.metrics import SUMMARY_KEYS, score_text
 
 SECTIONS = "report"  # RUN/report/<key>.html, joined in key order
 TRAINING_PLOTS = ("learning_curves", "confusion_matrix", "roc", "pr", "regression")  # runs that did not list theirs
@@ -99,7 +99,6 @@ def _choice(choice) -> list[str]:
     """Why the kept model was kept and how the baseline compared on validation (the manifest's ``choice``)."""
     if not choice:
         return []
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731  (train.choice.fmt; evaluate must not import train)
     out = [f"<p>kept <b>{html.escape(choice['kept'])}</b>: {html.escape(choice.get('reason', ''))}</p>"]
     if base := choice.get("baseline"):
         verdict = BASELINE_VERDICTS.get(base.get("verdict"), base.get("verdict", ""))
@@ -109,7 +108,7 @@ def _choice(choice) -> list[str]:
                    if base.get("servable") else f" by {choice.get('baseline_beats_kept_by', 0):.4f}; forgeml cannot "
                    f"serve {base['name']}: compare before serving the kept model")
         out.append(f"<p class={'bad' if base.get('verdict') == 'baseline_better' else 'note'}>baseline "
-                   f"{html.escape(base['name'])}: validation {choice['metric']} {fmt(base.get('validation'))} "
+                   f"{html.escape(base['name'])}: validation {choice['metric']} {score_text(base.get('validation'))} "
                    f"({html.escape(verdict)}{html.escape(how)})</p>")
     return out
 

@@ -69,13 +69,13 @@ def _lightgbm_forward(model, keys: list[str]) -> Callable:
     return forward
 
 
-def is_torch(model) -> bool:
+def has_gradients(model) -> bool:
     """Whether the model's outputs have gradients (explain.methods.differentiable)."""
     return differentiable(model.learner.tags)
 
 
 def forward_for(model, keys: list[str]) -> Callable:
-    return torch_forward(model, keys) if is_torch(model) else _lightgbm_forward(model, keys)
+    return torch_forward(model, keys) if has_gradients(model) else _lightgbm_forward(model, keys)
 
 
 def tensors(arrays: dict[str, np.ndarray], keys: list[str]) -> tuple[torch.Tensor, ...]:

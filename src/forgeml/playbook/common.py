@@ -1,6 +1,7 @@
-"""What the entries share: training a run quietly into the entry's folder, and a bar plot."""
+"""What the entries share: training a run quietly into the entry's folder, timing a call, and a bar plot."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 
@@ -30,3 +31,15 @@ def bars(path: Path, labels: list[str], values: list[float], ylabel: str, title:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path).name
+
+
+def timed_ms(fn, calls: int, warmup: int = 1) -> list[float]:
+    """Milliseconds of each of ``calls`` calls of ``fn``, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return times

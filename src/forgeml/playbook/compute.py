@@ -1,20 +1,14 @@
 """Training and compute: how much memory and time a model's training needs, from its parameter count."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
+import numpy as np
+
 from forgeml.playbook import Evidence, entry
+from forgeml.playbook.common import timed_ms
 
 BYTES_PER_PARAM = {"weights": 4, "gradients": 4, "Adam state": 8}  # fp32; Adam keeps two moments per parameter
-
-
-def _seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
 
 
 @entry(
@@ -45,7 +39,8 @@ def compute_calculator(fast: bool, out: Path) -> Evidence:
     width, batch = (1024, 128) if fast else (2048, 256)
     size = 1024 if fast else 2048
     a, b = torch.randn(size, size), torch.randn(size, size)
-    gflops = 2 * size ** 3 / _seconds(lambda: a @ b, 5 if fast else 10) / 1e9
+    matmul_ms = float(np.mean(timed_ms(lambda: a @ b, 5 if fast else 10)))
+    gflops = 2 * size ** 3 / (matmul_ms / 1000) / 1e9
     net = torch.nn.Sequential(torch.nn.Linear(784, width), torch.nn.ReLU(), torch.nn.Linear(width, width),
                               torch.nn.ReLU(), torch.nn.Linear(width, 10))
     n = sum(p.numel() for p in net.parameters())
@@ -57,7 +52,7 @@ def compute_calculator(fast: bool, out: Path) -> Evidence:
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
 
-    measured = _seconds(step, 5 if fast else 20) * 1000
+    measured = float(np.mean(timed_ms(step, 5 if fast else 20)))
     predicted = 6 * n * batch / (gflops * 1e9) * 1000
     memory = {k: n * v / 2 ** 20 for k, v in BYTES_PER_PARAM.items()}
     ratio = measured / predicted

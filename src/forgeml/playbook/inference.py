@@ -2,25 +2,18 @@
 whether a neural network beats gradient-boosted trees on a table."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
 from forgeml.playbook import Evidence, entry
-from forgeml.playbook.common import bars, train
+from forgeml.playbook.common import bars, timed_ms, train
 
 DATA = {"source": "bundled:default", "target": "default"}
 
 
 def _p50_p95(fn, calls: int) -> tuple[float, float]:
-    for _ in range(20):  # warm-up
-        fn()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
+    times = timed_ms(fn, calls, warmup=20)
     return float(np.percentile(times, 50)), float(np.percentile(times, 95))
 
 

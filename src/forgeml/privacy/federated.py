@@ -28,6 +28,7 @@ import time
 from dataclasses import asdict
 
 from forgeml.errors import ConfigError, RunError, require
+from forgeml.evaluate.metrics import score_text
 from forgeml.privacy.federated_client import ClientData
 from forgeml.privacy.federated_report import (
     PLOT,
@@ -138,13 +139,13 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
         server_model.eval()
         val_raw = predict_raw(server_model, data.enc["val"])
         val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
-        say(f"  federated {name}: val {task.primary_metric} = {_fmt(val_metrics.get(task.primary_metric))} "
+        say(f"  federated {name}: val {task.primary_metric} = {score_text(val_metrics.get(task.primary_metric))} "
             f"(kept round {fed['kept_round']} of {opts.rounds}, {fed['seconds']:.1f} s)")
 
         central = None
         if opts.central:
             central = _train_central(cfg, data, name, params, shapes, monitor, budget, train_loss, tune_threshold, quiet)
-            say(f"  centralized {name}: val {task.primary_metric} = {_fmt(central['val'].get(task.primary_metric))} "
+            say(f"  centralized {name}: val {task.primary_metric} = {score_text(central['val'].get(task.primary_metric))} "
                 f"({budget} epochs, {central['seconds']:.1f} s)")
 
         summary = {
@@ -220,5 +221,3 @@ def _train_central(cfg, data, name: str, params, shapes, monitor: str, budget: i
             "history": info.history, **({"privacy": dp.report()} if dp is not None else {})}
 
 
-def _fmt(v) -> str:
-    return "n/a" if v is None else f"{v:.4f}"

@@ -18,12 +18,9 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 from forgeml.core import LEARNERS, better
+from forgeml.evaluate.metrics import score_text as fmt
 
 Say = Callable[[str], None]
-
-
-def fmt(value: Optional[float]) -> str:
-    return "n/a" if value is None else f"{value:.4f}"
 
 
 def baseline_on_validation(cfg, data, candidates: list[dict], trained_raw: Callable) -> dict:
