@@ -49,7 +49,7 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
                           "run's own test split, read as training read it")
     model = load(run)
     target = model.manifest["target"]["name"]
-    if target is None:
+    if target is None and not model.task.evaluates_without_target:
         raise DataError(f"{model.run_dir} was trained without a label column; evaluate needs one (train with --label)")
     if data is None:
         cfg = run_config(model.run_dir)
@@ -59,10 +59,11 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
         df = model.frame(str(data), sep, encoding)
         where = str(data)
         seen = seen_in_training(model.manifest, model.run_dir, data)
-    if target not in df.columns:
+    if target is not None and target not in df.columns and not model.task.evaluates_without_target:
         raise DataError(f"evaluation data {where} has no target column {target!r}; columns: {list(df.columns)}")
-    df = df[df[target].notna()].reset_index(drop=True)
-    y = model.task.encode(df[target])
+    if target is not None and target in df.columns:
+        df = df[df[target].notna()].reset_index(drop=True)
+    y = model.task.truth(df, target, model.preprocessor)
     metrics = model.task.metrics(y, model.task.outputs(model.raw(df)))
     metrics["data"] = where
     metrics["task"] = model.task.name

@@ -88,11 +88,11 @@ class Registry(Generic[T]):
 # The registries. Each lists the modules that register the built-in implementations (imported on first lookup);
 # a plugin registers itself by importing the registry and decorating its class.
 TASKS: Registry = Registry("task", builtin=(
-    "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly"))
+    "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly", "forgeml.tasks.clustering"))
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
-    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf"))
+    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",
@@ -100,7 +100,7 @@ FEATURES: Registry = Registry("feature type", builtin=(
 
 
 # --------------------------------------------------------------------------------------------- metric direction
-LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr"}
+LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr", "davies_bouldin"}
 
 
 def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
@@ -120,6 +120,7 @@ class Task:
     tags: frozenset = frozenset()
     primary_metric: str  # chooses between candidate learners on validation
     needs_target: bool = True
+    evaluates_without_target: bool = False  # metrics need no label column (clustering: silhouette)
 
     def __init__(self, state: dict[str, Any]):
         self.state = state
@@ -143,6 +144,11 @@ class Task:
 
     def metrics(self, y, outputs: dict) -> dict[str, Any]:
         raise NotImplementedError
+
+    def truth(self, rows, target, preprocessor) -> Any:
+        """What ``metrics`` compares outputs with for rows to evaluate (forgeml evaluate): the encoded target column by
+        default; a family whose metrics need more (clustering: the rows' points) builds it from the rows."""
+        return self.encode(rows[target])
 
     def summary_keys(self) -> list[str]:
         """The metrics shown in tables and stored in the manifest's summary."""

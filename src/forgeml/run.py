@@ -112,10 +112,10 @@ class LoadedModel:
                 return pd.DataFrame({image: list(data)})
         raise DataError("predict takes a DataFrame, a dict or list of dicts (one per row), a file path, or a list of image paths/arrays")
 
-    def require_target(self, capability: str, or_tag: str = "target") -> None:
+    def require_target(self, capability: str, or_tags: tuple[str, ...] = ()) -> None:
         """Capabilities built for supervised runs (a target column) say so plainly for the other families;
-        ``or_tag`` names another family tag the capability handles too (export: ``scores``)."""
-        if "target" not in self.task.tags and or_tag not in self.task.tags:
+        ``or_tags`` names other family tags the capability handles too (export: ``scores``, ``clusters``)."""
+        if "target" not in self.task.tags and not self.task.tags & set(or_tags):
             raise RunError(f"{capability} works on supervised runs (classification, regression) so far; {self.run_dir} "
                            f"is a {self.task.name} run")
 

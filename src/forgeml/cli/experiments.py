@@ -31,6 +31,7 @@ def train(
     sets: opt.Set = None,
     task: opt.Task = None,
     label: opt.Label = None,
+    k: opt.K = None,
     positive: opt.Positive = None,
     contamination: opt.Contamination = None,
     target_fpr: opt.TargetFpr = None,
@@ -67,7 +68,8 @@ def train(
     base = base_config(config, model)
     overrides = {
         "name": name or (None if base.get("name") else default_name(data)),
-        "task": task_section(base, task, label=label, positive=positive, contamination=contamination, target_fpr=target_fpr),
+        "task": task_section(base, task, label=label, k=k, positive=positive, contamination=contamination,
+                             target_fpr=target_fpr),
         "runs_dir": runs_dir,
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                              scale, outliers, sep, encoding),
@@ -97,6 +99,7 @@ def cv(
     sets: opt.Set = None,
     task: opt.Task = None,
     label: opt.Label = None,
+    k: opt.K = None,
     positive: opt.Positive = None,
     contamination: opt.Contamination = None,
     target_fpr: opt.TargetFpr = None,
@@ -134,7 +137,9 @@ def cv(
     default = default_name(data)
     cfg_dict = apply_sets(merge(base, {
         "name": name or (None if base.get("name") else default and f"{default}-cv"),
-        "task": task_section(base, task), "runs_dir": runs_dir, "tracking": {"uri": tracking_uri},
+        "task": task_section(base, task, label=label, k=k, positive=positive, contamination=contamination,
+                             target_fpr=target_fpr),
+        "runs_dir": runs_dir, "tracking": {"uri": tracking_uri},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device},
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                              scale, outliers, sep, encoding),

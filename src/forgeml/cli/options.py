@@ -24,10 +24,13 @@ Sep = Annotated[Optional[str], typer.Option(
     "--sep", help="CSV/TSV delimiter (default: sniffed): one character, or comma | semicolon | tab | pipe")]
 Encoding = Annotated[Optional[str], typer.Option(
     "--encoding", help="CSV/TSV text encoding (default: detected: UTF-8, BOM, else Windows-1252/Latin-1), e.g. utf-16, latin-1")]
-Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly "
+Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly | clustering "
                                                            "(`forgeml tasks` lists the families)")]
 Label = Annotated[Optional[str], typer.Option(
-    "--label", help="anomaly: a column used only to evaluate (never to fit); its minority value is the anomaly")]
+    "--label", help="anomaly, clustering: a column used only to evaluate (never to fit); anomaly: its minority value "
+                    "is the anomaly")]
+K = Annotated[Optional[str], typer.Option("--k", help="clustering: number of clusters, or auto (the best silhouette "
+                                                     "over 2..task.k_max, default 10)")]
 Positive = Annotated[Optional[str], typer.Option("--positive", help="anomaly: the --label value that marks an anomaly")]
 Contamination = Annotated[Optional[float], typer.Option(
     "--contamination", help="anomaly: share of validation rows the threshold flags (default 0.05; 0 < c <= 0.5)")]

@@ -46,14 +46,24 @@ def _breast_cancer():
     return df, "diagnosis"
 
 
+def _named_classes(loader: str, target: str) -> tuple[pd.DataFrame, str]:
+    """A scikit-learn classification set with its class names in the ``target`` column."""
+    import sklearn.datasets
+
+    d = getattr(sklearn.datasets, loader)(as_frame=True)
+    df = d.frame.rename(columns={"target": target})
+    df[target] = df[target].map(dict(enumerate(d.target_names)))
+    return df, target
+
+
 @bundled("iris", "scikit-learn iris: 150 rows, 4 numeric features, 3 classes (target 'species')")
 def _iris():
-    from sklearn.datasets import load_iris
+    return _named_classes("load_iris", "species")
 
-    d = load_iris(as_frame=True)
-    df = d.frame.rename(columns={"target": "species"})
-    df["species"] = df["species"].map(dict(enumerate(d.target_names)))
-    return df, "species"
+
+@bundled("wine", "scikit-learn wine: 178 wines, 13 chemical measurements on very different scales, 3 cultivars (target 'cultivar')")
+def _wine():
+    return _named_classes("load_wine", "cultivar")
 
 
 @bundled("diabetes", "scikit-learn diabetes: 442 rows, 10 numeric features, regression target 'progression'")

@@ -73,6 +73,9 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
         sections["40-per-class"] = ["<h2>Per class (test)</h2>", table(
             ["class", "precision", "recall", "f1", "support"], [[lab, v["precision"], v["recall"], v["f1"], v["support"]]
                                                               for lab, v in per.items()])]
+    for title, t in (metrics["test"].get("tables") or {}).items():  # a family's own tables (cluster profiles)
+        sections.setdefault("45-tables", []).extend([f"<h2>{html.escape(title.capitalize())} (test)</h2>",
+                                                     table(t["columns"], t["rows"])])
     if metrics.get("training"):
         t = metrics["training"]
         sections["50-training"] = [
@@ -82,8 +85,6 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
     sections["60-plots"] = ["<h2>Plots</h2>", *(img(p) for p in plots if p.is_file())]
     sections["99-config"] = ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]
     return sections
-
-
 
 
 BASELINE_VERDICTS = {  # forgeml.train.choice's verdicts, in words

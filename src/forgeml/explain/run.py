@@ -128,7 +128,7 @@ def explain(run: Union[str, Path], inputs=None, out: Optional[Union[str, Path]] 
     opts = options or ExplainOptions()
     opts.check()
     model = load(run)  # a run without weights stops here with a clear message
-    model.require_target("forgeml explain", or_tag="scores")
+    model.require_target("forgeml explain", or_tags=("scores",))
     if "scores" in model.task.tags:  # anomaly scores: each column's share of a row's score (explain/anomaly.py)
         from forgeml.explain.anomaly_run import explain_scores
 

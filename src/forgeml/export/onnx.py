@@ -143,7 +143,7 @@ def build(estimator, model_kind: str, task, pre_state: dict, input_shapes: dict)
         # a core input named as a model input (token ids) reads it as the preprocessing leaves it; the other, if
         # any, is one float matrix of the types' flat() parts (trees: codes; detectors: one-hot)
         flat = next((n for n in names if n not in keys), None)
-        pre, internal = _preprocessing(pre_state, flat, onehot="detector" in learner.tags)
+        pre, internal = _preprocessing(pre_state, flat, onehot="onehot" in learner.tags)
         for node in core.graph.node:
             node.input[:] = [internal[i] if i in keys and i in names else i for i in node.input]
         replaced = set(names)

@@ -28,7 +28,7 @@ def export(run: Union[str, Path], format: str = "onnx", output: Optional[Union[s
     if output is not None:
         artifacts.check_output(output, "model.onnx")
     model = load(run)
-    model.require_target("forgeml export (and so forgeml serve)", or_tag="scores")
+    model.require_target("forgeml export (and so forgeml serve)", or_tags=("scores", "clusters"))
     path = Path(output) if output is not None else model.run_dir / "model.onnx"
     with tempfile.TemporaryDirectory(prefix="forgeml-export-") as tmp:
         staged = Path(tmp) / (path.name or "model.onnx")

@@ -19,6 +19,8 @@ Tags the code asks for (never a learner's name):
 - ``dp``: DP-SGD can train it; ``sample_weights``: it takes per-row weights (class weights for trees);
 - ``prunable``: channels/neurons can be removed (forgeml.compress.prune); ``quantize:static`` / ``quantize:dynamic``:
   the int8 methods it supports (the first listed is the default); ``distill``: it can be a distillation student.
+- ``detector`` / ``clusterer``: the anomaly / clustering families train it; ``onehot``: it takes one float matrix with
+  categoricals one-hot (forgeml.models.detectors.detector_matrix), which its exported graph builds the same way.
 """
 from __future__ import annotations
 

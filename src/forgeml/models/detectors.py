@@ -259,7 +259,7 @@ class SklearnDetector(Learner):
         return onnx_core(estimator, input_shapes, min_opset)
 
 
-@LEARNERS.register("isolation_forest", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "datetime", "image"})
+@LEARNERS.register("isolation_forest", tags={"detector", "own_files", "onehot"}, accepts={"numeric", "categorical", "datetime", "image"})
 class IsolationForestDetector(SklearnDetector):
     """scikit-learn's IsolationForest on the detector matrix; saved with skops."""
 
@@ -277,7 +277,7 @@ class IsolationForestDetector(SklearnDetector):
         return _fit(est, train, val, shapes)
 
 
-@LEARNERS.register("lof", tags={"detector", "own_files"}, accepts={"numeric", "categorical", "datetime", "image"})
+@LEARNERS.register("lof", tags={"detector", "own_files", "onehot"}, accepts={"numeric", "categorical", "datetime", "image"})
 class LOFDetector(SklearnDetector):
     """scikit-learn's LocalOutlierFactor(novelty=True) on the detector matrix; saved with skops."""
 

@@ -23,6 +23,7 @@ from forgeml.core import Task
 from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import Prepared, Say, Splits, params_for
+from forgeml.tasks.unsupervised import leave_out, read_features, split_summary
 
 BASELINE = "isolation_forest"
 
@@ -42,22 +43,6 @@ class AnomalyConfig(BaseModel):
         if self.positive is not None and self.label is None:
             raise ValueError("positive needs a label column (task.label / --label)")
         return self
-
-
-def _leave_out(features: list, train: pd.DataFrame, named: set, say: Say) -> tuple[list, dict]:
-    """The features minus row numbers, IDs and constant columns (forgeml.features.exclusions, on the training rows;
-    a detector would isolate every row by its ID), with the notice and the manifest's record. When nothing else
-    would be left, they stay: the checks after the preprocessing say what is wrong with such data."""
-    from rich.markup import escape
-
-    from forgeml.features.exclusions import excluded_columns, notice
-
-    found = excluded_columns(train, features, None, False, named)
-    gone = {e["column"] for e in found}
-    if not found or all(f.name in gone for f in features):
-        return features, {}
-    say(f"[yellow]{escape(notice(found))}[/]")
-    return [f for f in features if f.name not in gone], {"excluded_columns": found}
 
 
 @TASKS.register("anomaly", tags={"scores"})
@@ -139,27 +124,15 @@ class Anomaly(Task):
     def split_data(cls, cfg, say: Say = lambda m: None) -> Splits:
         """Read and check the rows, the label and the candidates, then split (stratified on the label if any)."""
         from forgeml.data.schema import category_keys
-        from forgeml.features import infer_features
-        from forgeml.data.sources import read_source
         from forgeml.data.split import split_indices
-        from forgeml.models import LEARNERS, check_supports
 
         opts = AnomalyConfig.model_validate(dict(cfg.task.model_extra or {}))
         if cfg.train.privacy is not None:
             raise ConfigError("differential privacy (train.privacy / --epsilon) is not available for anomaly detection yet")
-        df, implied = read_source(cfg.data.source, cfg.data.sep, cfg.data.encoding)
         label = opts.label
-        if label is not None and label not in df.columns:
-            raise DataError(f"label column {label!r} not found; available columns: {list(df.columns)}")
-        overrides = dict(cfg.data.features)
-        if implied and implied != label and implied in df.columns and implied not in overrides:
-            overrides[implied] = "ignore"  # a bundled set's class column is not an input of a detector
-            say(f"[dim]anomaly: column {implied!r} (the data set's class) is left out of the features; "
-                f"pass --label {implied} to evaluate against it[/]")
+        df, features, candidates = read_features(cfg, label, "detector", ("detector", "an anomaly detector"), "detect anomalies in", say)
         positive = None
         if label is not None:
-            if df[label].isna().any():
-                raise DataError(f"label column {label!r} has {int(df[label].isna().sum())} missing values; fill or drop those rows")
             keys = category_keys(df[label])
             counts = keys.value_counts()
             if opts.positive is not None:
@@ -173,35 +146,16 @@ class Anomaly(Task):
                 positive = str(counts.index[-1])  # the minority value
             if len(counts) < 2:
                 raise DataError(f"label column {label!r} has a single value; it cannot evaluate a detector")
-        features = infer_features(df, label, overrides)
-        features = [f for f in features if f.type != "ignore"]
-        accepted = set().union(*(LEARNERS.get(n).accepts for n in LEARNERS.tagged("detector")))
-        unused = [f for f in features if f.type not in accepted and f.name not in cfg.data.features]
-        if unused:  # e.g. text: no detector takes it; left out, and said
-            say(f"[dim]anomaly: no detector takes {', '.join(f'{f.name}:{f.type}' for f in unused)}; left out[/]")
-            features = [f for f in features if f not in unused]
-        if not features:
-            raise DataError("no feature columns left to detect anomalies in")
-        candidates = [cfg.model.name] if cfg.model.name != "auto" else \
-            [n for n in LEARNERS.tagged("detector") if {f.type for f in features} <= LEARNERS.get(n).accepts]
-        for name in candidates:
-            if "detector" not in LEARNERS.get(name).tags:
-                raise ConfigError(f"model {name!r} is not an anomaly detector; choose one of: auto, "
-                                  f"{', '.join(LEARNERS.tagged('detector'))}")
-            check_supports(name, features)
-        if not candidates:
-            raise DataError(f"no detector accepts these features ({', '.join(sorted({f.type for f in features}))})")
 
         task = cls({"label": label, "positive": positive, "contamination": opts.contamination, "target_fpr": opts.target_fpr})
         y_all = task.encode(df[label]) if label else np.zeros(len(df), dtype=np.int64)
         idx = dict(zip(("train", "val", "test"), split_indices(y_all, label is not None, cfg.data.split)))
         raw = {s: df.iloc[i].reset_index(drop=True) for s, i in idx.items()}
         y = {s: (y_all[i] if label else None) for s, i in idx.items()}
-        features, preparation = _leave_out(features, raw["train"], set(cfg.data.features), say)
-        n = {s: len(rows) for s, rows in raw.items()}
-        say(f"[dim]{sum(n.values())} rows -> train {n['train']} / val {n['val']} / test {n['test']}; task anomaly"
-            f"{f' (label {label!r}, anomaly = {positive!r}, {int(y_all.sum())} rows)' if label else ' (no labels)'}; "
-            f"features: {', '.join(f'{f.name}:{f.type}' for f in features[:12])}{' ...' if len(features) > 12 else ''}[/]")
+        features, preparation = leave_out(features, raw["train"], set(cfg.data.features), say)
+        say(split_summary({s: len(rows) for s, rows in raw.items()}, "anomaly",
+                          f" (label {label!r}, anomaly = {positive!r}, {int(y_all.sum())} rows)" if label else " (no labels)",
+                          features))
         return Splits(target=label, task=task, features=features, raw=raw, y=y, candidates=candidates,
                       preparation=preparation)
 
