@@ -268,6 +268,9 @@
     if (body.scores) {  // an anomaly detector: the score and the flag
       $("result-target").textContent = "Anomaly score (higher = more anomalous)";
       $("prediction").textContent = `${fmtValue(body.scores[0])} · ${body.is_anomaly[0] ? "anomaly" : "normal"}`;
+    } else if (body.clusters) {  // a clustering: the cluster and the distance to its centre
+      $("result-target").textContent = "Cluster (distance to its centre)";
+      $("prediction").textContent = `cluster ${body.clusters[0]} · ${fmtValue(body.distances[0])}`;
     } else {
       $("result-target").textContent = `Predicted ${m.target}`;
       $("prediction").textContent = fmtValue(body.predictions[0]);
