@@ -113,3 +113,75 @@ def test_compute_calculator_counts_memory_and_checks_6n_against_a_real_step(ran)
     ratio = float(values["measured / predicted"])
     assert ratio == pytest.approx(float(values["measured step (ms)"]) / float(values["predicted step (ms)"]), rel=0.01)
     assert ev.supported == (0.5 <= ratio <= 3)
+
+
+def test_missing_values_verdict_is_what_its_runs_scored(ran):
+    import numpy as np
+    import pandas as pd
+
+    folder, ev = ran["missing-values"]
+    rows = {row[0]: row[1:] for row in ev.rows}
+    seeds = sorted(int(p.name.rsplit("seed", 1)[1]) for p in (folder / "runs").glob("missing-0-seed*"))
+    assert seeds == [0, 1]  # --fast: two seeds
+    holed = pd.read_csv(folder / "spam7-holes-seed0.csv")
+    numeric = [c for c in holed.columns if c not in ("row", "yesno")]
+    assert holed[numeric].isna().to_numpy().mean() == pytest.approx(0.2, abs=0.01) and holed["yesno"].notna().all()
+    for k, (label, (kept, answered, acc_all, acc_complete)) in enumerate(rows.items()):
+        # the all-rows accuracy is forgeml's own test accuracy of each seed's run, averaged
+        assert acc_all == pytest.approx(np.mean([_metrics(folder, f"missing-{k}-seed{s}")["test"]["accuracy"] for s in seeds]), abs=1e-4)
+        if label != "drop incomplete rows":
+            assert kept == answered == 1.0
+    kept, answered, *_ = rows["drop incomplete rows"]
+    assert answered == pytest.approx(0.8 ** len(numeric), abs=0.04) and kept == pytest.approx(0.8 ** len(numeric), abs=0.04)
+    manifest = json.loads((folder / "runs" / "missing-1-seed0" / "manifest.json").read_text())
+    assert manifest["data"]["preparation"]["training_rows_dropped"]["missing numeric value"] > 0
+    indicators = json.loads((folder / "runs" / "missing-4-seed0" / "manifest.json").read_text())
+    assert indicators["preprocessing"]["numeric"]["indicator"] == numeric  # the indicator variant really has them
+    fills = [rows[label][2] for label in ("mean fill", "median fill", "median fill + missing indicators")]
+    assert ev.supported == (answered <= 0.5 and max(fills) - min(fills) <= 0.01)
+
+
+def test_compare_two_models_intervals_and_tests_agree_with_the_runs(ran):
+    from scipy import stats
+
+    folder, ev = ran["compare-two-models"]
+    boot_acc, boot_auc, ztest, mcnemar = ev.rows
+    runs = {"LightGBM": _metrics(folder, "compare-lightgbm")["test"], "MLP": _metrics(folder, "compare-mlp")["test"]}
+    assert boot_acc[1:3] == [round(runs[m]["accuracy"], 4) for m in runs]
+    assert boot_auc[1:3] == [round(runs[m]["roc_auc"], 4) for m in runs]  # our weighted AUC with all weights 1
+    assert boot_acc[3] == pytest.approx(runs["MLP"]["accuracy"] - runs["LightGBM"]["accuracy"], abs=1e-4)
+    lo, hi = json.loads(boot_acc[4])
+    z_lo, z_hi = json.loads(ztest[4])
+    assert lo <= hi and (z_hi - z_lo) > (hi - lo)  # pairing narrows the interval
+    (x_a, n), (x_b, _) = [map(int, cell.split()[0].split("/")) for cell in ztest[1:3]]
+    assert n == 1500 and x_a / n == pytest.approx(runs["LightGBM"]["accuracy"]) and x_b / n == pytest.approx(runs["MLP"]["accuracy"])
+    only_a, only_b = [int(cell.split()[0]) for cell in mcnemar[1:3]]
+    assert only_b - only_a == x_b - x_a  # the rows both get right (or wrong) cancel
+    assert mcnemar[5] == round(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue, 4)
+    assert 0 <= ztest[5] <= 1
+    assert ev.supported == (lo <= 0 <= hi)
+
+
+def test_kmeans_from_scratch_matches_sklearn(ran):
+    _, ev = ran["kmeans-from-scratch"]
+    assert [(r[0], r[1]) for r in ev.rows] == [("wine", "standardized"), ("wine", "raw"), ("iris", "standardized"), ("iris", "raw")]
+    for data, features, ours, sk, rel, ari_ours, ari_sk, ari_between in ev.rows:
+        assert rel == pytest.approx(ours / sk - 1, abs=1e-4)
+        assert -1 <= ari_between <= 1
+    assert ev.supported == all(abs(r[4]) <= 0.01 and abs(r[5] - r[6]) <= 0.01 for r in ev.rows)
+    assert ev.supported  # 10 restarts on 150-178 rows: the same minimum as scikit-learn's
+    assert ev.rows[0][5] > ev.rows[1][5] + 0.3  # wine: standardizing matters (proline dominates the raw distances)
+
+
+def test_numpy_kmeans_finds_separated_blobs():
+    import numpy as np
+
+    from forgeml.playbook.scratch import kmeans
+
+    rng = np.random.default_rng(0)
+    centers = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    x = np.concatenate([c + rng.normal(0, 0.5, (50, 2)) for c in centers])
+    labels, inertia, each = kmeans(x, 3, restarts=5)
+    assert len(each) == 5 and inertia == min(each)
+    assert sorted(np.bincount(labels)) == [50, 50, 50]
+    assert all(len(set(labels[i * 50:(i + 1) * 50])) == 1 for i in range(3))
