@@ -22,7 +22,7 @@ def dp_cnn(tmp_path_factory):
     said = []
     run = api.train({"name": "dp-cnn", "runs_dir": str(tmp_path_factory.mktemp("dp") / "runs"), "tracking": {"uri": "none"},
                      "data": {"source": "bundled:digits"}, "model": {"name": "cnn", "channels": [8, 16], "dropout": 0.0},
-                     "train": {"epochs": 8, "batch_size": 128, "lr": 0.01, "schedule": "constant", "weight_decay": 0.0,
+                     "train": {"epochs": 8, "batch_size": 128, "optimizer": "adamw", "lr": 0.01, "schedule": "constant", "weight_decay": 0.0,
                                "early_stopping": None, "privacy": {"epsilon": 4.0}}},
                     say=said.append)
     return run, said
@@ -75,21 +75,27 @@ def test_compress_refuses_to_retrain_a_dp_model_without_dp(dp_cnn, capsys):
     assert "void the guarantee" in user_error(capsys, "compress", run.run_dir, "--prune", "0.5")
 
 
-def test_cli_epsilon_on_a_table_trains_only_the_network(in_tmp, capsys):
+def test_cli_epsilon_on_a_table_trains_the_dp_default_alone(in_tmp, capsys):
+    """--epsilon with model auto: the linear model (the DP default), not the MLP and LightGBM auto trains without
+    privacy; the statistics the preprocessing learned from the private rows are named."""
     code = cli("train", "--data", "bundled:breast_cancer", "--epsilon", "2", "--delta", "1e-6", "--max-grad-norm", "0.5",
-               "--epochs", "10", "--batch-size", "64", "--lr", "0.01", "--name", "bc", "--tracking-uri", "none")
-    err = capsys.readouterr().err
+               "--epochs", "10", "--batch-size", "64", "--name", "bc", "--tracking-uri", "none")
+    err = " ".join(capsys.readouterr().err.split())
     assert code == 0, err
-    assert "trains only mlp" in err and "lightgbm cannot be trained with DP-SGD" in " ".join(err.split())
+    assert "model: auto -> linear" in err and "epsilon does not cover them" in err and "mean radius" in err
     metrics = json.loads((in_tmp / "runs" / "bc" / "metrics.json").read_text())
     p = metrics["privacy"]
-    assert p["epsilon"] <= 2 and p["delta"] == 1e-6 and p["max_grad_norm"] == 0.5
-    assert p["replaced_layers"] == []  # the MLP uses LayerNorm: nothing to replace
-    assert [c["model"] for c in metrics["candidates"]] == ["mlp"]
+    assert p["epsilon"] <= 2 and p["delta"] == 1e-6 and p["max_grad_norm"] == 0.5 and "share" not in p
+    assert p["replaced_layers"] == []  # one Linear layer: nothing to replace
+    assert [c["model"] for c in metrics["candidates"]] == ["linear"]
     assert metrics["baseline"]["name"] == "lightgbm"  # the (non-private) baseline is still there, for reference
     assert metrics["test"]["roc_auc"] > 0.9  # well above chance (0.5) on 569 real rows
     manifest = json.loads((in_tmp / "runs" / "bc" / "manifest.json").read_text())
-    assert manifest["model"]["dp_fixed"] == []
+    private = manifest["data"]["preparation"]["private_preprocessing"]
+    assert private["covered_by_epsilon"] == [] and private["fitted_on_private_rows"][0]["type"] == "numeric"
+    assert len(private["fitted_on_private_rows"][0]["columns"]) == 30
+    config = (in_tmp / "runs" / "bc" / "config.yaml").read_text()
+    assert "epochs: 10" in config and "batch_size: 64" in config and "optimizer: sgd" in config  # DP defaults, flags kept
     assert len(api.predict(in_tmp / "runs" / "bc", "bundled:breast_cancer")) == 569
 
 

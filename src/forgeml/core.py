@@ -92,7 +92,8 @@ TASKS: Registry = Registry("task", builtin=(
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
-    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans"))
+    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans",
+    "forgeml.models.shallow"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",
@@ -337,6 +338,9 @@ class Engine:
 
     name: str
     tags: frozenset = frozenset()
+
+    def check(self) -> None:
+        """Refuse settings the engine cannot train with, before the run folder is written (default: none)."""
 
     def attach(self, model, optimizer, rows: int, batch_size: int, epochs: int) -> tuple[Any, int]:
         raise NotImplementedError

@@ -38,6 +38,23 @@ class PrivacyConfig(Strict):
                                                         "noise (replaces train.grad_clip)")
     accountant: Literal["prv", "rdp"] = Field("prv", description="privacy accountant: prv (tight numerical bound, "
                                                                   "Opacus' default) or rdp (Renyi DP, looser)")
+    select: bool = Field(False, description="model auto: train every DP candidate (linear, shallow_mlp, the task's "
+                                            "usual network), each on an equal share of epsilon, and keep the best on "
+                                            "validation; the choice itself is not covered by epsilon (docs/privacy.md). "
+                                            "false: train the DP default (linear) alone")
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="numeric column -> [low, high] known without looking at the data: scaled to "
+                                          "[-1, 1] by these bounds (values outside are clipped, counted), so no "
+                                          "statistic of the private rows is used; other numerics are standardized "
+                                          "with the training rows' mean and std, which epsilon does not cover")
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds(cls, v: dict) -> dict:
+        for column, (low, high) in v.items():
+            if not low < high:
+                raise ValueError(f"bounds of {column!r}: low must be below high, got [{low}, {high}]")
+        return v
 
     @field_validator("epsilon")
     @classmethod
@@ -53,6 +70,10 @@ class PrivacyConfig(Strict):
         if v is not None and not 0 < v < 1:
             raise ValueError(f"delta must be between 0 and 1 (exclusive) and well below 1/rows, e.g. 1e-5; got {v}")
         return v
+
+
+DP_DEFAULTS = {"batch_size": 256, "epochs": 30, "optimizer": "sgd", "momentum": 0.9, "lr": 0.2, "weight_decay": 0.0,
+               "schedule": "constant", "early_stopping": None}
 
 
 class TrainConfig(Strict):
@@ -77,6 +98,18 @@ class TrainConfig(Strict):
     seed: int = 0
     threads: Optional[int] = Field(None, ge=1, description="torch CPU threads; default: torch's choice")
     privacy: Optional[PrivacyConfig] = Field(None, description="train with differential privacy (DP-SGD); null: no DP")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _private_defaults(cls, values):
+        """Under privacy, the loop settings DP-SGD needs replace the non-private defaults the config does not set:
+        large batches (the noise is added once per batch), fixed epochs without early stopping (stopping on the
+        private validation rows would choose with them), SGD with momentum at a constant rate. Written into the
+        run's config.yaml, so a resumed run trains the same way."""
+        if isinstance(values, dict) and values.get("privacy") is not None:
+            for key, value in DP_DEFAULTS.items():
+                values.setdefault(key, value)
+        return values
 
     @model_validator(mode="after")
     def _private(self):

@@ -59,7 +59,7 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
                            f"the baseline ({m:.4f} vs {b:.4f}).</p>")
     sections = {"10-metrics": summary, "20-preparation": _preparation(manifest)}
     if metrics.get("privacy"):
-        sections["25-privacy"] = _privacy(metrics["privacy"])
+        sections["25-privacy"] = _privacy(metrics["privacy"], manifest["data"].get("preparation", {}), metrics.get("choice"))
     selection = []
     if len(metrics.get("candidates", [])) > 1:
         selection.append(table(["candidate", metrics["primary_metric"] + " (val)", "train seconds"],
@@ -132,7 +132,7 @@ def _preparation(manifest: dict) -> list[str]:
         lines.append(f"{n} training rows dropped ({why}); validation and test rows are filled and clipped instead")
     if num.get("scale_method", "standard") != "standard":
         lines.append(f"numeric columns scaled: {num['scale_method']}")
-    if "clip" in num:
+    if "clip" in num and not num.get("bounded"):
         lines.append("numeric outliers clipped to training quantiles")
     if num.get("indicator"):
         lines.append(f"missing-value indicators for {', '.join(num['indicator'])}")
@@ -153,8 +153,9 @@ def _preparation(manifest: dict) -> list[str]:
     return ["<h2>Data preparation</h2><ul>", *(f"<li>{html.escape(line)}</li>" for line in lines), "</ul>"]
 
 
-def _privacy(p: dict) -> list[str]:
-    """DP-SGD runs (train.privacy): the budget actually spent, how, and what the guarantee covers."""
+def _privacy(p: dict, prep: dict, choice: dict | None = None) -> list[str]:
+    """DP-SGD runs (train.privacy): the budget actually spent, how, and what the guarantee covers (the preprocessing:
+    forgeml.features.private; several candidates: their shares of the budget and the choice between them)."""
     rows = [["epsilon spent", p["epsilon"]], ["epsilon budget", p["target_epsilon"]], ["delta", f"{p['delta']:.3g}"],
             ["noise multiplier", p["noise_multiplier"]], ["per-row clipping norm", p["max_grad_norm"]],
             ["steps", p["steps"]], ["sample rate", p["sample_rate"]], ["accountant", p["accountant"]]]
@@ -162,8 +163,18 @@ def _privacy(p: dict) -> list[str]:
     parts = ["<h2>Differential privacy</h2>",
              "<p class=note>Trained with DP-SGD (Opacus): Poisson-sampled batches, each row's gradient clipped, Gaussian "
              "noise added. The weights are (epsilon, delta)-differentially private with respect to the training rows; "
-             "the preprocessing statistics and the baseline are computed without DP (the baseline is for reference).</p>",
+             "the baseline is trained without DP (for reference only), and the preprocessing below says what it learned "
+             "from the private rows.</p>",
              table(["", "value"], rows)]
     if replaced:
         parts.append(f"<p class=note>layers replaced for DP: {html.escape(replaced)}</p>")
+    if share := p.get("share"):
+        parts.append(f"<p class=note>{html.escape(share['how'])}: the budget {share['budget_epsilon']:g} covers all of "
+                     "them together. The choice between them on the validation rows is not covered by epsilon.</p>")
+    private = prep.get("private_preprocessing")
+    if private:
+        rows = [[r["type"], ", ".join(map(str, r["columns"])), r["how"], "yes"] for r in private["covered_by_epsilon"]]
+        rows += [[r["type"], ", ".join(map(str, r["columns"])), f"{r['what']} fitted on the private training rows", "no"]
+                 for r in private["fitted_on_private_rows"]]
+        parts += ["<h3>Preprocessing</h3>", table(["type", "columns", "how", "needs no private statistic"], rows)]
     return parts

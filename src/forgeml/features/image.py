@@ -97,8 +97,13 @@ class Image(FeatureType):
         scale = img.array_scale(values)
         sample = img.to_batch(values, mode, size, scale)
         std = sample.std(axis=(0, 2, 3))
+        mean, std = sample.mean(axis=(0, 2, 3)).tolist(), np.where(std > 1e-12, std, 1.0).tolist()
+        if context.get("privacy") is not None:  # no statistic of the private rows: the pixels' known range
+            from forgeml.features.private import PIXEL_MEAN, PIXEL_STD
+
+            mean, std = [PIXEL_MEAN] * len(mean), [PIXEL_STD] * len(std)
         return {"column": name, "mode": mode, "size": list(size), "array_scale": scale, "pixel_range": img.pixel_range(values),
-                "mean": sample.mean(axis=(0, 2, 3)).tolist(), "std": np.where(std > 1e-12, std, 1.0).tolist()}
+                "mean": mean, "std": std}
 
     def transform(self, df, state):
         return {"image": _normalized(df, state)}

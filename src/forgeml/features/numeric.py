@@ -61,7 +61,13 @@ class Numeric(FeatureType):
         return pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
 
     def fit(self, df, columns, data_cfg, context):
-        return fit_numeric(numeric_frame(df, columns), columns, data_cfg.clean, context.get("clip_bounds"))
+        state = fit_numeric(numeric_frame(df, columns), columns, data_cfg.clean, context.get("clip_bounds"))
+        privacy = context.get("privacy")
+        if privacy is not None and privacy.bounds:  # declared ranges replace what was learned from the rows
+            from forgeml.features.private import bounded_numeric
+
+            state = bounded_numeric(state, privacy.bounds)
+        return state
 
     def transform(self, df, state):
         return {"numeric": apply_numeric(numeric_frame(df, state["columns"]), state)}

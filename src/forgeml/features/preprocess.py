@@ -20,10 +20,12 @@ class Preprocessor:
         self.state = state
 
     @classmethod
-    def fit(cls, df, features: list[Feature], data_cfg, text_tokenizer: str = "words", clip_bounds=None) -> "Preprocessor":
-        """``clip_bounds``: outlier quantiles already taken on the whole training split (before rows were dropped)."""
+    def fit(cls, df, features: list[Feature], data_cfg, text_tokenizer: str = "words", clip_bounds=None,
+            privacy=None) -> "Preprocessor":
+        """``clip_bounds``: outlier quantiles already taken on the whole training split (before rows were dropped);
+        ``privacy``: train.privacy, under which types learn less from the rows (forgeml.features.private)."""
         state: dict[str, Any] = {"features": [f.to_json() for f in features]}
-        context = {"text_tokenizer": text_tokenizer, "clip_bounds": clip_bounds}
+        context = {"text_tokenizer": text_tokenizer, "clip_bounds": clip_bounds, "privacy": privacy}
         for ftype in all_types():
             columns = [f.name for f in features if f.type == ftype.name]
             if columns:

@@ -19,6 +19,8 @@ Tags the code asks for (never a learner's name):
 - ``dp``: DP-SGD can train it; ``sample_weights``: it takes per-row weights (class weights for trees);
 - ``prunable``: channels/neurons can be removed (forgeml.compress.prune); ``quantize:static`` / ``quantize:dynamic``:
   the int8 methods it supports (the first listed is the default); ``distill``: it can be a distillation student.
+- ``dp_default`` / ``dp_candidate``: what ``model: auto`` trains under train.privacy (the default alone; with
+  privacy.select the candidates too);
 - ``detector`` / ``clusterer``: the anomaly / clustering families train it; ``onehot``: it takes one float matrix with
   categoricals one-hot (forgeml.models.detectors.detector_matrix), which its exported graph builds the same way.
 """
@@ -81,8 +83,24 @@ def raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
     return get_model(name).raw(estimator, arrays, task)
 
 
-def resolve_auto(feature_types: set[str]) -> list[str]:
-    """Candidate models for `model: auto`, from the feature types present."""
+def resolve_auto(feature_types: set[str], privacy=None) -> list[str]:
+    """Candidate models for `model: auto`, from the feature types present. Under ``privacy`` (train.privacy): the
+    learner tagged ``dp_default`` (a linear model: under DP-SGD, few parameters keep their accuracy), alone; with
+    ``privacy.select`` also those tagged ``dp_candidate`` and the usual networks that DP-SGD can train. Data none of
+    them takes (text) gets the usual networks."""
+    usual = _usual(feature_types)
+    if privacy is None:
+        return usual
+    takes = lambda tag: [n for n in LEARNERS.tagged(tag) if feature_types <= LEARNERS.get(n).accepts]  # noqa: E731
+    trainable = [n for n in usual if "dp" in LEARNERS.get(n).tags]
+    if not takes("dp_default"):
+        return trainable
+    if not privacy.select:
+        return takes("dp_default")
+    return takes("dp_default") + takes("dp_candidate") + [n for n in trainable if n not in takes("dp_default")]
+
+
+def _usual(feature_types: set[str]) -> list[str]:
     if feature_types == {"image"}:  # the CNN and a linear model on the pixels (images' baseline): the better is kept
         return ["cnn", "pixels_linear"]
     if "image" in feature_types:

@@ -290,8 +290,9 @@ def make_private(model: nn.Module, optimizer: torch.optim.Optimizer, data_loader
         except ValueError as exc:
             if "budget is too low" not in str(exc):
                 raise
-            raise ConfigError(f"epsilon {epsilon} is too small for {epochs} epochs of {len(data_loader)} batches: no "
-                              "amount of noise reaches it; raise epsilon, or train fewer epochs / larger batches") from None
+            from forgeml.privacy.budget import too_small
+
+            raise too_small(epsilon, epochs, len(data_loader), delta, accountant) from None
     return Private(model, optimizer, loader, engine, hooks, float(epsilon), float(delta), float(max_grad_norm), accountant)
 
 
@@ -305,10 +306,14 @@ class DPSGD(Engine):
     ``train_config`` is the loop config to train with: per-row clipping at max_grad_norm replaces train.grad_clip,
     and precision is fp32. The model must come from ``make_compatible`` first (``prepare``)."""
 
-    def __init__(self, train_cfg, rows: int):
+    def __init__(self, train_cfg, rows: int, models: int = 1):
         self.cfg = train_cfg.privacy
         self.rows = rows
-        self.delta = self.cfg.delta if self.cfg.delta is not None else default_delta(rows)
+        # several models trained on the same rows compose: each gets 1/models of (epsilon, delta), so that all of
+        # them together spend at most the budget (basic sequential composition)
+        self.models = models
+        self.epsilon = self.cfg.epsilon / models
+        self.delta = (self.cfg.delta if self.cfg.delta is not None else default_delta(rows)) / models
         self.train_config = train_cfg.model_copy(update={"grad_clip": None, "precision": "fp32"})
         self.replaced: list[dict] = []
         self.private: Optional[Private] = None
@@ -317,6 +322,22 @@ class DPSGD(Engine):
     def prepare(self, model: nn.Module, train: dict, y_train: np.ndarray, loss: Callable) -> nn.Module:
         model, self.replaced = make_compatible(model, train, y_train, loss)
         return model
+
+    def check(self) -> None:
+        """Refuse, before anything is written, a budget that no amount of noise reaches for the planned epochs."""
+        from opacus.accountants.utils import get_noise_multiplier
+
+        batches = math.ceil(self.rows / self.train_config.batch_size)
+        try:
+            with _quiet():
+                get_noise_multiplier(target_epsilon=self.epsilon, target_delta=self.delta, sample_rate=1 / batches,
+                                     epochs=self.train_config.epochs, accountant=self.cfg.accountant)
+        except ValueError as exc:
+            if "budget is too low" not in str(exc):
+                raise
+            from forgeml.privacy.budget import too_small
+
+            raise too_small(self.epsilon, self.train_config.epochs, batches, self.delta, self.cfg.accountant) from None
 
     def notes(self) -> list[str]:
         """What a user should know before training (printed by forgeml train)."""
@@ -333,7 +354,7 @@ class DPSGD(Engine):
         from torch.utils.data import DataLoader, TensorDataset
 
         rows_loader = DataLoader(TensorDataset(torch.arange(rows)), batch_size=batch_size)  # yields row indices
-        self.private = make_private(model, optimizer, rows_loader, epsilon=self.cfg.epsilon, delta=self.delta,
+        self.private = make_private(model, optimizer, rows_loader, epsilon=self.epsilon, delta=self.delta,
                                     max_grad_norm=self.cfg.max_grad_norm, epochs=epochs, accountant=self.cfg.accountant)
         return self.private.optimizer, len(self.private.data_loader)
 
@@ -352,6 +373,10 @@ class DPSGD(Engine):
         """The privacy actually spent (metrics.json "privacy"), with the layer replacements."""
         if self._report is None or self._report["steps"] != self.private.steps:  # the accountant takes a moment
             self._report = {**self.private.spent(), "replaced_layers": self.replaced}
+            if self.models > 1:
+                self._report["share"] = {"models": self.models, "budget_epsilon": self.cfg.epsilon,
+                                         "how": f"each of {self.models} models trained on these rows got 1/{self.models} "
+                                                "of epsilon and delta (sequential composition)"}
         return self._report
 
     def summary(self) -> str:

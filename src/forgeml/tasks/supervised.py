@@ -11,7 +11,7 @@ import pandas as pd
 
 from forgeml.config import Config, params_class
 from forgeml.core import TASKS, Task, better
-from forgeml.errors import DataError
+from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import fit_task, infer_task
 
 Say = Callable[[str], None]
@@ -100,7 +100,8 @@ class SupervisedTask(Task):
             from forgeml.features.exclusions import kept_notice
 
             say(f"[yellow]warning: {escape(kept_notice(kept))}[/]")
-        splits.candidates = resolve_auto({f.type for f in splits.features}) if cfg.model.name == "auto" else [cfg.model.name]
+        splits.candidates = resolve_auto({f.type for f in splits.features}, cfg.train.privacy) \
+            if cfg.model.name == "auto" else [cfg.model.name]
         for name in splits.candidates:
             check_supports(name, splits.features)
         torch_models = [c for c in splits.candidates if "torch" in get_model(c).tags]
@@ -306,7 +307,19 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
         splits.raw["train"], splits.y["train"] = train_rows.loc[keep].reset_index(drop=True), splits.y["train"][keep]
         splits.preparation["training_rows_dropped"] = {why: int(m.sum()) for why, m in drops.items()}
 
-    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=text_tokenizer, clip_bounds=bounds)
+    privacy = cfg.train.privacy
+    if privacy is not None and (unknown := sorted(set(privacy.bounds) - set(numeric))):
+        raise ConfigError(f"train.privacy.bounds names {', '.join(map(repr, unknown))}, which "
+                          f"{'is not a numeric feature' if len(unknown) == 1 else 'are not numeric features'}; "
+                          f"numeric features: {', '.join(numeric) or 'none'}")
+    pre = Preprocessor.fit(splits.raw["train"], splits.features, cfg.data, text_tokenizer=text_tokenizer, clip_bounds=bounds,
+                           privacy=privacy)
+    if privacy is not None:  # what the preprocessing learned from the private rows, said and recorded
+        from forgeml.features.private import record
+
+        splits.preparation["private_preprocessing"], notices = record(pre.state, privacy, splits.raw["train"])
+        for line in notices:
+            say(f"[yellow]{line}[/]")
     enc = {s: pre.transform(rows) for s, rows in splits.raw.items()}
     n = {s: len(rows) for s, rows in splits.raw.items()}
     feats = splits.features

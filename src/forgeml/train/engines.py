@@ -8,10 +8,11 @@ from typing import Optional
 from forgeml.core import ENGINES
 
 
-def engine_for(train_cfg, rows: int) -> Optional[object]:
-    """The engine a training config asks for (``train.privacy`` -> DP-SGD), built for ``rows`` training rows."""
+def engine_for(train_cfg, rows: int, models: int = 1) -> Optional[object]:
+    """The engine a training config asks for (``train.privacy`` -> DP-SGD), built for ``rows`` training rows and one
+    of ``models`` models trained on those rows (DP-SGD gives each an equal share of the budget)."""
     if train_cfg.privacy is not None:
-        return ENGINES.get("dp-sgd")(train_cfg, rows)
+        return ENGINES.get("dp-sgd")(train_cfg, rows, models)
     return None
 
 

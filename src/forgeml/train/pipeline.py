@@ -80,7 +80,7 @@ def train(
     if untrainable and cfg.model.name == "auto":
         data.candidates = [c for c in data.candidates if c not in untrainable]
         say(f"privacy: model auto trains only {', '.join(data.candidates)} ({', '.join(untrainable)} cannot be trained with DP-SGD)")
-    _refuse_before_writing(cfg, data.candidates)
+    _refuse_before_writing(cfg, data)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -111,7 +111,7 @@ def train(
                 torch.manual_seed(cfg.train.seed)
                 model = learner.build(params, data.preprocessor.input_shapes(), task.out_dim)
                 task.init_model(model, data)
-                dp = engine_for(cfg.train, len(next(iter(data.enc["train"].values()))))
+                dp = engine_for(cfg.train, len(next(iter(data.enc["train"].values()))), len(data.candidates))
                 if dp is not None:  # DP-SGD: DP-compatible layers, then fit with it
                     model = dp.prepare(model, data.enc["train"], y_fit["train"], train_loss or task.loss)
                     for note in dp.notes():
@@ -147,18 +147,21 @@ def train(
     return result
 
 
-def _refuse_before_writing(cfg: Config, candidates: list[str]) -> None:
+def _refuse_before_writing(cfg: Config, data: Prepared) -> None:
     """Settings the torch loop would only reject once training starts (an unusable train.device, DP-SGD without the
-    privacy extra) are refused before the run folder is written: a half-written folder blocks the retry."""
-    if not any("torch" in get_model(c).tags for c in candidates):
+    privacy extra or with a budget no noise reaches) are refused before the run folder is written: a half-written
+    folder blocks the retry."""
+    if not any("torch" in get_model(c).tags for c in data.candidates):
         return
     from forgeml.precision import resolve_device
+    from forgeml.train.engines import engine_for
 
     resolve_device(cfg.train.device)
     if cfg.train.privacy is not None:
         from forgeml.errors import require
 
         require("opacus", "privacy", "train.privacy (DP-SGD)")
+        engine_for(cfg.train, len(next(iter(data.enc["train"].values()))), len(data.candidates)).check()
 
 
 def trained_raw(learner_name: str, candidates: list[dict], data: Prepared) -> Optional[dict]:
