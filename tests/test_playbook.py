@@ -185,3 +185,99 @@ def test_numpy_kmeans_finds_separated_blobs():
     assert len(each) == 5 and inertia == min(each)
     assert sorted(np.bincount(labels)) == [50, 50, 50]
     assert all(len(set(labels[i * 50:(i + 1) * 50])) == 1 for i in range(3))
+
+
+def _config(folder, run):
+    import yaml
+
+    return yaml.safe_load((folder / "runs" / run / "config.yaml").read_text())
+
+
+def test_which_optimizer_rows_are_its_curves_and_the_verdict_their_epochs(ran):
+    folder, ev = ran["which-optimizer"]
+    assert [row[0] for row in ev.rows] == ["SGD (lr 0.01)", "SGD + momentum 0.9 (lr 0.01)", "AdamW (lr 0.001)", "SGD (lr 0.1)"]
+    settings = [tuple(_config(folder, f"optimizer-{k}")["train"][key] for key in ("optimizer", "momentum", "lr"))
+                for k in range(4)]
+    assert [(opt, lr) if opt == "adamw" else (opt, mom, lr) for opt, mom, lr in settings] == [
+        ("sgd", 0.0, 0.01), ("sgd", 0.9, 0.01), ("adamw", 0.001), ("sgd", 0.0, 0.1)]  # each run trained as labelled
+    reached = []
+    for k, (label, to_target, best, best_epoch, acc, log_loss) in enumerate(ev.rows):
+        m = _metrics(folder, f"optimizer-{k}")
+        losses = [h["val_loss"] for h in m["history"]]
+        assert len(losses) == 10  # --fast: 10 epochs, no early stopping
+        first = next((e + 1 for e, v in enumerate(losses) if v <= 0.15), None)
+        assert to_target == (first if first is not None else "not in 10")
+        reached.append(first)
+        assert best == round(min(losses), 4) and best_epoch == losses.index(min(losses)) + 1
+        assert [acc, log_loss] == [round(m["test"]["accuracy"], 4), round(m["test"]["log_loss"], 4)]
+    sgd, momentum, adamw, sgd_big = reached
+    assert ev.supported == (momentum is not None and adamw is not None and (sgd is None or sgd >= 2 * max(momentum, adamw))
+                            and sgd_big is not None and abs(sgd_big - momentum) <= 1)
+
+
+def test_overfitting_gaps_come_from_its_runs_and_the_verdict_from_the_gaps(ran):
+    import numpy as np
+    from sklearn.metrics import log_loss
+
+    from forgeml import api
+    from forgeml.run import split_rows
+
+    folder, ev = ran["overfitting"]
+    assert [row[0] for row in ev.rows] == ["no remedy", "weight decay 10", "dropout 0.5", "early stopping (patience 5)"]
+    configs = [_config(folder, f"overfit-{k}") for k in range(4)]
+    assert [(c["model"]["dropout"], c["train"]["weight_decay"], c["train"]["early_stopping"]) for c in configs] == [
+        (0.0, 0.0, None), (0.0, 10.0, None), (0.5, 0.0, None), (0.0, 0.0, {"monitor": "val_loss", "patience": 5, "min_delta": 0.0})]
+    for k, (label, ran_epochs, kept, val_kept, val_last, gap_last, gap_kept, acc, loss) in enumerate(ev.rows):
+        m = _metrics(folder, f"overfit-{k}")
+        history, best = m["history"], m["training"]["best_epoch"]
+        assert ran_epochs == len(history) and kept == best + 1
+        assert val_kept == round(history[best]["val_loss"], 4) == pytest.approx(m["val"]["log_loss"], abs=1e-4)
+        assert val_last == round(history[-1]["val_loss"], 4)
+        assert gap_last == pytest.approx(history[-1]["val_loss"] - history[-1]["train_loss"], abs=1e-4)
+        assert [acc, loss] == [round(m["test"]["accuracy"], 4), round(m["test"]["log_loss"], 4)]
+    assert ev.rows[0][1] == 30 and ev.rows[-1][1] < 30  # --fast: 30 epochs; early stopping stopped before them
+    # the kept model's gap: its cross-entropy on the training rows, dropout off (checked with scikit-learn's)
+    model = api.load(folder / "runs" / "overfit-2")
+    rows = split_rows(model)["train"]
+    labels = [str(v) for v in model.manifest["target"]["labels"]]
+    proba = model.predict(rows)[[f"proba_{v}" for v in labels]].to_numpy()
+    train_loss = log_loss(rows["yesno"].astype(str), proba, labels=labels)
+    assert len(rows) == 460 and ev.rows[2][6] == pytest.approx(ev.rows[2][3] - train_loss, abs=1e-3)
+    plain, *remedies = ev.rows
+    assert ev.supported == (plain[4] / plain[3] - 1 >= 0.05 and all(r[5] < plain[5] for r in remedies)
+                            and all(abs(r[7] - plain[7]) <= 0.01 for r in remedies))
+    assert np.isfinite([r[6] for r in ev.rows]).all()
+
+
+def test_distribution_shift_scores_both_splits_and_measures_the_drift(ran):
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+
+    from forgeml import api
+    from forgeml.playbook.data_quality import psi
+    from forgeml.run import split_rows
+
+    folder, ev = ran["distribution-shift"]
+    splits = [row for row in ev.rows if row[4] == "-"]
+    columns = {row[0].split()[1]: row for row in ev.rows if row[4] != "-"}
+    runs = ["shift-random-0", "shift-random-1", "shift-time"]  # --fast: two seeds
+    assert len(splits) == 3 and splits[-1][0].startswith("time split")
+    for row, run in zip(splits, runs):
+        m = _metrics(folder, run)
+        assert row[1:4] == [round(m["test"]["r2"], 4), round(m["test"]["rmse"], 2), round(m["val"]["r2"], 4)]
+    time_model = api.load(folder / "runs" / "shift-time")
+    parts = split_rows(time_model)
+    assert parts["train"]["trend"].max() <= parts["val"]["trend"].min() <= parts["val"]["trend"].max() <= parts["test"]["trend"].min()
+    assert "trend" not in [f["name"] for f in time_model.manifest["features"]]  # the month is not a feature
+    # the drift: the first and last 939 rows in time, the latest being the time split's test rows
+    df = pd.read_csv(folder / "computers.csv")
+    ordered = df.iloc[np.argsort(df["trend"].to_numpy(), kind="stable")]
+    early, late = ordered.iloc[:939], ordered.iloc[-939:]
+    assert sorted(late.index) == sorted(parts["test"].index) or len(parts["test"]) == 939
+    assert columns["hd"][5] == round(stats.ks_2samp(early["hd"], late["hd"]).statistic, 4)
+    pe, pl = (early["cd"] == "yes").mean(), (late["cd"] == "yes").mean()  # two levels: PSI by hand
+    assert columns["cd"][4] == pytest.approx((pl - pe) * np.log(pl / pe) + (pe - pl) * np.log((1 - pl) / (1 - pe)), abs=1e-4)
+    assert psi(early["hd"], early["hd"]) == 0 and columns["premium"][4] < 0.1 < 0.25 < columns["hd"][4]
+    random_r2 = [row[1] for row in splits[:-1]]
+    assert ev.supported == (min(random_r2) - splits[-1][1] >= 0.1 and max(r[4] for r in columns.values()) > 0.25)

@@ -15,8 +15,9 @@ from typing import Callable
 from forgeml.errors import ConfigError
 
 LANGS = ("en", "zh")
-BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.imbalance", "forgeml.playbook.data_quality",
-           "forgeml.playbook.evaluation", "forgeml.playbook.inference", "forgeml.playbook.scratch")
+BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.playbook.imbalance",
+           "forgeml.playbook.data_quality", "forgeml.playbook.evaluation", "forgeml.playbook.generalization",
+           "forgeml.playbook.inference", "forgeml.playbook.scratch")
 
 
 @dataclass
