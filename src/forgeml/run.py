@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import numpy as np
-import pandas as pd
 
 from forgeml import artifacts
 from forgeml.config import Config, build_config, params_class
 from forgeml.errors import DataError, RunError
 from forgeml.features import of_column
+
+if TYPE_CHECKING:  # pandas is imported where rows are read: a server reads runs without it
+    import pandas as pd
 
 WEIGHTS = "model.safetensors"
 
@@ -97,6 +99,8 @@ class LoadedModel:
     def frame(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> pd.DataFrame:
         """The rows to predict, from what predict was given. A CSV/TSV file is read with ``sep``/``encoding`` when
         given, else as training read its data (reading_options)."""
+        import pandas as pd  # here, not at import: a server reads runs without pandas
+
         if isinstance(data, pd.DataFrame):
             return data
         if isinstance(data, dict):
@@ -175,6 +179,8 @@ def read_inputs(source: Union[str, Path], manifest: dict, sep: Optional[str] = N
                 encoding: Optional[str] = None) -> pd.DataFrame:
     """Rows to predict from a table file or an image folder (all images inside, recursively); a CSV/TSV file is
     read with ``sep``/``encoding`` (None: sniffed)."""
+    import pandas as pd
+
     from forgeml.data.sources import list_images, read_source, read_table
 
     path = Path(source)

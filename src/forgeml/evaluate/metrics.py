@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn import metrics as skm
 
 
 def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15) -> float:
@@ -23,6 +22,8 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15)
 
 def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list, pred: np.ndarray | None = None) -> dict:
     """pred: the decided classes (default: the most probable; a tuned binary threshold decides otherwise)."""
+    from sklearn import metrics as skm  # here, not at import: a server loads the task families without scikit-learn
+
     k = len(labels)
     pred = proba.argmax(axis=1) if pred is None else pred
     idx = list(range(k))
@@ -58,6 +59,8 @@ def classification_metrics(y: np.ndarray, proba: np.ndarray, labels: list, pred:
 
 
 def regression_metrics(y: np.ndarray, pred: np.ndarray) -> dict:
+    from sklearn import metrics as skm
+
     return {
         "n": int(len(y)),
         "mae": float(skm.mean_absolute_error(y, pred)),

@@ -51,9 +51,9 @@ def is_scores_run(manifest: dict) -> bool:
 
 
 def applicable(manifest: dict) -> tuple[str, ...]:
-    from forgeml.models import get_model
+    from forgeml.models import learner_facts
 
-    tags = get_model(manifest["model"]["name"]).tags
+    tags = learner_facts(manifest["model"])[0]
     return METHODS if "reconstruction" in tags else ("permutation",)
 
 

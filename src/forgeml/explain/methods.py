@@ -20,7 +20,7 @@ from typing import Optional
 
 from forgeml import features
 from forgeml.errors import ConfigError
-from forgeml.models import get_model
+from forgeml.models import learner_facts
 
 METHODS = ("gradcam", "ig", "lime", "permutation")
 LOCAL = ("gradcam", "ig", "lime")
@@ -37,7 +37,7 @@ def kind_of(manifest: dict) -> str:
     token) or 'columns' (a table: one attribution per raw column)."""
     if any(t.explains_as == REGIONS for t, _ in features.present(manifest["preprocessing"])):
         return REGIONS
-    accepted = {features.get(n).explains_as for n in get_model(manifest["model"]["name"]).accepts if n in features.FEATURES}
+    accepted = {features.get(n).explains_as for n in learner_facts(manifest["model"])[1] if n in features.FEATURES}
     return TOKENS if accepted == {TOKENS} else COLUMNS
 
 
@@ -54,7 +54,7 @@ def differentiable(tags) -> bool:
 
 def applicable(manifest: dict) -> tuple[str, ...]:
     kind = kind_of(manifest)
-    tags = get_model(manifest["model"]["name"]).tags
+    tags = learner_facts(manifest["model"])[0]
     if kind == TOKENS and not differentiable(tags):  # tfidf_linear: no gradients
         return ("lime",)
     if kind == REGIONS:  # Grad-CAM needs a convolutional stage (the CNN); IG needs gradients
@@ -68,7 +68,7 @@ def applicable(manifest: dict) -> tuple[str, ...]:
 
 def defaults(manifest: dict, has_input: bool) -> list[str]:
     kind = kind_of(manifest)
-    tags = get_model(manifest["model"]["name"]).tags
+    tags = learner_facts(manifest["model"])[0]
     if kind == TOKENS and not differentiable(tags):
         return ["lime"]
     if kind in KIND_DEFAULTS:

@@ -20,13 +20,13 @@ import io
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from forgeml.errors import require
+from forgeml.export.runtime import session  # noqa: F401  (re-exported: the export's own checks run it)
 from forgeml.features import Graph, present
 from forgeml.models import get_model
 
@@ -183,16 +183,6 @@ def _set_opset(model, domain: str, version: int | None) -> None:
 
 
 # --------------------------------------------------------------------------------------------- running it
-def session(path_or_bytes: Any, threads: int | None = None):
-    ort = require("onnxruntime", "export", "running an ONNX model")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-    source = str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 def save(model, path: Path) -> int:
     from forgeml.artifacts import atomic_write_bytes
 

@@ -74,6 +74,15 @@ def get_model(name: str) -> Learner:
         raise ConfigError(f"model: {exc}") from None
 
 
+def learner_facts(model: dict) -> tuple[frozenset, frozenset]:
+    """(tags, accepted feature types) of a run's learner (its manifest's ``model``): as training recorded them, so a
+    server answers without importing the learner's module (torch); a run from before that, from the registry."""
+    if "tags" in model and "accepts" in model:
+        return frozenset(model["tags"]), frozenset(model["accepts"])
+    learner = get_model(model["name"])
+    return learner.tags, learner.accepts
+
+
 def supported_types(name: str) -> frozenset[str]:
     return get_model(name).accepts
 

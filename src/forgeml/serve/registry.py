@@ -102,7 +102,7 @@ def parse_spec(spec: str) -> tuple[Optional[str], Optional[str], str]:
 
 
 def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None, version: Optional[str] = None) -> ServedModel:
-    from forgeml.export import onnx as ox
+    from forgeml.export.runtime import session
 
     name, ver, run = parse_spec(spec)
     run_dir = artifacts.run_dir_of(run)
@@ -125,7 +125,7 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
                 raise RunError(f"{run_dir} has no model.onnx and is not writable; run 'forgeml export {run_dir}' where "
                                "the run folder can be written, then serve it") from None
     model = ServedModel(name or run_dir.name, ver or version or "1", run_dir, manifest, file, used)
-    model.session = ox.session(run_dir / file, threads)
+    model.session = session(run_dir / file, threads)
     for ftype, state in present(manifest["preprocessing"]):
         ftype.load(state)  # what encoding requests needs (the text tokenizer), before the first request
     return model
