@@ -15,10 +15,9 @@ def train(out: Path, name: str, data: dict, model: dict, **config) -> "object":
 
 def bars(path: Path, labels: list[str], values: list[float], ylabel: str, title: str) -> str:
     """A bar chart of one value per label, written to ``path``; returns its file name."""
-    import matplotlib
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.2))
     ax.bar(labels, values, color=["#888888"] + ["#2b6cb0"] * (len(values) - 1))
@@ -27,9 +26,7 @@ def bars(path: Path, labels: list[str], values: list[float], ylabel: str, title:
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.set_ylim(0, max(values) * 1.2 if max(values) > 0 else 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, Path(path))
     return Path(path).name
 
 

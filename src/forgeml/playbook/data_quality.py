@@ -157,10 +157,9 @@ def psi(early, late, bins: int = PSI_BINS, floor: float = 1e-4) -> float:
 
 
 def _shift_plot(path: Path, rmse: dict[str, float], drift: dict[str, float]) -> str:
-    import matplotlib
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4), gridspec_kw={"width_ratios": [1, 1.2]})
     names = list(rmse)
@@ -177,9 +176,7 @@ def _shift_plot(path: Path, rmse: dict[str, float], drift: dict[str, float]) -> 
     right.set_xlabel("PSI, first vs last 15% of rows (dashed: 0.1, 0.25)")
     right.set_title("drift per column", fontsize=9)
     fig.suptitle("Ecdat Computers: PC prices, Jan 1993 - Nov 1995", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, Path(path))
     return Path(path).name
 
 

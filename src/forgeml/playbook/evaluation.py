@@ -67,10 +67,9 @@ def _bootstrap_auc(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.n
 
 
 def _histograms(path: Path, diffs: dict[str, np.ndarray], cis: dict[str, tuple[float, float]]) -> str:
-    import matplotlib
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(diffs), figsize=(8, 3.2))
     for ax, (name, d) in zip(axes, diffs.items()):
@@ -81,9 +80,7 @@ def _histograms(path: Path, diffs: dict[str, np.ndarray], cis: dict[str, tuple[f
         ax.set_xlabel(f"{name}: MLP - LightGBM")
         ax.set_title(f"paired bootstrap, 95% CI [{cis[name][0]:.4f}, {cis[name][1]:.4f}]", fontsize=9)
     axes[0].set_ylabel("resamples")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, Path(path))
     return Path(path).name
 
 

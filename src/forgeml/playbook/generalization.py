@@ -35,10 +35,9 @@ def _log_loss(model, rows, truth: str) -> float:
 
 
 def _learning_curves(path: Path, curves: dict[str, list[dict]], kept: dict[str, int]) -> str:
-    import matplotlib
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(1, len(curves), figsize=(8.5, 3.4), sharey=True)
     for ax, (label, history) in zip(axes, curves.items()):
@@ -51,9 +50,7 @@ def _learning_curves(path: Path, curves: dict[str, list[dict]], kept: dict[str, 
     axes[0].set_ylabel("cross-entropy")
     axes[0].legend(fontsize=8)
     fig.suptitle("Spam7, 460 training rows, wide MLP", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, Path(path))
     return Path(path).name
 
 

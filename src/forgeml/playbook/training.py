@@ -35,10 +35,9 @@ def epochs_to(history: list[dict], key: str, target: float) -> int | None:
 
 
 def _curves(path: Path, curves: dict[str, list[float]], target: float) -> str:
-    import matplotlib
+    from forgeml.evaluate.plots import pyplot, save_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for k, (label, losses) in enumerate(curves.items()):
@@ -50,9 +49,7 @@ def _curves(path: Path, curves: dict[str, list[float]], target: float) -> str:
     ax.set_ylabel("validation loss (log scale)")
     ax.set_title("digits (64 pixels as a table), MLP 256-128, same split and seed", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, Path(path))
     return Path(path).name
 
 
