@@ -104,3 +104,13 @@ def assert_served_like_predict(run_dir, instances: list[dict], tol: float, predi
     assert body["predictions"] == expected["prediction"].tolist()
     proba = expected[[f"proba_{label}" for label in body["labels"]]].to_numpy()
     assert np.abs(np.array(body["probabilities"]) - proba).max() < tol
+
+
+@pytest.fixture(scope="session")
+def ran(tmp_path_factory):
+    """Each playbook entry run once per session, --fast, into its own folder: {id: (folder, evidence)}."""
+    from forgeml import playbook
+    from forgeml.playbook.run import run_entry
+
+    root = tmp_path_factory.mktemp("playbook")
+    return {e.id: (root / e.id, run_entry(e.id, fast=True, out=root / e.id)[1]) for e in playbook.all_entries()}

@@ -6,14 +6,6 @@ import pytest
 from conftest import cli, user_error
 
 from forgeml import playbook
-from forgeml.playbook.run import run_entry
-
-
-@pytest.fixture(scope="module")
-def ran(tmp_path_factory):
-    """Each entry run once, --fast, into its own folder."""
-    root = tmp_path_factory.mktemp("playbook")
-    return {e.id: (root / e.id, run_entry(e.id, fast=True, out=root / e.id)[1]) for e in playbook.all_entries()}
 
 
 def _metrics(folder, run):
