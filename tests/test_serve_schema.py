@@ -197,7 +197,8 @@ def _schemathesis(app, max_examples: int, **select) -> tuple[list[str], Counter]
 
 
 def test_schemathesis_finds_no_failure_against_served_table_models(app):
-    failures, answers = _schemathesis(app, max_examples=40, exclude={"path_regex": "/explain$"})
+    # the v2 routes: tests/test_serve_v2.py (a tensor's shape and its data cannot be tied in JSON Schema)
+    failures, answers = _schemathesis(app, max_examples=40, exclude={"path_regex": "/explain$|^/v2"})
     assert not failures, "\n\n".join(failures)
     # it did reach the models: schema-valid rows predicted, invalid ones refused, a missing key refused
     for name in ("churn", "diabetes", "flowers"):

@@ -190,6 +190,9 @@ class Task:
         raise NotImplementedError
 
 
+NUMBER_DATATYPES = ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64")
+
+
 class FeatureType:
     """One kind of input column. Its ``state`` (fitted on the training split, JSON) is stored in the manifest's
     preprocessing under the type's name and holds the columns it covers. ``order`` places its inputs among the
@@ -263,6 +266,21 @@ class FeatureType:
 
     def note(self, state: dict, column: str) -> str | None:
         """Why a column is of this type when that is not obvious (printed after reading, stored in the run)."""
+        return None
+
+    # ---- the Open Inference Protocol (forgeml.serve.v2_tensors): each column travels as one tensor. The defaults fit
+    # a type with one value per instance, sent as text (BYTES, shape [N] or [N, 1]).
+    tensor_datatype: str = "BYTES"  # what the model metadata declares
+    tensor_accepts: tuple[str, ...] = ("BYTES",)  # the datatypes a request may send
+
+    def tensor_shape(self, field: dict) -> list[int]:
+        """The declared shape of the column's tensor (-1: any size), from its request field (``field``)."""
+        return [-1]
+
+    def tensor_values(self, array, datatype: str, shape: list[int], column: str) -> list | None:
+        """A request tensor (a flat numpy array of ``datatype``, of ``shape``) -> one value per instance, as a JSON
+        instance holds it; a shape the type cannot take raises forgeml.errors.InputError naming the column. None (the
+        default): one value per instance, shape [N] or [N, 1], read as such by forgeml.serve.v2_tensors."""
         return None
 
     # ---- explanations: forgeml.explain asks these, never the type's name. The defaults fit a type whose model input

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # only annotations: the serving process encodes requests without pandas
+    import pandas as pd
 
 
 # --------------------------------------------------------------------------------------------- rows

@@ -4,8 +4,10 @@ Column types are detected by the feature types (forgeml.features.detect), the ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # annotations only: the serving process encodes requests without pandas
+    import pandas as pd
 
 from forgeml.errors import DataError
 
@@ -42,6 +44,8 @@ def canonical(value):
 
 def category_keys(col: pd.Series) -> pd.Series:
     """String keys for a column, vectorized where the dtype allows: the same at fit, predict and serve time."""
+    import pandas as pd
+
     if pd.api.types.is_bool_dtype(col) or pd.api.types.is_integer_dtype(col):
         return col.astype(str)
     if pd.api.types.is_float_dtype(col):

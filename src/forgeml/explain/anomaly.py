@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # annotations only: the server asks which methods apply without importing pandas
+    import pandas as pd
 
 from forgeml.errors import ConfigError
 

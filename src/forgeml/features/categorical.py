@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from forgeml.core import FEATURES, FeatureType
+from forgeml.core import FEATURES, NUMBER_DATATYPES, FeatureType
 from forgeml.data.schema import canonical, category_keys
 
 INTERNAL = "categorical_codes"
@@ -32,6 +32,8 @@ def request_key(v) -> str:
 class Categorical(FeatureType):
     """``levels``: its values are compared by value (the profile counts them and looks each up); ``level_codes``:
     each level is one code, for the data.max_categories most frequent (the profile flags a column with more)."""
+
+    tensor_accepts = ("BYTES", "BOOL", *NUMBER_DATATYPES)  # the Open Inference Protocol: levels may be numbers, as in JSON
 
     # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a table block; codes are not augmented
     # (mixup keeps the first row's); SMOTENC treats them as nominal

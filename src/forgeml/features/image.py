@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from forgeml.core import FEATURES, FeatureType
+from forgeml.core import FEATURES, NUMBER_DATATYPES, FeatureType
 from forgeml.data import images as img
 
 INTERNAL = "image_norm"
@@ -69,6 +69,23 @@ def request_image(value: Any, state: dict, field: str, row: int) -> np.ndarray:
 @FEATURES.register("image", order=40, tags={"files"})
 class Image(FeatureType):
     """``files``: a folder of image files can stand for this column (predict, explain)."""
+
+    # ---- the Open Inference Protocol: pixels [N, H, W(, C)] of any number type, or N encoded image files (BYTES)
+    tensor_datatype, tensor_accepts = "FP32", (*NUMBER_DATATYPES, "BYTES")
+
+    def tensor_shape(self, field):
+        return [-1, *field["size"]] + ([3] if field.get("mode") == "RGB" else [])
+
+    def tensor_values(self, array, datatype, shape, column):
+        from forgeml.errors import InputError
+
+        if datatype == "BYTES":  # image files: a JSON instance holds one as base64
+            if shape not in ([shape[0]], [shape[0], 1]):
+                raise InputError(f"takes one image file per instance as BYTES, shape [N] or [N, 1]; got {shape}", column, None)
+            return [base64.b64encode(v).decode() if isinstance(v, bytes) else v for v in array]
+        if len(shape) not in (3, 4):
+            raise InputError(f"takes pixels of shape [N, H, W] or [N, H, W, C]; got {shape}", column, None)
+        return [p.tolist() for p in array.reshape(shape).astype(np.float64)]
 
     # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a linear model on the flattened pixels; warps
     # and jitter; SMOTE does not interpolate images

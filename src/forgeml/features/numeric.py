@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from forgeml.core import FEATURES, FeatureType
+from forgeml.core import FEATURES, NUMBER_DATATYPES, FeatureType
 from forgeml.data.clean import SCALED_LIMIT, apply_numeric, fit_numeric, numeric_steps, numeric_width
 
 FLOAT32_MAX = 3.4e38
@@ -46,6 +46,8 @@ def numeric_spread(state: dict) -> np.ndarray:
 @FEATURES.register("numeric", order=10, tags={"ordered"})
 class Numeric(FeatureType):
     """``ordered``: its values are numbers with an order (the profile bins them, fits trees on them, reports stats)."""
+
+    tensor_datatype, tensor_accepts = "FP32", NUMBER_DATATYPES  # the Open Inference Protocol: any number type
 
     # ---- baseline, augmentation, SMOTE (forgeml.core.FeatureType): a table block; noise and mixup; interpolated
     baseline_block = "table"

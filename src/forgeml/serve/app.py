@@ -1,5 +1,6 @@
 """The FastAPI app: predict (instances/predictions, as TF-Serving and KServe v1), explain, model listing, health,
-metrics, OpenAPI docs at /docs and a web page at /.
+metrics, OpenAPI docs at /docs, a web page at /, and the Open Inference Protocol (KServe v2 / Triton) under /v2
+(forgeml.serve.v2).
 
 Each served model has its own routes, ``/v1/models/NAME/predict`` (its default version) and
 ``/v1/models/NAME/versions/V/predict`` (and ``.../explain``), whose request and response models are built from its
@@ -243,6 +244,11 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         ready = state["ready"] and all(b.running for b in batchers.values())
         return JSONResponse({"ready": ready, "models": registry.names()}, status_code=200 if ready else 503)
 
+    from forgeml.serve import v2
+
+    v2.add_routes(app, registry, batchers, auth, settings,
+                  ready=lambda: state["ready"] and all(b.running for b in batchers.values()))
+
     class Prometheus(Response):
         media_type = metrics.content_type
 
@@ -266,6 +272,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         if app.openapi_schema is None:
             schema = original()
             schema.setdefault("components", {}).setdefault("schemas", {}).update(schemas.components(request_models))
+            v2.document(schema, registry)
         return app.openapi_schema
 
     app.openapi = openapi

@@ -14,9 +14,12 @@ A family class also provides the pipeline's hooks (see forgeml.tasks.supervised.
 """
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from forgeml.core import LOWER_IS_BETTER, TASKS, Task, better  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # annotations only: the server formats responses without pandas
+    import pandas as pd
 
 
 def make_task(name: str, state: dict) -> Task:

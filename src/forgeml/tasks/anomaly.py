@@ -13,10 +13,9 @@ every run is IsolationForest.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from forgeml.core import Task
@@ -24,6 +23,9 @@ from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import Prepared, Say, Splits, params_for
 from forgeml.tasks.unsupervised import leave_out, read_features, split_summary
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where rows are handled, so serving needs none
+    import pandas as pd
 
 BASELINE = "isolation_forest"
 
@@ -136,6 +138,8 @@ class Anomaly(Task):
             keys = category_keys(df[label])
             counts = keys.value_counts()
             if opts.positive is not None:
+                import pandas as pd
+
                 positive = str(category_keys(pd.Series([opts.positive])).iloc[0])  # 1.0 names the label 1, as keys do
                 if positive not in counts.index:
                     raise DataError(f"--positive {opts.positive!r} is not a value of {label!r}; values: {counts.index.tolist()[:10]}")
@@ -232,6 +236,8 @@ class Anomaly(Task):
                                "description": f"score >= the run's threshold ({self.state.get('threshold')})"}}
 
     def predictions(self, outputs: dict) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({"score": outputs["score"], "is_anomaly": self.decode(outputs["pred"])})
 
     # ---- the exported graph returns the score and its flag

@@ -1,13 +1,17 @@
 """Classification (binary and multiclass): cross-entropy on logits, softmax probabilities."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from forgeml.errors import DataError
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import SupervisedTask
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where rows are handled, so serving needs none
+    import pandas as pd
 
 MAX_CLASSES_FOR_INT_TARGET = 20  # a whole-number target with more distinct values is a regression target
 MANY_CLASSES_SHARE = 0.05  # task auto: a target with more classes than this share of the rows (and over 20) stops
@@ -23,6 +27,8 @@ class Classification(SupervisedTask):
 
     @classmethod
     def claims_target(cls, y: pd.Series) -> bool:
+        import pandas as pd
+
         if not pd.api.types.is_numeric_dtype(y) or pd.api.types.is_bool_dtype(y):
             return True
         integral = np.all(np.mod(y.to_numpy(), 1) == 0)
@@ -48,6 +54,8 @@ class Classification(SupervisedTask):
         if classes <= MAX_CLASSES_FOR_INT_TARGET:
             return None
         sample = keys.drop_duplicates().head(3).tolist()
+        import pandas as pd
+
         numbers = pd.to_numeric(keys.str.replace(r"[\s,$\u20ac\u00a3%]", "", regex=True), errors="coerce").notna().mean()
         if numbers >= NUMERIC_LABELS_SHARE:
             return (f"target {y.name!r} holds numbers written as text ({classes:,} distinct values such as {sample}): as "
@@ -62,6 +70,8 @@ class Classification(SupervisedTask):
     @classmethod
     def fit(cls, y: pd.Series) -> "Classification":
         from forgeml.data.schema import canonical
+
+        import pandas as pd
 
         labels = sorted({canonical(v) for v in pd.unique(y.dropna())}, key=lambda v: (str(type(v)), v))
         return cls({"labels": labels})

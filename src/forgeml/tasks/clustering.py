@@ -11,10 +11,9 @@ principal component: a clustering worth its name separates the rows better than 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Literal, Optional, Union
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from forgeml.core import Task
@@ -22,6 +21,9 @@ from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import Prepared, Say, Splits
 from forgeml.tasks.unsupervised import leave_out, read_features, split_summary
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where rows are handled, so serving needs none
+    import pandas as pd
 
 BASELINE = "pca_slices"
 SILHOUETTE_ROWS = 5000  # silhouettes are O(n^2): scored on a seeded sample of this many rows beyond it
@@ -128,6 +130,8 @@ class Clustering(Task):
             out["davies_bouldin"] = float(skm.davies_bouldin_score(y.x, pred))
             out["calinski_harabasz"] = float(skm.calinski_harabasz_score(y.x, pred))
         if y.label is not None and len(pred):
+            import pandas as pd
+
             labels = pd.Series(y.label).astype(str).to_numpy()
             out["ari"] = float(skm.adjusted_rand_score(labels, pred))
             out["nmi"] = float(skm.normalized_mutual_info_score(labels, pred))
@@ -235,6 +239,8 @@ class Clustering(Task):
                               "description": "per instance: the distance to its cluster's centre"}}
 
     def predictions(self, outputs: dict) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame({"cluster": self.decode(outputs["pred"]), "distance": outputs["distance"]})
 
     # ---- the exported graph: the distances to every centre, then the cluster and its distance
@@ -274,6 +280,8 @@ class Clustering(Task):
 def profiles(rows: pd.DataFrame, cluster: np.ndarray, columns: list[str]) -> dict:
     """Per cluster: its size and share, the mean of each numeric column and the most common value of the others, in
     the data's own units (the first PROFILE_COLUMNS columns)."""
+    import pandas as pd
+
     columns = [c for c in columns if c in rows.columns][:PROFILE_COLUMNS]
     out_rows = []
     for c in np.unique(cluster):

@@ -1,13 +1,17 @@
 """Regression: the target is standardized for training; predictions come back on the original scale."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
 
 from forgeml.errors import DataError
 from forgeml.evaluate.metrics import SUMMARY_KEYS
 from forgeml.tasks import TASKS
 from forgeml.tasks.supervised import SupervisedTask
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where rows are handled, so serving needs none
+    import pandas as pd
 
 
 @TASKS.register("regression", tags={"target", "scale"})
@@ -20,6 +24,8 @@ class Regression(SupervisedTask):
 
     @classmethod
     def claims_target(cls, y: pd.Series) -> bool:
+        import pandas as pd
+
         return pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
 
     @classmethod

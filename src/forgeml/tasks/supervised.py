@@ -4,15 +4,17 @@ on it only, encode every split and rebalance the training inputs."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
-import pandas as pd
 
 from forgeml.config import Config, params_class
 from forgeml.core import TASKS, Task, better
 from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import fit_task, infer_task
+
+if TYPE_CHECKING:  # annotations only; pandas is imported where rows are handled, so serving needs none
+    import pandas as pd
 
 Say = Callable[[str], None]
 
@@ -184,6 +186,8 @@ class SupervisedTask(Task):
 
     def predictions(self, outputs: dict) -> pd.DataFrame:
         """predict's columns: the prediction (and proba_<label> per class)."""
+        import pandas as pd
+
         result = pd.DataFrame({"prediction": self.decode(outputs["pred"])})
         if "proba" in outputs:
             for i, label in enumerate(self.labels):

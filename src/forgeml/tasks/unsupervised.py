@@ -3,11 +3,12 @@ column that only evaluates, choosing the features the family's learners take and
 row numbers, IDs and constants."""
 from __future__ import annotations
 
-from typing import Callable, Optional
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable, Optional
 
 from forgeml.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # annotations only: serving a clustering or anomaly run needs no pandas
+    import pandas as pd
 
 Say = Callable[[str], None]
 
