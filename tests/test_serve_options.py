@@ -419,7 +419,7 @@ def test_serve_options_reach_uvicorn_the_app_and_onnx_runtime(run_dir, monkeypat
     assert cli("serve", str(run_dir), "--host", "0.0.0.0", "--port", "9123", "--max-batch", "7", "--max-wait-ms", "12.5",
                "--max-body-mb", "0.5", "--threads", "1") == 0
     app, kw = calls[-1]
-    assert (kw["host"], kw["port"], kw.get("workers", 1)) == ("0.0.0.0", 9123, 1)
+    assert (kw["host"], kw["port"], kw.get("workers", 1), kw["proxy_headers"]) == ("0.0.0.0", 9123, 1, False)
     assert app.state.settings == ServeSettings(max_batch=7, max_wait_ms=12.5, api_key=ENV_KEY, max_body_bytes=524_288)
     (batcher,) = app.state.batchers.values()
     assert batcher.max_batch == 7 and batcher.max_wait == pytest.approx(0.0125)

@@ -26,7 +26,9 @@ class Batcher:
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0
-        self.metrics = metrics
+        # the model's metric children, looked up once (prometheus' labels() per request costs more than the gauge)
+        self._depth = metrics.queue_depth.labels(model.name) if metrics else None
+        self._sizes = metrics.batch_size.labels(model.name) if metrics else None
         self.arriving = 0  # requests accepted and being decoded, not yet queued
         self.queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"onnx-{model.name}")
@@ -61,8 +63,8 @@ class Batcher:
         return await future
 
     def _gauge(self) -> None:
-        if self.metrics:
-            self.metrics.queue_depth.labels(self.model.name).set(self.queue.qsize())
+        if self._depth is not None:
+            self._depth.set(self.queue.qsize())
 
     async def _collect(self) -> list[_Item]:
         loop = asyncio.get_running_loop()
@@ -97,8 +99,8 @@ class Batcher:
                 continue
             keys = live[0].feed.keys()
             feed = {k: np.concatenate([it.feed[k] for it in live]) if len(live) > 1 else live[0].feed[k] for k in keys}
-            if self.metrics:
-                self.metrics.batch_size.labels(self.model.name).observe(sum(it.rows for it in live))
+            if self._sizes is not None:
+                self._sizes.observe(sum(it.rows for it in live))
             try:
                 out = await loop.run_in_executor(self._executor, self.model.run, feed)
             except Exception as exc:  # noqa: BLE001

@@ -53,6 +53,13 @@ class Measure:
 
     def __init__(self, app, metrics: Metrics, models: set[str]):
         self.app, self.metrics, self.models = app, metrics, models
+        self._children: dict[tuple[str, str, int], tuple] = {}  # prometheus' labels() lookup, once per label set
+
+    def _metrics_for(self, route: str, model: str, status: int) -> tuple:
+        key = (route, model, status)
+        if key not in self._children:
+            self._children[key] = (self.metrics.requests.labels(route, model, str(status)), self.metrics.latency.labels(route, model))
+        return self._children[key]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -66,8 +73,9 @@ class Measure:
                 route = getattr(matched, "metric_route", None) or getattr(matched, "path", "unmatched")
                 name = getattr(matched, "metric_model", None) or scope.get("path_params", {}).get("name", "")
                 model = name if name in self.models else ("unknown" if name else "")
-                self.metrics.requests.labels(route, model, str(message["status"])).inc()
-                self.metrics.latency.labels(route, model).observe(seconds)
+                count, latency = self._metrics_for(route, model, message["status"])
+                count.inc()
+                latency.observe(seconds)
                 message["headers"] = [*message.get("headers", []), (b"server-timing", f"app;dur={seconds * 1000:.3f}".encode())]
             await send(message)
 
