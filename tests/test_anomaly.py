@@ -215,7 +215,7 @@ def test_a_torch_detector_exports_too(biopsies, in_tmp):
 def test_compress_is_not_built_for_anomaly_runs_and_says_so(forest, capsys):
     """(explain works on anomaly runs: tests/test_anomaly_explain.py)"""
     msg = user_error(capsys, "compress", forest.run_dir, "--quantize", "int8")
-    assert "works on supervised runs" in msg and "anomaly run" in msg
+    assert "works on classification and regression runs so far" in msg and "is an anomaly run" in msg
 
 
 def test_row_numbers_ids_and_constant_columns_are_left_out_with_a_notice(in_tmp, capsys):

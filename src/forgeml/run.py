@@ -120,8 +120,12 @@ class LoadedModel:
         """Capabilities built for supervised runs (a target column) say so plainly for the other families;
         ``or_tags`` names other family tags the capability handles too (export: ``scores``, ``clusters``)."""
         if "target" not in self.task.tags and not self.task.tags & set(or_tags):
-            raise RunError(f"{capability} works on supervised runs (classification, regression) so far; {self.run_dir} "
-                           f"is a {self.task.name} run")
+            from forgeml.tasks import TASKS
+
+            able = sorted({name for tag in ("target", *or_tags) for name in TASKS.tagged(tag)})
+            named = ", ".join(able[:-1]) + f" and {able[-1]}" if len(able) > 1 else able[0]
+            article = "an" if self.task.name[:1] in "aeiou" else "a"
+            raise RunError(f"{capability} works on {named} runs so far; {self.run_dir} is {article} {self.task.name} run")
 
     def raw(self, df: pd.DataFrame) -> np.ndarray:
         return self.learner.raw(self.estimator, self.preprocessor.transform(df), self.task)
