@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,text,compress,serve,explain,privacy,federated]"
+	$(BIN)/python -m pip install -q -e ".[dev,text,compress,serve,explain,privacy,federated,tune]"
 	touch $@
 
 install: $(VENV)/.installed

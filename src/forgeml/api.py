@@ -1,5 +1,5 @@
 """The Python API, a thin facade (the CLI is a thin layer over it): train, evaluate, predict, load, export, compress,
-explain, federate, cross-validate, quickstart. The work happens in forgeml.train.pipeline (training), forgeml.run (the
+explain, federate, cross-validate, tune, quickstart. The work happens in forgeml.train.pipeline (training), forgeml.run (the
 run artifact) and the capability packages; nothing below this module imports it."""
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from forgeml.tasks.supervised import Prepared, Splits, split_data  # noqa: F401
 from forgeml.train.pipeline import prepare_for_training as prepare  # noqa: F401
 from forgeml.train.cv import cross_validate  # noqa: F401
 from forgeml.train.pipeline import stderr_say, train  # noqa: F401
+from forgeml.tune import tune  # noqa: F401  (hyper-parameter search; optuna is imported when a search runs)
 
 Say = Callable[[str], None]
 

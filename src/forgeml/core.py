@@ -347,6 +347,9 @@ class Learner:
     tags: frozenset = frozenset()
     accepts: frozenset = frozenset()
     Params: type  # its parameters (a pydantic model with ``name: Literal[...]``): config's ``model:`` section
+    # forgeml tune's default search space is declared beside them, as ``Params.search_space`` (a ClassVar: config key
+    # -> {low, high, log} range or list of choices, e.g. {"model.num_leaves": {"low": 7, "high": 127, "log": True}});
+    # a learner without one is tuned only with a space the config gives (tune.space)
 
 
 class Engine:

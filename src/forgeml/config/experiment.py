@@ -11,6 +11,7 @@ from forgeml.config.base import Strict
 from forgeml.config.data import DataConfig
 from forgeml.config.models import AutoParams, ModelConfig, all_params, params_class
 from forgeml.config.train import TrackingConfig, TrainConfig
+from forgeml.config.tune import TuneConfig
 from forgeml.errors import ConfigError
 
 
@@ -67,6 +68,7 @@ class Config(Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     runs_dir: str = Field("runs", description="folder holding the run folders")
+    tune: Optional[TuneConfig] = Field(None, description="hyper-parameter search (forgeml tune); train ignores it")
 
     @model_validator(mode="after")
     def _private_model(self):
@@ -90,6 +92,14 @@ class Config(Strict):
             raise ValueError("data.augment.table.mixup does not work with privacy: it blends pairs of rows, so one row's "
                              "gradient would carry another's; set mixup: 0")
         return self
+
+    @model_serializer(mode="wrap")
+    def _no_empty_tune(self, handler):
+        """No ``tune: null`` line in the config.yaml of every run: the section is written only when it is set."""
+        data = handler(self)
+        if isinstance(data, dict) and data.get("tune", 0) is None:
+            del data["tune"]
+        return data
 
     @property
     def run_dir(self) -> Path:

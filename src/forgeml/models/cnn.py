@@ -1,7 +1,7 @@
 """A small residual CNN for images (ResNet-style basic blocks, global average pooling)."""
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -18,6 +18,14 @@ class CNNParams(Strict):
     channels: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [64, 128])
     blocks_per_stage: int = Field(1, ge=1, le=8)
     dropout: float = Field(0.2, ge=0, lt=1)
+
+    # forgeml tune's default space (config key -> range or choices); it holds the defaults, so the study measures them
+    search_space: ClassVar[dict] = {
+        "model.channels": [[32, 64], [64, 128], [32, 64, 128]],
+        "model.dropout": {"low": 0.0, "high": 0.5},
+        "train.lr": {"low": 3e-4, "high": 1e-2, "log": True},
+        "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+    }
 
 
 class BasicBlock(nn.Module):

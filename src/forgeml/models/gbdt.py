@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -20,6 +20,14 @@ class LightGBMParams(Strict):
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(31, gt=1)
     min_child_samples: int = Field(20, gt=0)
+
+    # forgeml tune's default space (config key -> range or choices); it holds the defaults, so the study measures them
+    search_space: ClassVar[dict] = {
+        "model.learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "model.num_leaves": {"low": 7, "high": 127, "log": True},
+        "model.min_child_samples": {"low": 5, "high": 100, "log": True},
+    }
+
 
 MODEL_FILE = "model.lightgbm.txt"
 

@@ -1,7 +1,7 @@
 """MLP for tables: standardized numerics and date parts + categorical embeddings + mean word embeddings of text columns."""
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -19,6 +19,15 @@ class MLPParams(Strict):
     dropout: float = Field(0.1, ge=0, lt=1)
     embedding_dim: Optional[int] = Field(None, gt=0, description="categorical embedding size; default min(16, (levels+1)//2)")
     text_dim: int = Field(64, gt=0, description="embedding size for text columns (mean of word embeddings)")
+
+    # forgeml tune's default space (config key -> range or choices); it holds the defaults, so the study measures them
+    search_space: ClassVar[dict] = {
+        "model.hidden": [[64], [128], [128, 64], [256, 128], [256, 256]],
+        "model.dropout": {"low": 0.0, "high": 0.5},
+        "train.lr": {"low": 1e-4, "high": 1e-2, "log": True},
+        "train.weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "train.batch_size": [32, 64, 128],
+    }
 
 
 class TabularMLP(nn.Module):

@@ -47,9 +47,12 @@ def train(
     quiet: bool = False,
     say: Optional[Say] = None,
     source: str = "options",
+    on_epoch: Optional[Callable[[str, dict], None]] = None,
     **options,
 ) -> RunResult:
-    """Train, evaluate, report and track one run. ``options`` are config keys, e.g. data={'source': ...}."""
+    """Train, evaluate, report and track one run. ``options`` are config keys, e.g. data={'source': ...}.
+    ``on_epoch(learner name, logs)`` is called after each epoch of a network trained by the loop, after the tracker
+    (forgeml tune reports the validation score to Optuna there; an exception it raises stops the run)."""
     import torch
 
     from forgeml.data.augment import batch_augmenter
@@ -121,7 +124,7 @@ def train(
                 fit_info = fit(model, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
                                dp.train_config if dp else cfg.train,
                                checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
-                               progress=TrainProgress(name, quiet), on_epoch=lambda logs, n=name: tracker.epoch(logs, f"{n}."),
+                               progress=TrainProgress(name, quiet), on_epoch=epoch_hook(tracker, name, on_epoch),
                                loss=train_loss, augment=augment, privacy=dp)
                 if dp is not None:
                     dp.close()
@@ -145,6 +148,17 @@ def train(
         raise
     tracker.end()
     return result
+
+
+def epoch_hook(tracker, name: str, on_epoch: Optional[Callable[[str, dict], None]]) -> Callable[[dict], None]:
+    """What the loop calls after each epoch of learner ``name``: the tracker, then the caller's ``on_epoch``."""
+
+    def hook(logs: dict) -> None:
+        tracker.epoch(logs, f"{name}.")
+        if on_epoch is not None:
+            on_epoch(name, logs)
+
+    return hook
 
 
 def _refuse_before_writing(cfg: Config, data: Prepared) -> None:
