@@ -139,3 +139,20 @@ def test_mixed_precision_on_gpu(data):
     torch.manual_seed(0)
     result = _fit(data, Linear(13), epochs=3, device="cuda")
     assert result.precision in ("bf16", "fp16") and result.history[-1]["val_accuracy"] > 0.8
+
+
+def test_train_threads_limits_the_native_thread_pools_during_the_run_only(in_tmp):
+    """train.threads bounds BLAS/OpenMP (NumPy, scikit-learn: the baselines, the metrics) as it bounds torch, while
+    the run trains; the process's own limits come back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    from forgeml import api
+
+    before = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    seen = []
+    api.train({"name": "t", "data": {"source": "bundled:breast_cancer"}, "model": {"name": "mlp", "hidden": [8]},
+               "train": {"epochs": 1, "threads": 1}, "tracking": {"uri": "none"}}, quiet=True,
+              on_epoch=lambda name, logs: seen.append([i["num_threads"] for i in threadpool_info()]))
+    assert seen and all(n == 1 for n in seen[0])
+    after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
+    assert before and {k: after[k] for k in before} == before  # libraries loaded during the run may join the list
