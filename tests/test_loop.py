@@ -156,3 +156,43 @@ def test_train_threads_limits_the_native_thread_pools_during_the_run_only(in_tmp
     assert seen and all(n == 1 for n in seen[0])
     after = {i["filepath"]: i["num_threads"] for i in threadpool_info()}
     assert before and {k: after[k] for k in before} == before  # libraries loaded during the run may join the list
+
+
+def test_usable_cpus_follow_the_affinity_mask_and_the_cgroup_quota(tmp_path, monkeypatch):
+    import os
+
+    from forgeml.train.threads import usable_cpus
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert usable_cpus(tmp_path) == 4  # no quota files: the mask
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cpus(tmp_path) == 4  # v2, unlimited
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert usable_cpus(tmp_path) == 2  # v2: 1.5 CPUs of quota, rounded
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("100000")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000")
+    assert usable_cpus(tmp_path) == 1  # v1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3})
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    assert usable_cpus(tmp_path) == 1  # pinned to one CPU, no quota
+
+
+def test_a_small_network_trains_on_one_thread_unless_told_and_the_process_keeps_its_own(in_tmp):
+    import torch
+
+    from forgeml import api
+    from forgeml.train.threads import SMALL_MODEL, threads_for, usable_cpus
+
+    before = torch.get_num_threads()
+    seen = []
+    base = {"data": {"source": "bundled:breast_cancer"}, "model": {"name": "mlp", "hidden": [8]}, "tracking": {"uri": "none"}}
+    run = api.train({**base, "name": "auto", "train": {"epochs": 1}}, quiet=True,
+                    on_epoch=lambda name, logs: seen.append(torch.get_num_threads()))
+    assert seen == [1] and run.metrics["training"]["threads"] == 1 and torch.get_num_threads() == before
+    run = api.train({**base, "name": "two", "train": {"epochs": 1, "threads": 2}}, quiet=True,
+                    on_epoch=lambda name, logs: seen.append(torch.get_num_threads()))
+    assert seen[-1] == 2 and run.metrics["training"]["threads"] == 2 and torch.get_num_threads() == before
+    big = torch.nn.Linear(SMALL_MODEL, 2)
+    assert threads_for(big) == usable_cpus() and threads_for(torch.nn.Linear(4, 2)) == 1

@@ -37,6 +37,7 @@ class FitResult:
     seconds: float = 0.0
     device: str = "cpu"
     precision: str = "fp32"
+    threads: int = 0  # the CPU threads it trained with
 
 
 def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision, monitor: str = "val_loss") -> dict:
@@ -51,7 +52,23 @@ def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, de
     return metrics
 
 
-def fit(
+def fit(model: torch.nn.Module, task: Task, train, y_train, val, y_val, cfg, *args, **kwargs) -> FitResult:
+    """Train with ``cfg`` (see ``_fit``) on ``cfg.threads`` CPU threads, or when unset on as many as
+    forgeml.train.threads chooses for this model; the process's own thread count comes back afterwards."""
+    from forgeml.train.threads import threads_for
+
+    before = torch.get_num_threads()
+    threads = cfg.threads or threads_for(model)
+    torch.set_num_threads(threads)
+    try:
+        result = _fit(model, task, train, y_train, val, y_val, cfg, *args, **kwargs)
+    finally:
+        torch.set_num_threads(before)
+    result.threads = threads
+    return result
+
+
+def _fit(
     model: torch.nn.Module,
     task: Task,
     train: dict[str, np.ndarray],
@@ -75,8 +92,6 @@ def fit(
     mixup loss). ``privacy`` (an engine such as DP-SGD) draws the batches and makes the optimizer private. Without
     ``val`` (None) no epoch is validated and the last epoch's weights are kept."""
     step = task.step if loss is None else partial(task.step, loss=loss)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)

@@ -240,7 +240,8 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
         metrics["history"] = fit_info.history
         metrics["training"] = {"epochs_run": len(fit_info.history), "best_epoch": fit_info.best_epoch, "monitor": fit_info.monitor,
                                "best_score": fit_info.best_score, "stopped_early": fit_info.stopped_early,
-                               "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision}
+                               "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision,
+                               "threads": fit_info.threads}
 
     # plots
     pdir = run_dir / "plots"

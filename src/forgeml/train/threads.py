@@ -1,0 +1,48 @@
+"""How many CPU threads a network trains with when train.threads is not set: the CPUs this process may really use
+(its affinity mask and its cgroup's CPU quota, not the machine's count), and one thread for a small model.
+
+Why one: torch's intra-op threads meet at a barrier after every operation; a small model's operations are too short
+to split, so a second thread adds little, and when other processes keep the cores busy each barrier waits for a
+descheduled thread. Measured on this 2-core machine (benchmarks/contention.py, the default MLP on ISLR Default, 10
+epochs): quiet, 3.95 s on one thread against 3.44 s on two; with two busy processes, 6.40 s against 14.95 s (a
+1.62x slow-down against 4.35x).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SMALL_MODEL = 1_000_000  # parameters: a network below this trains on one thread
+
+
+def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (v2 cpu.max, v1 cfs quota)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    quota = _cgroup_quota(cgroup)
+    return max(1, min(cpus, quota)) if quota else max(1, cpus)
+
+
+def _cgroup_quota(root: Path) -> int | None:
+    try:
+        text = (root / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            return max(1, int(int(text[0]) / int(text[1]) + 0.5))
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        if quota > 0 and period > 0:
+            return max(1, int(quota / period + 0.5))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def threads_for(model) -> int:
+    """The thread count for training ``model`` (a torch module) on the CPU when none is configured."""
+    params = sum(p.numel() for p in model.parameters())
+    return 1 if params < SMALL_MODEL else usable_cpus()
