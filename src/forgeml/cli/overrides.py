@@ -81,17 +81,10 @@ def apply_sets(cfg: dict, sets: Optional[Iterable[str]]) -> dict:
     Sections on the way are created; a bare name there stands for {name: ...} (task: forecasting, then
     --set task.horizon=12). Unknown keys and bad values are left to the config's validation, which names the path."""
     out = copy.deepcopy(cfg)
+    from forgeml.config.experiment import set_key
+
     for path, value in map(parse_set, sets or ()):
-        node = out
-        for part in path[:-1]:
-            child = node.get(part)
-            if isinstance(child, str):
-                child = {"name": child}
-            elif not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        node[path[-1]] = value
+        set_key(out, path, value)
     return out
 
 

@@ -181,6 +181,21 @@ def load_config(path: str | Path) -> dict:
     return data
 
 
+def set_key(tree: dict, path: list[str], value) -> None:
+    """Set one dotted config key (``["train", "lr"]``) in a config dict, in place; a bare section name on the way
+    (``model: mlp``) becomes ``{name: mlp}`` first (forgeml --set, forgeml tune's trials)."""
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if isinstance(child, str):
+            child = {"name": child}
+        elif not isinstance(child, dict):
+            child = {}
+        node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
 def merge(base: dict, overrides: dict) -> dict:
     """Deep-merge overrides (from CLI flags) into a config dict; None values (flags not given) are dropped."""
     out = dict(base)

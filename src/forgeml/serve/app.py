@@ -102,11 +102,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     def _lookup(name: str, version: Optional[str]):
         """(the served model, None), or (None, a 404 naming what is served)."""
         model = registry.get(name, version)
-        if model is not None:
-            return model, None
-        if name in registry.models:
-            return None, error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
-        return None, error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+        return (model, None) if model is not None else (None, error(404, registry.missing(name, version)))
 
     async def _instances(request: Request, limit: int, optional: tuple[str, ...] = ()):
         """(the JSON body, None), or (None, a 400/422 saying what is wrong with it). The body is parsed by hand
@@ -231,7 +227,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
              responses=schemas.errors(*auth_errors, 404, 422), summary="The versions of one model")
     async def model_versions(name: str):
         if name not in registry.models:
-            return error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+            return error(404, registry.missing(name, None))
         return {"models": [_info(m) for m in registry.models[name].values()]}
 
     @app.get("/healthz", response_model=schemas.Health, tags=["health"], summary="Liveness")

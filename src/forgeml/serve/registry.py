@@ -151,6 +151,12 @@ class Registry:
             raise ConfigError(f"--default {spec}: no such model version; serving {self.names()}")
         self.default[name] = version
 
+    def missing(self, name: str, version: Optional[str]) -> str:
+        """Why ``get(name, version)`` found nothing, naming what is served (the 404 of v1 and v2)."""
+        if name in self.models:
+            return f"model {name} has no version {version}; versions: {sorted(self.models[name])}"
+        return f"no model named {name!r}; serving {sorted(self.models)}"
+
     def names(self) -> list[str]:
         return [f"{n}:{v}" for n, vs in self.models.items() for v in vs]
 

@@ -117,11 +117,7 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
 
     def lookup(name: str, version: Optional[str]):
         model = registry.get(name, version)
-        if model is not None:
-            return model, None
-        if name in registry.models:
-            return None, error(404, f"model {name} has no version {version}; versions: {sorted(registry.models[name])}")
-        return None, error(404, f"no model named {name!r}; serving {sorted(registry.models)}")
+        return (model, None) if model is not None else (None, error(404, registry.missing(name, version)))
 
     def metadata(name: str, version: Optional[str]):
         model, problem = lookup(name, version)

@@ -15,6 +15,7 @@ from typing import Any, Union
 from pydantic import BaseModel
 
 from forgeml.config import Config, Range, TuneConfig, build_config
+from forgeml.config.experiment import set_key
 from forgeml.config.models import params_class
 from forgeml.errors import ConfigError
 
@@ -98,17 +99,7 @@ def apply(base: dict, values: dict[str, Any]) -> dict:
     """A copy of a config dict with each dotted key set (a bare section name becomes {name: ...} first)."""
     out = json.loads(json.dumps(base))
     for key, value in values.items():
-        node = out
-        *parents, last = key.split(".")
-        for part in parents:
-            child = node.get(part)
-            if isinstance(child, str):
-                child = {"name": child}
-            elif not isinstance(child, dict):
-                child = {}
-            node[part] = child
-            node = child
-        node[last] = value
+        set_key(out, key.split("."), value)
     return out
 
 
