@@ -196,3 +196,4 @@ def test_a_small_network_trains_on_one_thread_unless_told_and_the_process_keeps_
     assert seen[-1] == 2 and run.metrics["training"]["threads"] == 2 and torch.get_num_threads() == before
     big = torch.nn.Linear(SMALL_MODEL, 2)
     assert threads_for(big) == usable_cpus() and threads_for(torch.nn.Linear(4, 2)) == 1
+    assert threads_for(torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten())) == usable_cpus()  # convolutions work hard
