@@ -25,6 +25,15 @@ def fast_train(**train):
     return {"epochs": 3, "batch_size": 64, "early_stopping": None, **train}
 
 
+def train_quick(root, name: str, source: str, model: dict, target=None, **extra):
+    """A small run under root/runs (2 epochs, no tracking, quiet); returns its folder."""
+    from forgeml import api
+
+    data = {"source": source, **({"target": target} if target else {})}
+    return api.train({"name": name, "runs_dir": str(root / "runs"), "data": data, "model": model,
+                      "tracking": {"uri": "none"}, "train": fast_train(epochs=2), **extra}, quiet=True).run_dir
+
+
 def cli(*args) -> int:
     """Run the CLI in-process; returns its exit code."""
     from forgeml.cli import main

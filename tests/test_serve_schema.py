@@ -10,10 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgeml import api
 from forgeml.data.bundled import load_bundled
 
-from conftest import fast_train
+from conftest import train_quick
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
@@ -31,11 +30,6 @@ KEY = "schema-s3cret"
 ROW = {"student": "Yes", "balance": 1500.0, "income": 20000.0}
 
 
-def _train(root, name, source, model, target=None, **extra):
-    data = {"source": source, **({"target": target} if target else {})}
-    return api.train({"name": name, "runs_dir": str(root / "runs"), "data": data, "model": model,
-                      "tracking": {"uri": "none"}, "train": fast_train(epochs=2), **extra}, quiet=True).run_dir
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -48,9 +42,9 @@ def runs(tmp_path_factory):
     iris, label = load_bundled("iris")
     iris = iris.drop(columns=[label]).assign(shop=np.where(np.arange(len(iris)) % 3 == 0, "north", "south"))
     iris.to_csv(root / "flowers.csv", index=False)
-    return {"churn": _train(root, "churn", str(root / "churn.csv"), {"name": "mlp", "hidden": [16]}, "churned"),
-            "diabetes": _train(root, "diabetes", "bundled:diabetes", {"name": "lightgbm", "n_estimators": 20}),
-            "flowers": _train(root, "flowers", str(root / "flowers.csv"), {"name": "isolation_forest"},
+    return {"churn": train_quick(root, "churn", str(root / "churn.csv"), {"name": "mlp", "hidden": [16]}, "churned"),
+            "diabetes": train_quick(root, "diabetes", "bundled:diabetes", {"name": "lightgbm", "n_estimators": 20}),
+            "flowers": train_quick(root, "flowers", str(root / "flowers.csv"), {"name": "isolation_forest"},
                               task={"name": "anomaly"})}
 
 

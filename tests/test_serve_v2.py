@@ -12,10 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forgeml import api
 from forgeml.data.bundled import load_bundled
 
-from conftest import fast_train
+from conftest import train_quick
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -29,11 +28,6 @@ ROWS = [{"student": "Yes", "balance": 1500.0, "income": 20000.0}, {"student": "N
         {"student": "No", "balance": 2100.5, "income": 31000.0}]
 
 
-def _train(root, name, source, model, target=None, **extra):
-    data = {"source": source, **({"target": target} if target else {})}
-    return api.train({"name": name, "runs_dir": str(root / "runs"), "data": data, "model": model,
-                      "tracking": {"uri": "none"}, "train": fast_train(epochs=2), **extra}, quiet=True).run_dir
-
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
@@ -41,9 +35,9 @@ def runs(tmp_path_factory):
     df, target = load_bundled("default")
     few = pd.concat([df[df[target] == "Yes"].head(150), df[df[target] == "No"].head(250)])
     few.to_csv(root / "churn.csv", index=False)
-    return {"churn": _train(root, "churn", str(root / "churn.csv"), {"name": "mlp", "hidden": [16]}, target),
-            "diabetes": _train(root, "diabetes", "bundled:diabetes", {"name": "lightgbm", "n_estimators": 20}),
-            "digits": _train(root, "digits", "bundled:digits", {"name": "cnn", "channels": [8, 16]})}
+    return {"churn": train_quick(root, "churn", str(root / "churn.csv"), {"name": "mlp", "hidden": [16]}, target),
+            "diabetes": train_quick(root, "diabetes", "bundled:diabetes", {"name": "lightgbm", "n_estimators": 20}),
+            "digits": train_quick(root, "digits", "bundled:digits", {"name": "cnn", "channels": [8, 16]})}
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ an unknown model) with ``{"error": message}``.
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request
@@ -166,8 +167,6 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
             answer["id"] = body["id"]
         if not blob:
             return JSONResponse(answer)
-        import json
-
         head = json.dumps(answer, separators=(",", ":")).encode()
         return Response(head + blob, media_type="application/octet-stream",
                         headers={"Inference-Header-Content-Length": str(len(head))})

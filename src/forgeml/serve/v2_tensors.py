@@ -23,6 +23,7 @@ import numpy as np
 
 from forgeml.core import NUMBER_DATATYPES
 from forgeml.features import get
+from forgeml.features.records import InputError, checked_text
 
 NUMPY = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16,
@@ -78,8 +79,11 @@ def parse(body: bytes, header_length: Optional[str]) -> tuple[dict, bytes]:
     for key in ("parameters",):
         if key in request and not isinstance(request[key], dict):
             raise TensorError(f"'{key}' must be an object")
-    if "id" in request and not (isinstance(request["id"], str) and _is_text(request["id"])):
-        raise TensorError("'id' must be a string of valid Unicode text")
+    if "id" in request:
+        try:
+            checked_text(request["id"] if isinstance(request["id"], str) else None, "id", None)
+        except (InputError, AttributeError):
+            raise TensorError("'id' must be a string of valid Unicode text") from None
     if "outputs" in request and not (isinstance(request["outputs"], list)
                                      and all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in request["outputs"])):
         raise TensorError("'outputs' must be a list of {\"name\": OUTPUT} objects")
@@ -197,22 +201,12 @@ def _scalars(array: np.ndarray, datatype: str, shape: list[int], name: str) -> l
     if shape not in ([shape[0]], [shape[0], 1]):
         raise TensorError(f"input '{name}': takes one value per instance, shape [N] or [N, 1]; got {shape}")
     if datatype == "BYTES":
-        values = [v if isinstance(v, str) else v.decode("utf-8", "surrogateescape") for v in array]
-        bad = next((i for i, v in enumerate(values) if not _is_text(v)), None)
-        if bad is not None:
-            raise TensorError(f"input '{name}'[{bad}] is not UTF-8 text")
-        return values
+        # invalid UTF-8 bytes decode to lone surrogates, which the feature types' own text check refuses
+        return [checked_text(v if isinstance(v, str) else v.decode("utf-8", "surrogateescape"), name, i)
+                for i, v in enumerate(array)]
     if datatype.startswith("FP"):
         return [None if math.isnan(v) else v for v in array.astype(np.float64).tolist()]
     return array.tolist()
-
-
-def _is_text(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate: valid JSON, not text
-        return False
-    return True
 
 
 def _flatten(data: Any, name: str) -> list:
