@@ -104,10 +104,14 @@ FEATURES: Registry = Registry("feature type", builtin=(
 LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr", "davies_bouldin"}
 
 
+def lower_is_better(metric: str) -> bool:
+    """Is a lower value of this metric better? ``val_``/``test_`` prefixes are ignored."""
+    return metric.removeprefix("val_").removeprefix("test_") in LOWER_IS_BETTER
+
+
 def better(metric: str, a: float, b: float, min_delta: float = 0.0) -> bool:
     """Is a better than b for this metric (by more than min_delta)? ``val_``/``test_`` prefixes are ignored."""
-    name = metric.removeprefix("val_").removeprefix("test_")
-    if name in LOWER_IS_BETTER:
+    if lower_is_better(metric):
         return a < b - min_delta
     return a > b + min_delta
 

@@ -63,6 +63,7 @@ def train(
     from forgeml.train import checkpoint
     from forgeml.train.engines import engine_for, trains_with
     from forgeml.train.loop import fit
+    from forgeml.train.threads import native_thread_limits
 
     say = say or stderr_say(quiet)
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
@@ -93,7 +94,7 @@ def train(
         + cfg.model_copy(update={"task": cfg.task.model_copy(update={"name": task.name})}).to_yaml())
 
     tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
-    native = _native_threads(cfg.train.threads)
+    native = native_thread_limits(cfg.train.threads)
     try:
         tracker.params(cfg.model_dump(mode="json") | {"task": task.name})
         # what fitting may see: the target for supervised families; nothing for the others (a label only evaluates)
@@ -153,16 +154,6 @@ def train(
     tracker.end()
     return result
 
-
-def _native_threads(threads: Optional[int]):
-    """train.threads for the native thread pools too (BLAS and OpenMP under NumPy and scikit-learn: the baselines,
-    the metrics), not only torch's: left at every core, they oversubscribe a shared CPU (a digits baseline took 3-9 s
-    with 2 BLAS threads on the busy 2-core machine, 0.13 s with one). None when no thread count is set."""
-    if not threads:
-        return None
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(threads)
 
 
 def epoch_hook(tracker, name: str, on_epoch: Optional[Callable[[str, dict], None]]) -> Callable[[dict], None]:

@@ -54,3 +54,15 @@ def threads_for(model) -> int:
     if params >= SMALL_MODEL or any(isinstance(m, heavy) for m in model.modules()):
         return usable_cpus()
     return 1
+
+
+def native_thread_limits(threads: int | None):
+    """train.threads for the native thread pools too (BLAS and OpenMP under NumPy and scikit-learn: the baselines,
+    the metrics), not only torch's: left at every core, they oversubscribe a shared CPU (a digits baseline took 3-9 s
+    with 2 BLAS threads on the busy 2-core machine, 0.13 s with one). The limits (restore with
+    ``.restore_original_limits()``), or None when no thread count is set."""
+    if not threads:
+        return None
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads)

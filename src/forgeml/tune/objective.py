@@ -12,15 +12,11 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from forgeml.config import build_config
-from forgeml.core import LOWER_IS_BETTER
+from forgeml.core import lower_is_better
 from forgeml.errors import ForgeMLError, RunError
 from forgeml.tune.space import Space, apply
 
 Say = Callable[[str], None]
-
-
-def lower_is_better(metric: str) -> bool:
-    return metric.removeprefix("val_").removeprefix("test_") in LOWER_IS_BETTER
 
 
 class Objective:

@@ -2,7 +2,6 @@
 the pruner, and ``study.optimize`` until the study holds tune.trials trials or tune.timeout has passed."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -47,10 +46,13 @@ def trial_base(cfg: Config) -> dict:
 
 
 def trial_threads(cfg: Config, workers: int) -> Optional[int]:
-    """Torch threads per trial when several workers share this machine's cores (unless train.threads is set)."""
+    """Torch threads per trial when several workers share the CPUs this process may use (unless train.threads is
+    set)."""
+    from forgeml.train.threads import usable_cpus
+
     if workers <= 1 or cfg.train.threads:
         return None
-    return max(1, (os.cpu_count() or 1) // workers)
+    return max(1, usable_cpus() // workers)
 
 
 def optimize(study, cfg: Config, space: Space, primary: str, say: Say, quiet: bool, worker: Optional[int] = None) -> None:

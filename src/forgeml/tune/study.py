@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 from forgeml.config import Config, TuneConfig, build_config
+from forgeml.core import lower_is_better
 from forgeml.errors import ConfigError, RunError, require
 from forgeml.run import RunResult
 from forgeml.tune import search
-from forgeml.tune.objective import lower_is_better
 from forgeml.tune.space import Space, apply, build_space
 from forgeml.tune.storage import local_file, open_storage, shown, spec_for
 
