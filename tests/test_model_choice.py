@@ -70,6 +70,7 @@ def test_auto_on_a_table_records_the_kept_model_in_the_manifest_and_mlflow(in_tm
     df, target = load_bundled("diabetes")
     df.to_csv("diabetes.csv", index=False)
     result = api.train({"name": "auto-table", "data": {"source": "diabetes.csv", "target": target},
+                        "model": {"name": "auto", "presets": "fast"},
                         "tracking": {"uri": tracking_uri, "experiment": "choice"}, "train": fast_train(epochs=2)}, quiet=True)
     m, manifest = result.metrics, result.manifest
     # LightGBM is the baseline and a candidate: it competed, and the kept model has the best validation rmse
@@ -83,6 +84,19 @@ def test_auto_on_a_table_records_the_kept_model_in_the_manifest_and_mlflow(in_tm
     assert run.data.params["model.name"] == "auto"
     files = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {f"model/{manifest['model']['file']}", "model/manifest.json"} <= files
+
+
+def test_the_default_ensemble_is_tracked_with_all_its_files(in_tmp, tracking_uri):
+    from mlflow.tracking import MlflowClient
+
+    result = api.train({"name": "ens", "data": {"source": "bundled:diabetes"}, "tracking": {"uri": tracking_uri}}, quiet=True)
+    assert result.manifest["model"]["name"] == "ensemble"
+    client = MlflowClient(tracking_uri)
+    run_id = result.manifest["tracking"]["run_id"]
+    assert client.get_run(run_id).data.params["chosen_model"] == "ensemble"
+    files = {a.path for a in client.list_artifacts(run_id, "model/ensemble")}
+    kept = json.loads((result.run_dir / "ensemble" / "ensemble.json").read_text())["members"]
+    assert "model/ensemble/ensemble.json" in files and {f"model/ensemble/{m['name']}" for m in kept} <= files
 
 
 def test_a_text_model_beaten_by_its_baseline_says_so_and_records_by_how_much(in_tmp, capsys):

@@ -16,8 +16,9 @@ def _train(name, data, tracking="none", **cfg):
     return api.train({"name": name, "data": data, "tracking": {"uri": tracking}, "train": fast_train(), **cfg}, quiet=True)
 
 
-def test_auto_trains_mlp_and_lightgbm_reports_both_and_keeps_the_better(in_tmp):
-    result = _train("default", {"source": "bundled:default"}, train=fast_train(epochs=4))
+def test_auto_fast_trains_mlp_and_lightgbm_reports_both_and_keeps_the_better(in_tmp):
+    result = _train("default", {"source": "bundled:default"}, train=fast_train(epochs=4),
+                    model={"name": "auto", "presets": "fast"})
     m = result.metrics
     assert [c["model"] for c in m["candidates"]] == ["mlp", "lightgbm"]
     vals = {c["model"]: c["val"]["roc_auc"] for c in m["candidates"]}

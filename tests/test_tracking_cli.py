@@ -36,7 +36,7 @@ def test_default_tracking_store_is_sqlite_in_the_runs_folder(in_tmp):
 def test_train_without_config_prints_its_config_and_results(in_tmp, capsys):
     assert cli("train", "--data", "bundled:iris", "--epochs", "2", "--tracking-uri", "none") == 0
     out, err = capsys.readouterr()
-    assert "model: auto -> mlp vs lightgbm" in err and "epochs: 2" in err and "task: classification" in err
+    assert "model: auto -> ensemble" in err and "epochs: 2" in err and "task: classification" in err
     assert "test metrics" in out and "runs/iris/report.html" in out
     saved = yaml.safe_load((in_tmp / "runs" / "iris" / "config.yaml").read_text())
     assert saved["train"]["epochs"] == 2 and saved["data"]["source"] == "bundled:iris"

@@ -93,7 +93,7 @@ LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
     "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans",
-    "forgeml.models.shallow"))
+    "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",

@@ -96,8 +96,11 @@ class Tracker:
         if (run_dir / "plots").is_dir():
             mlflow.log_artifacts(str(run_dir / "plots"), artifact_path="plots")
         for name in model_files or []:  # the model itself, loadable with the manifest beside it
-            if (run_dir / name).is_file():
-                mlflow.log_artifact(str(run_dir / name), artifact_path="model")
+            path = run_dir / name
+            if path.is_file() and path.parent != run_dir:  # a model in a folder of its own (the ensemble's): all of it
+                mlflow.log_artifacts(str(path.parent), artifact_path=f"model/{path.parent.name}")
+            elif path.is_file():
+                mlflow.log_artifact(str(path), artifact_path="model")
         if model_files and (run_dir / "manifest.json").is_file():
             mlflow.log_artifact(str(run_dir / "manifest.json"), artifact_path="model")
 

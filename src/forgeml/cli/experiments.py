@@ -36,6 +36,8 @@ def train(
     contamination: opt.Contamination = None,
     target_fpr: opt.TargetFpr = None,
     model: opt.Model = None,
+    presets: opt.Presets = None,
+    time_limit: opt.TimeLimit = None,
     name: opt.Name = None,
     epochs: opt.Epochs = None,
     batch_size: opt.BatchSize = None,
@@ -66,6 +68,11 @@ def train(
     from forgeml.config import merge
 
     base = base_config(config, model)
+    if presets is not None:
+        if base.get("model", {}).get("name", "auto") != "auto":
+            raise ConfigError(f"--presets chooses what model auto trains; this run trains {base['model']['name']}: "
+                              "drop --model (or the config's model.name) or --presets")
+        base = {**base, "model": {**base.get("model", {}), "name": "auto", "presets": presets}}
     overrides = {
         "name": name or (None if base.get("name") else default_name(data)),
         "task": task_section(base, task, label=label, k=k, positive=positive, contamination=contamination,
@@ -74,7 +81,7 @@ def train(
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                              scale, outliers, sep, encoding),
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision, "device": device,
-                  "privacy": {"epsilon": epsilon, "delta": delta, "max_grad_norm": max_grad_norm}},
+                  "time_limit": time_limit, "privacy": {"epsilon": epsilon, "delta": delta, "max_grad_norm": max_grad_norm}},
         "tracking": {"uri": tracking_uri},
     }
     cfg_dict = apply_sets(merge(base, overrides), sets)

@@ -55,7 +55,10 @@ Outliers = Annotated[Optional[str], typer.Option(
     "--outliers", help="numeric outliers beyond the 1%/99% training quantiles: none | clip | drop")]
 
 # ----- model and training
-Model = Annotated[Optional[str], typer.Option("--model", "-m", help="auto | mlp | cnn | text | minilm | lightgbm")]
+Model = Annotated[Optional[str], typer.Option("--model", "-m", help="auto | mlp | cnn | text | minilm | lightgbm | catboost | ensemble")]
+Presets = Annotated[Optional[str], typer.Option("--presets", help="model auto on tables: fast (mlp vs lightgbm) | medium "
+                                                                  "(default: a bagged ensemble of boosted trees) | best")]
+TimeLimit = Annotated[Optional[float], typer.Option("--time-limit", help="seconds training may take (train.time_limit)")]
 Epochs = Annotated[Optional[int], typer.Option("--epochs", help="training epochs")]
 BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="batch size")]
 Lr = Annotated[Optional[float], typer.Option("--lr", help="learning rate")]

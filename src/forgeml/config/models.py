@@ -12,10 +12,15 @@ from forgeml.config.base import Strict
 
 
 class AutoParams(Strict):
-    """Choose from the feature types, keeping the better on validation: tables -> mlp and lightgbm, tables with text
+    """Choose from the feature types, keeping the better on validation: tables -> the weighted ensemble (presets
+    medium and best) or mlp and lightgbm (presets fast), tables with text
     columns -> mlp and lightgbm_tfidf, text -> text (bilstm) and tfidf_linear, images -> cnn and pixels_linear."""
 
     name: Literal["auto"] = "auto"
+    presets: Literal["fast", "medium", "best"] = Field(
+        "medium", description="tables: fast = mlp vs lightgbm, the better on validation kept; medium = a weighted "
+                              "ensemble of LightGBM, CatBoost and LightGBM-XT, k-fold bagged below 20,000 rows; best = "
+                              "the ensemble with 8 folds, bagged below 100,000 rows. Other data: the same candidates for all")
 
 
 def params_class(name: str) -> type[BaseModel]:

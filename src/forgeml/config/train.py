@@ -96,6 +96,10 @@ class TrainConfig(Strict):
     device: str = Field("auto", description="auto, cpu, cuda, cuda:1, mps")
     early_stopping: Optional[EarlyStopping] = Field(default_factory=EarlyStopping)
     seed: int = 0
+    time_limit: Optional[float] = Field(None, gt=0, description="seconds the run may spend training: model auto's "
+                                                                "ensemble trains its members in order of expected value "
+                                                                "and stops adding them when the budget is spent; a "
+                                                                "candidate that finds no time left is skipped")
     threads: Optional[int] = Field(None, ge=1, description="CPU threads of torch and, while the run trains, of BLAS and OpenMP (NumPy, scikit-learn); default: one torch thread for a dense network under 1M parameters, else the CPUs this process may use (affinity, cgroup quota), and the native libraries' own choice")
     privacy: Optional[PrivacyConfig] = Field(None, description="train with differential privacy (DP-SGD); null: no DP")
 

@@ -78,5 +78,8 @@ def run_baseline(kind: str, task, enc: dict, y: dict, pre_state: dict, seed: int
         model = _linear(task, seed).fit(flat["train"], y["train"])
         return {s: _raw_from_sklearn(model, flat[s], task) for s in ("val", "test")}
     learner = LEARNERS.get(kind)  # a learner tagged baseline:<blocks>, with its default parameters
-    model = learner.fit(learner.Params(), task, enc["train"], y["train"], enc["val"], y["val"], seed, threads)
+    from forgeml.cpus import threads_for_table
+
+    model = learner.fit(learner.Params(), task, enc["train"], y["train"], enc["val"], y["val"], seed,
+                        threads or threads_for_table(enc["train"]))
     return {s: learner.raw(model, enc[s], task) for s in ("val", "test")}

@@ -92,13 +92,17 @@ def raw_outputs(estimator, name: str, arrays: dict, task) -> np.ndarray:
     return get_model(name).raw(estimator, arrays, task)
 
 
-def resolve_auto(feature_types: set[str], privacy=None) -> list[str]:
-    """Candidate models for `model: auto`, from the feature types present. Under ``privacy`` (train.privacy): the
+def resolve_auto(feature_types: set[str], privacy=None, presets: str = "fast") -> list[str]:
+    """Candidate models for `model: auto`, from the feature types present and the presets (tables: ``fast`` trains
+    mlp and lightgbm, the others the weighted ensemble, forgeml.models.ensemble). Under ``privacy`` (train.privacy): the
     learner tagged ``dp_default`` (a linear model: under DP-SGD, few parameters keep their accuracy), alone; with
     ``privacy.select`` also those tagged ``dp_candidate`` and the usual networks that DP-SGD can train. Data none of
     them takes (text) gets the usual networks."""
     usual = _usual(feature_types)
     if privacy is None:
+        tables = LEARNERS.tagged("ensemble")
+        if presets != "fast" and usual == ["mlp", "lightgbm"] and tables:
+            return tables[:1]
         return usual
     takes = lambda tag: [n for n in LEARNERS.tagged(tag) if feature_types <= LEARNERS.get(n).accepts]  # noqa: E731
     trainable = [n for n in usual if "dp" in LEARNERS.get(n).tags]

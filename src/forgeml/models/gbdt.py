@@ -20,6 +20,9 @@ class LightGBMParams(Strict):
     learning_rate: float = Field(0.05, gt=0)
     num_leaves: int = Field(31, gt=1)
     min_child_samples: int = Field(20, gt=0)
+    extra_trees: bool = Field(False, description="random split thresholds (extremely randomized trees): more diverse, "
+                                                 "less fitted trees")
+    feature_fraction: float = Field(1.0, gt=0, le=1, description="fraction of the columns each tree may split on")
 
     # forgeml tune's default space (config key -> range or choices); it holds the defaults, so the study measures them
     search_space: ClassVar[dict] = {
@@ -57,7 +60,8 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
         objective = {"objective": "regression"}
     booster_params = {
         **objective, "learning_rate": params.learning_rate, "num_leaves": params.num_leaves,
-        "min_child_samples": params.min_child_samples, "seed": seed, "verbose": -1, "num_threads": threads or 0,
+        "min_child_samples": params.min_child_samples, "extra_trees": params.extra_trees,
+        "feature_fraction": params.feature_fraction, "seed": seed, "verbose": -1, "num_threads": threads or 0,
     }
     cats = list(categorical) or "auto"
     train = lgb.Dataset(x_train, y_train, weight=sample_weight, categorical_feature=cats, free_raw_data=True)
@@ -145,7 +149,7 @@ def _exact_thresholds(model, booster) -> None:
         node.attribute.append(helper.make_attribute("nodes_values", exact))
 
 
-@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files", "baseline:table"},
+@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files", "baseline:table", "ensemble_member"},
                    accepts={"numeric", "categorical", "datetime"})
 class LightGBM(Learner):
     """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""

@@ -76,6 +76,8 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
     if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunError(f"{run_dir} already exists; use --overwrite to replace it, or --name for a new run")
 
+    if cfg.model.name == "auto":  # the networks model auto trains (presets fast): the tree ensemble has no weights to average
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"presets": "fast"})})
     data = pipeline.prepare_for_training(cfg, say)
     name = next((c for c in data.candidates if "torch" in get_model(c).tags), None)
     if name is None:

@@ -102,7 +102,7 @@ class SupervisedTask(Task):
             from forgeml.features.exclusions import kept_notice
 
             say(f"[yellow]warning: {escape(kept_notice(kept))}[/]")
-        splits.candidates = resolve_auto({f.type for f in splits.features}, cfg.train.privacy) \
+        splits.candidates = resolve_auto({f.type for f in splits.features}, cfg.train.privacy, cfg.model.presets) \
             if cfg.model.name == "auto" else [cfg.model.name]
         for name in splits.candidates:
             check_supports(name, splits.features)
@@ -197,7 +197,12 @@ class SupervisedTask(Task):
 
 def params_for(cfg: Config, name: str):
     """A learner's parameters: the config's model section when it names this learner, else its defaults."""
-    return cfg.model if cfg.model.name == name else params_class(name)()
+    if cfg.model.name == name:
+        return cfg.model
+    Params = params_class(name)
+    if cfg.model.name == "auto" and hasattr(Params, "for_presets"):  # model auto's presets choose its settings
+        return Params.for_presets(cfg.model.presets)
+    return Params()
 
 
 @dataclass

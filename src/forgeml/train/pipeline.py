@@ -63,6 +63,7 @@ def train(
     from forgeml.train import checkpoint
     from forgeml.train.engines import engine_for, trains_with
     from forgeml.train.loop import fit
+    from forgeml.cpus import threads_for_table
     from forgeml.train.threads import native_thread_limits
 
     say = say or stderr_say(quiet)
@@ -102,15 +103,21 @@ def train(
         train_loss = task.training_loss(cfg, y_fit["train"])
         augment = batch_augmenter(cfg.data.augment, augment_roles(data.preprocessor.state))  # as the types declare
         candidates = []
+        budget = TimeBudget(cfg.train.time_limit)
         for name in data.candidates:
-            params = params_for(cfg, name)
+            params = budget.params(params_for(cfg, name))
             learner = get_model(name)
+            if candidates and budget.spent():
+                say(f"  time limit ({cfg.train.time_limit:g} s) spent: {name} not trained")
+                continue
             tic = time.perf_counter()
             dp = None
             if "torch" not in learner.tags:  # a learner with its own fit (LightGBM, IsolationForest...)
                 weights = task.sample_weights(cfg, y_fit["train"]) if "sample_weights" in learner.tags else None
+                narrate = {"say": say} if "narrates" in learner.tags else {}
+                threads = cfg.train.threads or threads_for_table(data.enc["train"])
                 model = learner.fit(params, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
-                                    cfg.train.seed, cfg.train.threads, sample_weight=weights)
+                                    cfg.train.seed, threads, sample_weight=weights, **narrate)
                 fit_info = None
             else:
                 torch.manual_seed(cfg.train.seed)
@@ -131,7 +138,9 @@ def train(
                 if dp is not None:
                     dp.close()
                     say(f"privacy: {dp.summary()}")
-            val_raw = learner.raw(model, data.enc["val"], task)
+            # a model whose fits saw the validation rows (k-fold bagging) gives its out-of-fold outputs on them
+            val_raw = getattr(model, "validation_raw", None)
+            val_raw = learner.raw(model, data.enc["val"], task) if val_raw is None else val_raw
             val_metrics = task.metrics(data.y["val"], task.outputs(val_raw))
             candidates.append({"model": name, "params": params, "estimator": model, "fit": fit_info, "raw": {"val": val_raw},
                                "val": val_metrics, "seconds": time.perf_counter() - tic,
@@ -145,8 +154,10 @@ def train(
         chosen, choice = choose(task, candidates, base, say)
         task.finalize(cfg, data, task.outputs(chosen["raw"]["val"]), say)
         result = finish(cfg, run_dir, data, chosen, candidates, tracker, say, baseline=base, choice=choice)
-    except BaseException:
+    except BaseException as exc:
         tracker.end("FAILED")
+        if getattr(exc, "nothing_trained", False) and not resume:  # e.g. a time limit too short: leave no half run
+            shutil.rmtree(run_dir, ignore_errors=True)
         raise
     finally:
         if native is not None:
@@ -154,6 +165,25 @@ def train(
     tracker.end()
     return result
 
+
+
+class TimeBudget:
+    """train.time_limit: the candidates train in order until it is spent; a learner with a ``time_limit`` parameter
+    (the ensemble) gets what is left."""
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds, self.start = seconds, time.perf_counter()
+
+    def left(self) -> Optional[float]:
+        return None if self.seconds is None else self.seconds - (time.perf_counter() - self.start)
+
+    def spent(self) -> bool:
+        return self.seconds is not None and self.left() <= 0
+
+    def params(self, params):
+        if self.seconds is None or "time_limit" not in type(params).model_fields:
+            return params
+        return params.model_copy(update={"time_limit": max(self.left(), 1e-3)})
 
 
 def epoch_hook(tracker, name: str, on_epoch: Optional[Callable[[str, dict], None]]) -> Callable[[dict], None]:

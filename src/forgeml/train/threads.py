@@ -9,37 +9,9 @@ epochs): quiet, 3.95 s on one thread against 3.44 s on two; with two busy proces
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from forgeml.cpus import usable_cpus  # noqa: F401  (re-exported: the thread choice's other half)
 
 SMALL_MODEL = 1_000_000  # parameters: a dense network below this trains on one thread
-
-
-def usable_cpus(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
-    """CPUs this process may run on: its affinity mask, capped by a cgroup CPU quota (v2 cpu.max, v1 cfs quota)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_quota(cgroup)
-    return max(1, min(cpus, quota)) if quota else max(1, cpus)
-
-
-def _cgroup_quota(root: Path) -> int | None:
-    try:
-        text = (root / "cpu.max").read_text().split()
-        if text and text[0] != "max":
-            return max(1, int(int(text[0]) / int(text[1]) + 0.5))
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
-        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
-        if quota > 0 and period > 0:
-            return max(1, int(quota / period + 0.5))
-    except (OSError, ValueError):
-        pass
-    return None
 
 
 def threads_for(model) -> int:
