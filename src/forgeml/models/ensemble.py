@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import time
 from pathlib import Path
 from typing import Callable, Literal, Optional
@@ -172,6 +173,11 @@ def fit_ensemble(params: EnsembleParams, task, train: dict, y_train, val: dict, 
         started = time.perf_counter()
         models, oof = [], None
         steps = fits if k else [(None, None)]
+        left = None if params.time_limit is None else params.time_limit - (time.perf_counter() - tic)
+        if left is not None and trained and _expected(trained) * len(steps) > left:
+            say(f"  ensemble: time limit: {name} not trained (it would need about {_expected(trained) * len(steps):.1f} s, "
+                f"{max(left, 0):.1f} s left)")
+            continue
         for i, (rows, held) in enumerate(steps):
             left = None if params.time_limit is None else params.time_limit - (time.perf_counter() - tic)
             per_fold = (time.perf_counter() - started) / i if i else _expected(trained)
@@ -193,11 +199,11 @@ def fit_ensemble(params: EnsembleParams, task, train: dict, y_train, val: dict, 
                 need = (time.perf_counter() - started) * len(steps)
                 if need > params.time_limit:
                     raise TimeBudgetError(
-                        f"--time-limit {params.time_limit:g} s is too short: the first ensemble member ({name}) needs "
-                        f"about {need:.1f} s for its {len(steps)} fit(s) on this table; give it at least {need * 1.2:.0f} s "
-                        "(or use --presets fast)")
+                        f"--time-limit is too short for this table: {params.time_limit:.2f} s were left for the ensemble, "
+                        f"and its first member ({name}) alone needs about {need:.1f} s ({len(steps)} fits); raise the "
+                        f"limit by at least {math.ceil(need - params.time_limit) + 1} s, or use --presets fast")
         if len(models) < len(steps):
-            say(f"  ensemble: time limit reached, {name} not trained ({len(models)} of {len(steps)} folds fitted)")
+            say(f"  ensemble: time limit: {name} not trained (the limit came after {len(models)} of {len(steps)} fits)")
             break
         s = task.metrics(y_sel, task.outputs(oof)).get(task.primary_metric)
         trained[name] = {"models": models, "oof": oof, "seconds": time.perf_counter() - started, "score": s}
