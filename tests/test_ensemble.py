@@ -163,6 +163,10 @@ def test_bad_ensemble_input_is_one_message(tmp_path, customers, capsys, monkeypa
     msg = user_error(capsys, "train", "--data", customers, "--target", "default", "--runs-dir", runs, "--model",
                      "ensemble", "--set", "model.members=[lightgbm,catboost]", "-q")
     assert "pip install 'forgeml[tables]'" in msg
+    msg = user_error(capsys, "train", "--data", customers, "--target", "default", "--runs-dir", runs, "--model",
+                     "catboost", "--name", "cb", "-q")
+    assert "model catboost needs the 'catboost' package: pip install 'forgeml[tables]'" in msg
+    assert not (tmp_path / "runs" / "cb").exists()
     from forgeml.models.ensemble import EnsembleParams
 
     assert EnsembleParams().member_names() == ["lightgbm", "lightgbm_xt"]  # the default leaves it out

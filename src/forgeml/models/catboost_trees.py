@@ -6,11 +6,12 @@ trained that way cannot be exported, and export says so; ``native_categoricals: 
 numbers, which exports. Needs the ``tables`` extra (pip install 'forgeml[tables]')."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from forgeml.config.base import Strict
 from forgeml.core import Learner
@@ -40,6 +41,12 @@ class CatBoostParams(Strict):
         "model.depth": {"low": 4, "high": 10},
         "model.l2_leaf_reg": {"low": 1.0, "high": 10.0, "log": True},
     }
+
+    @model_validator(mode="after")
+    def _installed(self):  # refused with the config, before anything is read or written
+        if importlib.util.find_spec("catboost") is None:
+            raise ValueError("model catboost needs the 'catboost' package: pip install 'forgeml[tables]'")
+        return self
 
 
 def _catboost():
