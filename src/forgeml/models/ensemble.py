@@ -120,7 +120,7 @@ def _softmax(raw: np.ndarray) -> np.ndarray:
 def select(task, outputs: dict[str, np.ndarray], y, rounds: int) -> tuple[dict[str, float], float]:
     """Greedy ensemble selection with replacement: (weights by member, the best round's score)."""
     metric = task.primary_metric
-    score = lambda raw: task.metrics(y, task.outputs(raw)).get(metric)  # noqa: E731
+    score = scorer(task, y)
     names = list(outputs)
     counts = dict.fromkeys(names, 0)
     best_counts, best_score = None, None
@@ -138,6 +138,21 @@ def select(task, outputs: dict[str, np.ndarray], y, rounds: int) -> tuple[dict[s
             best_counts, best_score = dict(counts), pick_score
     total = sum(best_counts.values())
     return {n: c / total for n, c in best_counts.items()}, best_score
+
+
+def scorer(task, y: np.ndarray) -> Callable[[np.ndarray], Optional[float]]:
+    """The primary metric of raw outputs on ``y``: computed alone for the usual metrics (the selection scores ~75
+    combinations), else through the task's full metrics."""
+    from sklearn.metrics import roc_auc_score
+
+    metric = task.primary_metric
+    if metric == "roc_auc" and task.out_dim == 2:
+        return lambda raw: float(roc_auc_score(y, raw[:, 1] - raw[:, 0])) if len(np.unique(y)) == 2 else None
+    if metric == "accuracy":
+        return lambda raw: float((raw.argmax(axis=1) == y).mean())
+    if metric == "rmse":  # standardized values: the same order as rmse on the target's scale
+        return lambda raw: float(np.sqrt(np.mean((np.ravel(raw) - y) ** 2))) * task.state.get("std", 1.0)
+    return lambda raw: task.metrics(y, task.outputs(raw)).get(metric)
 
 
 def _folds(task, y: np.ndarray, k: int, seed: int) -> list[np.ndarray]:
