@@ -85,6 +85,8 @@ class CatBoostTrees(Learner):
                    "l2_leaf_reg": params.l2_leaf_reg, "random_seed": seed, "thread_count": threads or -1,
                    "learning_rate": params.learning_rate, "boosting_type": "Ordered" if params.ordered else "Plain",
                    "verbose": False, "allow_writing_files": False, "od_type": "Iter", "od_wait": EARLY_STOP}
+        if "labels" in task.tags:  # every class, even one a bagging fold lacks, keeps its output column
+            options["class_names"] = list(range(task.out_dim))
         model = cb.CatBoost(options)
         native = params.native_categoricals
         model.fit(_pool(train, y_train, sample_weight, native), eval_set=_pool(val, y_val, native=native),
