@@ -273,3 +273,21 @@ def test_distribution_shift_scores_both_splits_and_measures_the_drift(ran):
     assert psi(early["hd"], early["hd"]) == 0 and columns["premium"][4] < 0.1 < 0.25 < columns["hd"][4]
     random_r2 = [row[1] for row in splits[:-1]]
     assert ev.supported == (min(random_r2) - splits[-1][1] >= 0.1 and max(r[4] for r in columns.values()) > 0.25)
+
+
+def test_too_little_data_rows_are_the_runs_scores_on_one_test_split(ran):
+    folder, ev = ran["too-little-data"]
+    sizes = sorted({r[0] for r in ev.rows})
+    assert len(sizes) == 2 and sizes[0] < sizes[1]
+    tests = set()
+    for val, size in zip((0.55, 0.1), sizes):
+        cnn, aug = _metrics(folder, f"little-{val}-0"), _metrics(folder, f"little-{val}-1")
+        got = {r[1]: r[2] for r in ev.rows if r[0] == size}
+        assert got == {"pixels_linear": round(cnn["baseline"]["test"]["accuracy"], 4),
+                       "cnn": round(cnn["test"]["accuracy"], 4), "cnn + augmentation": round(aug["test"]["accuracy"], 4)}
+        tests.add(cnn["test"]["n"])
+    assert tests == {540}  # every size is scored on the same test rows
+    small = {r[1]: r[2] for r in ev.rows if r[0] == sizes[0]}
+    large = {r[1]: r[2] for r in ev.rows if r[0] == sizes[1]}
+    gain_aug, gain_rows = small["cnn + augmentation"] - small["cnn"], large["cnn"] - small["cnn"]
+    assert ev.supported == (gain_aug > 0 and gain_rows > gain_aug)
