@@ -291,3 +291,19 @@ def test_too_little_data_rows_are_the_runs_scores_on_one_test_split(ran):
     large = {r[1]: r[2] for r in ev.rows if r[0] == sizes[1]}
     gain_aug, gain_rows = small["cnn + augmentation"] - small["cnn"], large["cnn"] - small["cnn"]
     assert ev.supported == (gain_aug > 0 and gain_rows > gain_aug)
+
+
+def test_attention_from_scratch_matches_torch_and_the_causal_mask_hides_the_future(ran):
+    import numpy as np
+
+    from forgeml.playbook.attention import self_attention
+
+    _, ev = ran["attention-from-scratch"]
+    plain, causal, leak = ev.rows
+    assert max(float(v) for v in plain[2:] + causal[2:]) <= 1e-10
+    assert float(leak[2]) == 0.0 and float(leak[3]) > 0 and ev.supported
+    # the weights of a causal row put nothing on later positions, and a lone position attends to itself
+    rng = np.random.default_rng(1)
+    w = {f"W{n}": rng.normal(size=(4, 4)) for n in "qkvo"} | {f"b{n}": np.zeros(4) for n in "qkvo"}
+    _, weights = self_attention(rng.normal(size=(3, 5, 4)), w, 2, causal=True)
+    assert np.all(np.triu(weights[0], 1) == 0) and np.allclose(weights[:, 0, 0], 1)

@@ -18,7 +18,8 @@ LANGS = ("en", "zh")
 BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.playbook.imbalance",
            "forgeml.playbook.data_quality", "forgeml.playbook.evaluation", "forgeml.playbook.generalization",
            "forgeml.playbook.inference", "forgeml.playbook.scratch", "forgeml.playbook.speed",
-           "forgeml.playbook.trust", "forgeml.playbook.leakage", "forgeml.playbook.little_data")
+           "forgeml.playbook.trust", "forgeml.playbook.leakage", "forgeml.playbook.little_data",
+           "forgeml.playbook.attention")
 
 
 @dataclass
