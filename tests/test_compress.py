@@ -89,6 +89,11 @@ def test_distilling_a_table_model_and_lightgbm_into_a_small_mlp(table_runs):
         variant = json.loads((run / "manifest.json").read_text())["variants"]["distilled"]
         assert variant["preprocessing"]["numeric"]["columns"] == ["balance", "income"]
         assert (run / "model.distilled.onnx").is_file() and (run / "model.distilled.safetensors").is_file()
+        # the ablation beside it: the same student on the labels alone, so the teacher's part is measured
+        alone = by["labels-only"]
+        assert alone["alpha"] == 0 and by["distilled"]["alpha"] == 0.7 and alone["student"] == "mlp"
+        assert alone["params"] == by["distilled"]["params"] and (run / "model.labels_only.onnx").is_file()
+        assert "labels_only" not in json.loads((run / "manifest.json").read_text())["variants"]
 
 
 def test_mlp_gets_both_static_and_dynamic_int8(table_runs):

@@ -231,7 +231,6 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
     from forgeml.export import onnx as ox
     from forgeml.progress import TrainProgress
 
-    tic = time.perf_counter()
     say(f"  teacher ({model.model_name}) outputs on {len(splits.raw['train'])} training rows ...")
     teacher = raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
     transfer = None
@@ -243,20 +242,33 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
         say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
         extra_raw = raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)
         transfer = (extra, np.tile(splits.y["train"], options.augment), extra_raw)
-    say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={options.alpha:g}) ...")
-    result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, options.alpha,
-                     options.distill_epochs, progress=TrainProgress("student", quiet), transfer=transfer)
-    net = result.model.cpu().eval()
-    pre = result.preprocessor
-    path = model.run_dir / "model.distilled.onnx"
-    ox.save(ox.build(net, "torch", model.task, pre.state, pre.input_shapes()), path)
-    weights = model.run_dir / "model.distilled.safetensors"
-    artifacts.save_tensors(weights, net.state_dict(), metadata={"model": result.student, "variant": "distilled"})
-    measure_onnx("distilled", path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
-                                     "temperature": options.temperature, "alpha": options.alpha,
-                                     "transfer_rows": len(splits.raw["train"]) * (1 + options.augment),
-                                     "epochs_run": len(result.fit.history), "seconds": round(time.perf_counter() - tic, 2)},
-                 feed=ox.feeds(splits.raw["test"], pre))
+    def student(variant: str, alpha: float, file: str):
+        """A student trained with this alpha, exported, saved and measured: (its result, the measured entry)."""
+        tic = time.perf_counter()
+        say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={alpha:g}) ...")
+        result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, alpha,
+                         options.distill_epochs, progress=TrainProgress(variant, quiet), transfer=transfer)
+        net, pre = result.model.cpu().eval(), result.preprocessor
+        path = model.run_dir / f"model.{file}.onnx"
+        ox.save(ox.build(net, "torch", model.task, pre.state, pre.input_shapes()), path)
+        artifacts.save_tensors(model.run_dir / f"model.{file}.safetensors", net.state_dict(),
+                               metadata={"model": result.student, "variant": variant})
+        entry = measure_onnx(variant, path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
+                                             "temperature": options.temperature, "alpha": alpha,
+                                             "transfer_rows": len(splits.raw["train"]) * (1 + options.augment),
+                                             "epochs_run": len(result.fit.history),
+                                             "seconds": round(time.perf_counter() - tic, 2)},
+                             feed=ox.feeds(splits.raw["test"], pre))
+        return result, entry
+
+    result, distilled = student("distilled", options.alpha, "distilled")
+    pre, path, weights = result.preprocessor, model.run_dir / "model.distilled.onnx", model.run_dir / "model.distilled.safetensors"
+    if options.alpha > 0:  # the ablation: the same student on the labels alone shows what the teacher added
+        _, alone = student("labels-only", 0.0, "labels_only")
+        metric = "test_" + _metric_name(model.task)
+        if distilled.get(metric) is not None and alone.get(metric) is not None:
+            say(f"  the teacher's targets added {distilled[metric] - alone[metric]:+.4f} test {_metric_name(model.task)} "
+                f"to the student ({distilled[metric]:.4f} distilled vs {alone[metric]:.4f} on the labels alone)")
     return {"distilled": {"file": path.name, "kind": "onnx", "weights": weights.name, "model": result.student,
                           "params": result.params.model_dump(mode="json"), "preprocessing": pre.state,
                           "input_shapes": pre.input_shapes(), "inputs": ox.input_spec(pre.state)}}
