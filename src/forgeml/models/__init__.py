@@ -23,6 +23,11 @@ Tags the code asks for (never a learner's name):
   privacy.select the candidates too);
 - ``detector`` / ``clusterer``: the anomaly / clustering families train it; ``onehot``: it takes one float matrix with
   categoricals one-hot (forgeml.models.detectors.detector_matrix), which its exported graph builds the same way.
+- ``ensemble_member``: the table ensemble may train it (forgeml.models.ensemble); ``ensemble``: the learner model auto
+  trains on tables under presets medium and best; ``narrates``: its ``fit`` takes ``say=`` to print its steps.
+
+A fitted model whose training saw the validation rows (the bagged ensemble) carries its out-of-fold outputs on them as
+``validation_raw``; the pipeline chooses and sets thresholds on those instead of its in-fold outputs.
 """
 from __future__ import annotations
 
