@@ -17,7 +17,7 @@ from forgeml.config.base import Strict
 from forgeml.core import Learner
 from forgeml.errors import RunError, require
 from forgeml.models import LEARNERS
-from forgeml.models.gbdt import categorical_indices, feature_matrix
+from forgeml.models.gbdt import as_logits, categorical_indices, feature_matrix
 
 MODEL_FILE = "model.catboost.cbm"
 EARLY_STOP = 50  # rounds without a better validation loss
@@ -97,12 +97,7 @@ class CatBoostTrees(Learner):
     def raw(model, arrays: dict, task) -> np.ndarray:
         """Logits (classification; binary: [0, margin]) or standardized values, as the other learners give."""
         native = bool(model.get_cat_feature_indices())
-        raw = np.asarray(model.predict(_pool(arrays, native=native), prediction_type="RawFormulaVal"), dtype=np.float64)
-        if "labels" in task.tags:
-            raw = raw.reshape(len(raw), -1)
-            if raw.shape[1] == 1:
-                raw = np.concatenate([np.zeros_like(raw), raw], axis=1)
-        return raw
+        return as_logits(model.predict(_pool(arrays, native=native), prediction_type="RawFormulaVal"), task)
 
     @staticmethod
     def save(model, run_dir: Path) -> None:

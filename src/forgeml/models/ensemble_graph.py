@@ -7,6 +7,7 @@ import numpy as np
 
 from forgeml.core import LEARNERS
 from forgeml.errors import ForgeMLError, RunError
+from forgeml.models.gbdt import feature_width
 
 INPUT = "features"
 
@@ -49,11 +50,7 @@ def joined(model, input_shapes: dict, min_opset: int):
     nodes.append(helper.make_node("Sum", terms, [final], name="ens/sum"))
     shape = [d.dim_param or d.dim_value or None for d in out_info.type.tensor_type.shape.dim] or ["N", None]
     graph = helper.make_graph(nodes, "forgeml_ensemble",
-                              [helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["N", _width(input_shapes)])],
+                              [helper.make_tensor_value_info(INPUT, onnx.TensorProto.FLOAT, ["N", feature_width(input_shapes)])],
                               [helper.make_tensor_value_info(final, onnx.TensorProto.FLOAT, shape)], inits)
     opsets[""] = max(opsets.get("", 0), opsets.pop("ai.onnx", 0), min_opset)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-
-
-def _width(input_shapes: dict) -> int:
-    return int(input_shapes.get("numeric") or 0) + len(input_shapes.get("categorical") or []) + int(input_shapes.get("datetime") or 0)

@@ -76,14 +76,26 @@ def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.nda
                       categorical_indices(train), sample_weight)
 
 
-def raw_matrix_outputs(booster, x, task) -> np.ndarray:
-    """Outputs in the same form the torch models give: logits (classification) or standardized values."""
-    raw = booster.predict(x, raw_score=True, num_iteration=booster.best_iteration or None)
+def as_logits(raw, task) -> np.ndarray:
+    """A booster's raw scores in the form the torch models give: logits [N, k] (a binary margin becomes [0, margin])
+    for classification, standardized values otherwise."""
+    raw = np.asarray(raw, dtype=np.float64)
     if "labels" in task.tags:
         raw = raw.reshape(len(raw), -1)
         if raw.shape[1] == 1:  # binary: one margin -> two logits
             raw = np.concatenate([np.zeros_like(raw), raw], axis=1)
-    return np.asarray(raw, dtype=np.float64)
+    return raw
+
+
+def feature_width(input_shapes: dict) -> int:
+    """Columns of the trees' one float matrix (feature_matrix): numerics, categorical codes, date parts."""
+    return int(input_shapes.get("numeric") or 0) + len(input_shapes.get("categorical") or []) + \
+        int(input_shapes.get("datetime") or 0)
+
+
+def raw_matrix_outputs(booster, x, task) -> np.ndarray:
+    """Outputs in the same form the torch models give: logits (classification) or standardized values."""
+    return as_logits(booster.predict(x, raw_score=True, num_iteration=booster.best_iteration or None), task)
 
 
 def raw_outputs(booster, arrays: dict, task) -> np.ndarray:
@@ -175,5 +187,4 @@ class LightGBM(Learner):
 
     @staticmethod
     def export_core(booster, input_shapes: dict, min_opset: int):
-        width = input_shapes["numeric"] + len(input_shapes["categorical"]) + int(input_shapes.get("datetime") or 0)
-        return onnx_core(booster, width, min_opset)
+        return onnx_core(booster, feature_width(input_shapes), min_opset)

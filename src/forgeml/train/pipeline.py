@@ -166,7 +166,6 @@ def train(
     return result
 
 
-
 class TimeBudget:
     """train.time_limit: the candidates train in order until it is spent; a learner with a ``time_limit`` parameter
     (the ensemble) gets what is left."""
