@@ -13,11 +13,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q $(TORCH)
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e ".[tables,text,compress,serve,explain,privacy]"
+	$(BIN)/python -m pip install -q -e ".[tables,forecast,text,compress,serve,explain,privacy]"
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/python -m pip install -q -e ".[dev,tables,text,compress,serve,explain,privacy,federated,tune]"
+	$(BIN)/python -m pip install -q -e ".[dev,tables,forecast,text,compress,serve,explain,privacy,federated,tune]"
 	touch $@
 
 install: $(VENV)/.installed

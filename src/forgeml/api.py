@@ -49,6 +49,11 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
         raise ConfigError("--sep and --encoding say how to read the --data file; without --data evaluate scores the "
                           "run's own test split, read as training read it")
     model = load(run)
+    if hasattr(model, "backtest"):  # a family scored by backtesting its series (forecasting)
+        metrics = model.backtest(data, sep, encoding)
+        if output:
+            artifacts.write_output(output, artifacts.json_text(metrics).encode())
+        return metrics
     target = model.manifest["target"]["name"]
     if target is None and not model.task.evaluates_without_target:
         raise DataError(f"{model.run_dir} was trained without a label column; evaluate needs one (train with --label)")

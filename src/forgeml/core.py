@@ -88,12 +88,15 @@ class Registry(Generic[T]):
 # The registries. Each lists the modules that register the built-in implementations (imported on first lookup);
 # a plugin registers itself by importing the registry and decorating its class.
 TASKS: Registry = Registry("task", builtin=(
-    "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly", "forgeml.tasks.clustering"))
+    "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly", "forgeml.tasks.clustering",
+    "forgeml.tasks.forecasting"))
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
     "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans",
-    "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble"))
+    "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble",
+    "forgeml.models.forecast_stats", "forgeml.models.forecast_lgbm", "forgeml.models.forecast_nbeats",
+    "forgeml.models.forecast_lstm"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",

@@ -117,15 +117,10 @@ class LoadedModel:
         raise DataError("predict takes a DataFrame, a dict or list of dicts (one per row), a file path, or a list of image paths/arrays")
 
     def require_target(self, capability: str, or_tags: tuple[str, ...] = ()) -> None:
-        """Capabilities built for supervised runs (a target column) say so plainly for the other families;
-        ``or_tags`` names other family tags the capability handles too (export: ``scores``, ``clusters``)."""
-        if "target" not in self.task.tags and not self.task.tags & set(or_tags):
-            from forgeml.tasks import TASKS
+        """Capabilities built for supervised runs say so plainly for the other families (forgeml.tasks)."""
+        from forgeml.tasks import refuse_capability
 
-            able = sorted({name for tag in ("target", *or_tags) for name in TASKS.tagged(tag)})
-            named = ", ".join(able[:-1]) + f" and {able[-1]}" if len(able) > 1 else able[0]
-            article = "an" if self.task.name[:1] in "aeiou" else "a"
-            raise RunError(f"{capability} works on {named} runs so far; {self.run_dir} is {article} {self.task.name} run")
+        refuse_capability(self.task, self.run_dir, capability, or_tags)
 
     def raw(self, df: pd.DataFrame) -> np.ndarray:
         return self.learner.raw(self.estimator, self.preprocessor.transform(df), self.task)
@@ -143,7 +138,14 @@ class LoadedModel:
 
 
 def load(run: Union[str, Path]) -> LoadedModel:
-    return LoadedModel(run)
+    """A trained run, ready to predict; a family that keeps its models its own way (forecasting) loads them itself
+    (its ``load_run``)."""
+    from forgeml.tasks import TASKS
+
+    run_dir = artifacts.run_dir_of(run)
+    manifest = artifacts.read_manifest(run_dir)
+    opener = getattr(TASKS.get(manifest["task"]), "load_run", None)
+    return opener(run_dir, manifest) if opener else LoadedModel(run)
 
 
 def reading_options(run_dir: Path, sep: Optional[str] = None, encoding: Optional[str] = None) -> tuple:

@@ -35,6 +35,8 @@ def train(
     positive: opt.Positive = None,
     contamination: opt.Contamination = None,
     target_fpr: opt.TargetFpr = None,
+    horizon: opt.Horizon = None,
+    id_col: opt.IdCol = None,
     model: opt.Model = None,
     presets: opt.Presets = None,
     time_limit: opt.TimeLimit = None,
@@ -76,7 +78,7 @@ def train(
     overrides = {
         "name": name or (None if base.get("name") else default_name(data)),
         "task": task_section(base, task, label=label, k=k, positive=positive, contamination=contamination,
-                             target_fpr=target_fpr),
+                             target_fpr=target_fpr, horizon=horizon, id_col=id_col),
         "runs_dir": runs_dir,
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                              scale, outliers, sep, encoding),

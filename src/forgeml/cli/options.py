@@ -24,13 +24,17 @@ Sep = Annotated[Optional[str], typer.Option(
     "--sep", help="CSV/TSV delimiter (default: sniffed): one character, or comma | semicolon | tab | pipe")]
 Encoding = Annotated[Optional[str], typer.Option(
     "--encoding", help="CSV/TSV text encoding (default: detected: UTF-8, BOM, else Windows-1252/Latin-1), e.g. utf-16, latin-1")]
-Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly | clustering "
+Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly | clustering | "
+                                                           "forecasting "
                                                            "(`forgeml tasks` lists the families)")]
 Label = Annotated[Optional[str], typer.Option(
     "--label", help="anomaly, clustering: a column used only to evaluate (never to fit); anomaly: its minority value "
                     "is the anomaly")]
 K = Annotated[Optional[str], typer.Option("--k", help="clustering: number of clusters, or auto (the best silhouette "
                                                      "over 2..task.k_max, default 10)")]
+Horizon = Annotated[Optional[int], typer.Option("--horizon", help="forecasting: points to forecast (default: one season, "
+                                                                "e.g. 12 for monthly series)")]
+IdCol = Annotated[Optional[str], typer.Option("--id-col", help="forecasting: the column naming each series of a long table")]
 Positive = Annotated[Optional[str], typer.Option("--positive", help="anomaly: the --label value that marks an anomaly")]
 Contamination = Annotated[Optional[float], typer.Option(
     "--contamination", help="anomaly: share of validation rows the threshold flags (default 0.05; 0 < c <= 0.5)")]
@@ -44,7 +48,7 @@ Threshold = Annotated[Optional[str], typer.Option(
 GroupCol = Annotated[Optional[str], typer.Option(
     "--group-col", help="rows sharing this column's value stay in one split (not a feature)")]
 TimeCol = Annotated[Optional[str], typer.Option(
-    "--time-col", help="split by time: latest rows are the test split (not a feature)")]
+    "--time-col", help="split by time: latest rows are the test split (not a feature); forecasting: the time column")]
 Dedup = Annotated[bool, typer.Option("--dedup", help="drop exact duplicate rows before splitting")]
 Impute = Annotated[Optional[str], typer.Option(
     "--impute", help="numeric gaps: mean | median | most_frequent | constant | drop")]

@@ -29,8 +29,9 @@ def print_result(result) -> None:
     m = result.metrics
     keys = [k for k in summary_keys(result.manifest["task"]) if m["test"].get(k) is not None]
     rows = [(f"{m['model']} (chosen)", m["test"]), (f"baseline: {m['baseline']['name']}", m["baseline"]["test"])]
+    rows += [(name, ref["test"]) for name, ref in (m.get("references") or {}).items()]  # e.g. forecasting's seasonal naive
     con = stdout()
-    con.print(metric_table(f"test metrics ({m['test']['n']} rows)", rows, keys))
+    con.print(metric_table(f"test metrics ({m['test']['n']} {m['test'].get('unit', 'rows')})", rows, keys))
     con.print(f"run:    {result.run_dir}")
     con.print(f"report: {result.run_dir / 'report.html'}")
     uri = result.manifest["tracking"]["uri"]

@@ -32,15 +32,21 @@ def evaluate(
 
 def predict(
     run: opt.Run,
-    inputs: str = typer.Argument(..., help="csv/parquet/jsonl file or a folder of images"),
+    inputs: Optional[str] = typer.Argument(None, help="csv/parquet/jsonl file or a folder of images (or --data)"),
+    data: Optional[str] = typer.Option(None, "--data", "-d", help="the same as INPUTS; forecasting: the history"),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="csv/parquet/jsonl (- or none: CSV on stdout)"),
     sep: opt.Sep = None,
     encoding: opt.Encoding = None,
 ):
-    """Predict with a trained run: one row per input with the prediction and class probabilities. A CSV/TSV file is
-    read as training read its data (the --sep/--encoding training was given, else sniffed) unless --sep/--encoding
-    say otherwise."""
+    """Predict with a trained run: one row per input with the prediction and class probabilities (forecasting: the
+    next horizon points of each series in the history, with intervals). A CSV/TSV file is read as training read its
+    data (the --sep/--encoding training was given, else sniffed) unless --sep/--encoding say otherwise."""
     from forgeml import api
+    from forgeml.errors import ConfigError
+
+    if (inputs is None) == (data is None):
+        raise ConfigError("give the rows to predict once: forgeml predict RUN FILE (or --data FILE)")
+    inputs = inputs or data
 
     result = api.predict(run, inputs, output, sep=sep, encoding=encoding)
     if output:

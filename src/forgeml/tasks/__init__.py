@@ -60,3 +60,16 @@ def family_of(cfg) -> type:
 
         return SupervisedTask
     return TASKS.get(cfg.task.name)
+
+
+def refuse_capability(task: Task, run_dir, capability: str, or_tags: tuple[str, ...] = ()) -> None:
+    """Capabilities built for supervised runs (a target column) say so plainly for the other families; ``or_tags``
+    names other family tags the capability handles too (export: ``scores``, ``clusters``)."""
+    if "target" in task.tags or task.tags & set(or_tags):
+        return
+    from forgeml.errors import RunError
+
+    able = sorted({name for tag in ("target", *or_tags) for name in TASKS.tagged(tag)})
+    named = ", ".join(able[:-1]) + f" and {able[-1]}" if len(able) > 1 else able[0]
+    article = "an" if task.name[:1] in "aeiou" else "a"
+    raise RunError(f"{capability} works on {named} runs so far; {run_dir} is {article} {task.name} run")

@@ -85,6 +85,8 @@ def train(
     if untrainable and cfg.model.name == "auto":
         data.candidates = [c for c in data.candidates if c not in untrainable]
         say(f"privacy: model auto trains only {', '.join(data.candidates)} ({', '.join(untrainable)} cannot be trained with DP-SGD)")
+    if "own_run" in data.task.tags:  # a family that trains, scores and writes its run itself (forecasting)
+        return _own_run(cfg, run_dir, data, say)
     _refuse_before_writing(cfg, data)
     if not resume and run_dir.exists():
         shutil.rmtree(run_dir)
@@ -162,6 +164,29 @@ def train(
     finally:
         if native is not None:
             native.restore_original_limits()
+    tracker.end()
+    return result
+
+
+def _own_run(cfg: Config, run_dir: Path, data, say: Say) -> RunResult:
+    """The run folder, config.yaml and tracking around a family's own ``train_run``."""
+    from forgeml.tracking import Tracker
+
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    say(f"[bold]config[/] (model: {'auto -> ' + ' vs '.join(data.candidates) if cfg.model.name == 'auto' else cfg.model.name}):\n"
+        + cfg.to_yaml())
+    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
+    try:
+        tracker.params(cfg.model_dump(mode="json") | {"task": data.task.name})
+        from forgeml.train.loop import fit
+
+        result = RunResult(run_dir, *data.task.train_run(cfg, run_dir, data, tracker, say, fit))
+    except BaseException:
+        tracker.end("FAILED")
+        raise
     tracker.end()
     return result
 

@@ -1,0 +1,53 @@
+"""A recurrent global forecaster (the seeds' "RNN for time-series prediction"): an LSTM reads the scaled window one
+point at a time, with its distance from the origin as a phase of the season beside it, and a linear head turns its
+last state into the correction of the window's seasonal naive forecast for every step (direct multi-step, not step
+by step).
+Trained and saved as forecasting's networks are (forgeml.models.forecast_nets)."""
+from __future__ import annotations
+
+import math
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from forgeml.config.base import Strict
+from forgeml.models import LEARNERS
+from forgeml.models.forecast_nets import NetForecaster, seasonal_positions
+
+
+class LSTMForecastParams(Strict):
+    """An LSTM over lag windows of every series."""
+
+    name: Literal["lstm"] = "lstm"
+    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
+    hidden: int = Field(64, ge=4, description="LSTM state size")
+    layers: int = Field(1, ge=1)
+    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
+
+
+class WindowLSTM(nn.Module):
+    def __init__(self, lags: int, horizon: int, season: int, hidden: int, layers: int):
+        super().__init__()
+        self.lstm = nn.LSTM(3, hidden, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(hidden, horizon)
+        self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
+        phase = 2 * math.pi * torch.arange(lags, dtype=torch.float32) / max(season, 1)
+        self.register_buffer("phase", torch.stack([phase.sin(), phase.cos()], dim=1), persistent=False)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        x = batch["window"]
+        steps = torch.cat([(x - 1).unsqueeze(-1), self.phase.expand(len(x), -1, -1)], dim=-1)  # level 1 -> 0
+        out, _ = self.lstm(steps)
+        return x[:, self.naive] + self.head(out[:, -1])
+
+
+@LEARNERS.register("lstm", tags={"forecaster", "global", "many_series"})
+class LSTMForecaster(NetForecaster):
+    Params = LSTMForecastParams
+    shape_keys = ("hidden", "layers")
+
+    @staticmethod
+    def network(meta: dict) -> WindowLSTM:
+        return WindowLSTM(meta["lags"], meta["horizon"], meta["season"], meta["hidden"], meta["layers"])

@@ -1,0 +1,58 @@
+"""An N-BEATS-style global network (Oreshkin et al. 2020, the generic architecture): a stack of fully connected
+blocks, each reading what the blocks before it left unexplained of the window (its backcast is subtracted) and adding
+its part of the forecast. Trained and saved as forecasting's networks are (forgeml.models.forecast_nets)."""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from forgeml.config.base import Strict
+from forgeml.models import LEARNERS
+from forgeml.models.forecast_nets import NetForecaster, seasonal_positions
+
+
+class NBeatsParams(Strict):
+    """N-BEATS (generic blocks) on lag windows of every series."""
+
+    name: Literal["nbeats"] = "nbeats"
+    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
+    blocks: int = Field(3, ge=1)
+    width: int = Field(256, ge=8)
+    layers: int = Field(2, ge=1, description="hidden layers per block")
+    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
+
+
+class NBeats(nn.Module):
+    def __init__(self, lags: int, horizon: int, season: int, blocks: int, width: int, layers: int):
+        super().__init__()
+        self.lags, self.horizon = lags, horizon
+
+        def block():
+            dims = [lags] + [width] * layers
+            body = [m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.ReLU())]
+            return nn.Sequential(*body, nn.Linear(width, lags + horizon))
+
+        self.blocks = nn.ModuleList(block() for _ in range(blocks))
+        self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        x = batch["window"]
+        residual, forecast = x, x[:, self.naive]
+        for block in self.blocks:
+            out = block(residual)
+            residual = residual - out[:, :self.lags]
+            forecast = forecast + out[:, self.lags:]
+        return forecast
+
+
+@LEARNERS.register("nbeats", tags={"forecaster", "global", "many_series"})
+class NBeatsForecaster(NetForecaster):
+    Params = NBeatsParams
+    shape_keys = ("blocks", "width", "layers")
+
+    @staticmethod
+    def network(meta: dict) -> NBeats:
+        return NBeats(meta["lags"], meta["horizon"], meta["season"], meta["blocks"], meta["width"], meta["layers"])

@@ -1,0 +1,67 @@
+"""What every forecaster shares: the interface the forecasting family trains through, and the window the models see.
+
+A forecaster is a ``core.Learner`` tagged ``forecaster`` that accepts ``series``. ``fit(params, panel, horizon,
+seed)`` learns from the series as given (the family has cut them at the fitting origin); ``forecast(model, contexts,
+horizon)`` returns [n, horizon] point forecasts, one row per ``Context``: a series' history up to its origin, the
+times to forecast and the known covariates there. Local models (ETS, Theta...) keep parameters per series and
+re-run their smoothing over each new history (a series they never saw is fitted on the spot); global models (LightGBM,
+the N-BEATS-style network) learn one model over every series' windows.
+
+Tags: ``forecast_baseline`` (a classic statistical baseline: the best of them on validation stands beside every run),
+``global`` (one model over all series; it uses covariates), ``many_series`` (cheap enough to run by default on a
+table of many series).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from forgeml.core import Learner
+
+
+@dataclass
+class Context:
+    """One forecast to make: a series' history up to the origin and what is known after it."""
+
+    id: str
+    history: np.ndarray  # float64 values up to the origin
+    times: object  # pd.DatetimeIndex of the history
+    future: object  # pd.DatetimeIndex of the horizon
+    covariates: Optional[object] = None  # pd.DataFrame over history times (known + past columns)
+    future_known: Optional[object] = None  # pd.DataFrame over future times (known columns)
+    static: dict = field(default_factory=dict)
+
+
+class Forecaster(Learner):
+    accepts = frozenset({"series"})
+    file = "forecaster.json"
+    refits = True  # fitted again on fit + validation for the test windows (False: the validation fit goes on)
+
+    def fit(self, params, panel, horizon: int, seed: int):
+        raise NotImplementedError
+
+    def forecast(self, model, contexts: list[Context], horizon: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def save(self, model, folder) -> None:
+        raise NotImplementedError
+
+    def load(self, folder):
+        raise NotImplementedError
+
+
+def window_scale(history: np.ndarray, length: int) -> float:
+    """The level a global model divides a window by: the mean absolute value of its last ``length`` points (1 when
+    that is 0), so series of every size share one model and a trend is read relative to the recent level."""
+    recent = np.abs(history[-length:])
+    level = float(recent.mean()) if len(recent) else 1.0
+    return level if level > 1e-8 else 1.0
+
+
+def padded(history: np.ndarray, length: int) -> np.ndarray:
+    """The last ``length`` values, padded at the front with the first value when the history is shorter."""
+    if len(history) >= length:
+        return history[-length:]
+    return np.concatenate([np.full(length - len(history), history[0] if len(history) else 0.0), history])
