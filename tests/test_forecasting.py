@@ -12,7 +12,7 @@ import pytest
 
 from forgeml import api
 from forgeml.errors import DataError
-from forgeml.features.series import parse_times, read_panel
+from forgeml.features.series import default_horizon, parse_times, read_panel, season_for
 
 from conftest import cli, user_error
 
@@ -73,6 +73,8 @@ def test_frequency_season_gaps_and_a_late_start():
     notes = []
     panel, time_col = read_panel(df, "y", None, "id", [], None, None, "fill", notes.append)
     assert time_col == "t" and panel.freq == "h" and panel.season == 24
+    assert season_for("30min") == 48 and default_horizon("30min") == 48 and season_for("2h") == 12  # a day of steps
+    assert season_for("MS") == 12 and season_for("QS-JAN") == 4 and season_for("W-SUN") == 52
     a, b = panel.series
     assert a.values[2] == 3.0 and a.filled == 1 and "interpolation" in notes[0]  # the hole inside a is filled
     assert len(b.values) == 4 and b.times[0] == pd.Timestamp("2020-01-01 02:00")  # b starts late: cut, not filled
@@ -141,7 +143,8 @@ def test_many_series_with_a_known_covariate_and_predict_needs_its_future(tmp_pat
     df.to_csv(tmp_path / "sales.csv", sep=";", index=False)
     assert cli("train", "--task", "forecasting", "--data", str(tmp_path / "sales.csv"), "--id-col", "store",
                "--time-col", "date", "--target", "sales", "--horizon", "7", "--model", "lightgbm_forecast",
-               "--set", "task.known=[promo]", "--set", "model.n_estimators=150", "--name", "sales",
+               "--set", "task.known=[promo]", "--set", "task.windows=1", "--set", "model.n_estimators=100",
+               "--name", "sales",
                "--runs-dir", str(tmp_path / "runs"), *TRACK) == 0
     capsys.readouterr()
     m = json.loads((tmp_path / "runs" / "sales" / "metrics.json").read_text())
@@ -184,3 +187,11 @@ def test_a_history_too_short_to_forecast_from(air, air_csv):
     df = pd.read_csv(air_csv).tail(5)
     with pytest.raises(DataError, match="5 points of history; this model needs at least 13"):
         api.predict(air.run_dir, df)
+
+
+def test_capabilities_not_built_for_series_say_so(air, air_csv, tmp_path, capsys):
+    assert "is a forecasting run" in user_error(capsys, "export", str(air.run_dir))
+    msg = user_error(capsys, "cv", "--task", "forecasting", "--data", str(air_csv), "--runs-dir", str(tmp_path), *TRACK)
+    assert "rolling-origin backtests" in msg and "task.windows" in msg
+    msg = user_error(capsys, "federate", "--task", "forecasting", "--data", str(air_csv), "--runs-dir", str(tmp_path), *TRACK)
+    assert "not on forecasting" in msg

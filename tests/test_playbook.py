@@ -307,3 +307,17 @@ def test_attention_from_scratch_matches_torch_and_the_causal_mask_hides_the_futu
     w = {f"W{n}": rng.normal(size=(4, 4)) for n in "qkvo"} | {f"b{n}": np.zeros(4) for n in "qkvo"}
     _, weights = self_attention(rng.normal(size=(3, 5, 4)), w, 2, causal=True)
     assert np.all(np.triu(weights[0], 1) == 0) and np.allclose(weights[:, 0, 0], 1)
+
+
+def test_forecast_deep_or_classic_rows_are_the_runs_leaderboards(ran):
+    folder, ev = ran["forecast-deep-or-classic"]
+    for run, label in (("forecast-many", "us_employment"), ("forecast-one", "AirPassengers")):
+        m = _metrics(folder, run)
+        board = {r[0]: r[2] for r in m["test"]["tables"]["leaderboard (MASE)"]["rows"] if r[2] is not None}
+        got = {r[1]: r[2] for r in ev.rows if r[0].startswith(label)}
+        assert {k: got[k] for k in board} == board and got[f"kept: {m['model']}"] == round(m["test"]["mase"], 4)
+        assert {"seasonal_naive", "ets", "nbeats", "lstm"} <= set(board)  # every model scored on the same windows
+    many = {r[1]: r[2] for r in ev.rows if r[0].startswith("us_employment")}
+    assert _metrics(folder, "forecast-many")["test"]["n_series"] == 8  # --fast: 8 series
+    assert ev.supported == (min(many["nbeats"], many["lstm"]) < many["ets"] and
+                            all(v < many["seasonal_naive"] for k, v in many.items() if k != "seasonal_naive"))

@@ -59,14 +59,21 @@ class Panel:
 
 def base_freq(freq: str) -> str:
     """'30min' stays, '2h' -> 'h', 'W-SUN' -> 'W', 'MS' stays: the key of SEASON / DEFAULT_HORIZON."""
-    name = pd.tseries.frequencies.to_offset(freq).name
-    if name in SEASON:
-        return name
+    offset = pd.tseries.frequencies.to_offset(freq)
+    for name in (offset.freqstr, offset.name):  # '30min' (a multiple with its own season) before 'min'
+        if name in SEASON:
+            return name
+    name = offset.name
     stripped = name.lstrip("0123456789").split("-")[0]
     return stripped if stripped in SEASON else name
 
 
 def season_for(freq: str) -> int:
+    """A day of steps below daily (48 half-hours, 12 two-hour steps), else by the frequency's name."""
+    offset = pd.tseries.frequencies.to_offset(freq)
+    day = pd.Timedelta(days=1).value
+    if isinstance(offset, pd.offsets.Tick) and 0 < offset.nanos < day and day % offset.nanos == 0:
+        return day // offset.nanos
     return SEASON.get(base_freq(freq), 1)
 
 

@@ -6,10 +6,11 @@ Why statsmodels and not statsforecast: statsforecast 2.1.1 requires pandas < 3 (
 pandas every other part of forgeml runs on. benchmarks/forecasting.py runs statsforecast itself, in its own virtual
 environment, beside these.
 
-Fitting estimates each series' parameters on the history the family gives (up to the fitting origin); a forecast
-from a later origin re-runs the smoothing over the longer history with the same parameters (statsforecast's
-``refit=False``), so a backtest costs one estimation per series. Theta is cheap and refits at every origin. A series
-the model never saw (predict on new ids) is estimated on the spot.
+Fitting estimates each series' parameters on the last 8 seasons (at least 96 points) of the history the family gives
+(up to the fitting origin): the recent dynamics, and far less work on an 80-year monthly history. A forecast from a
+later origin re-runs the smoothing from that same start over the longer history with the same parameters, so a
+backtest costs one estimation per series. Theta is cheap and refits at every origin. A series the model never saw
+(predict on new ids), or a history that starts after the fit did, is estimated on the spot.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from forgeml.models import LEARNERS
 from forgeml.models.forecasters import Context, Forecaster
 
 FILE = "forecaster.json"
+TAIL_SEASONS, TAIL_MIN = 8, 96  # a local model estimates its parameters on the last 8 seasons, at least 96 points
 
 
 def seasonal_naive(history: np.ndarray, horizon: int, season: int) -> np.ndarray:
@@ -82,31 +84,42 @@ class LocalForecaster(Forecaster):
     file = FILE
     refits = False
 
-    def estimate(self, history: np.ndarray, season: int, params, times=None) -> dict:
+    def estimate(self, history: np.ndarray, season: int, params) -> dict:
+        """The series' parameters, from ``history`` (its last TAIL_SEASONS seasons at most); {} when none fit."""
         return {}
 
-    def predict(self, spec: dict, history: np.ndarray, horizon: int, season: int, params, times=None) -> np.ndarray:
+    def predict(self, spec: dict, history: np.ndarray, horizon: int, season: int, params) -> np.ndarray:
         raise NotImplementedError
+
+    def estimate_tail(self, history: np.ndarray, times, season: int, params) -> dict:
+        """``estimate`` on the series' last part (TAIL_SEASONS seasons, at least TAIL_MIN points: the recent
+        dynamics, and much faster on long monthly histories), remembering where that part starts."""
+        start = max(0, len(history) - max(TAIL_SEASONS * season, TAIL_MIN))
+        spec = self.estimate(history[start:], season, params)
+        return {**spec, "start": str(times[start])} if spec and times is not None else spec
 
     def fit(self, params, panel, horizon: int, seed: int):
         work = [(s.id, s.values, s.times) for s in panel.series]
-        specs = _parallel(lambda item: self.estimate(item[1], panel.season, params, item[2]), work) if self.estimates \
-            else [{} for _ in work]
+        specs = _parallel(lambda item: self.estimate_tail(item[1], item[2], panel.season, params), work) \
+            if self.estimates else [{} for _ in work]
         return {"name": self.name, "season": panel.season, "params": params.model_dump(mode="json"),
                 "series": {item[0]: spec for item, spec in zip(work, specs)}}
 
     estimates = True
 
     def forecast(self, model, contexts: list[Context], horizon: int) -> np.ndarray:
+        import pandas as pd
+
         params = type(self).Params.model_validate(model["params"])
         season = model["season"]
 
         def one(ctx: Context) -> np.ndarray:
-            spec = model["series"].get(ctx.id)
-            if spec is None and self.estimates:
-                spec = self.estimate(ctx.history, season, params, ctx.times)
-            out = self.predict(spec or {}, ctx.history, horizon, season, params, ctx.times)
-            out = np.asarray(out, dtype=np.float64)
+            spec, history = model["series"].get(ctx.id), ctx.history
+            at = ctx.times.get_indexer([pd.Timestamp(spec["start"])])[0] if spec and spec.get("start") else 0
+            if self.estimates and (spec is None or at < 0):  # a new series, or a history starting after the fit did
+                spec = self.estimate_tail(ctx.history, ctx.times, season, params)
+                at = ctx.times.get_indexer([pd.Timestamp(spec["start"])])[0] if spec.get("start") else 0
+            out = np.asarray(self.predict(spec or {}, history[max(at, 0):], horizon, season, params), dtype=np.float64)
             return out if np.isfinite(out).all() else seasonal_naive(ctx.history, horizon, season)
 
         return np.stack([one(c) for c in contexts]) if contexts else np.zeros((0, horizon))
@@ -132,7 +145,7 @@ class SeasonalNaive(LocalForecaster):
     Params = SeasonalNaiveParams
     estimates = False
 
-    def predict(self, spec, history, horizon, season, params, times=None):
+    def predict(self, spec, history, horizon, season, params):
         return seasonal_naive(history, horizon, season)
 
 
@@ -144,9 +157,6 @@ class ETSParams(Strict):
 
     name: Literal["ets"] = "ets"
     damped: bool = Field(True, description="also try a damped trend")
-    tail_seasons: int = Field(8, ge=2, description="fit on the last this many seasons of a long series (the recent "
-                                                   "dynamics; much faster on long monthly histories)")
-    tail_min: int = Field(96, ge=10, description="but on at least this many points")
     multiplicative: bool = Field(True, description="also try a multiplicative season on positive series")
 
 
@@ -186,21 +196,10 @@ def _ets_model(history: np.ndarray, spec: dict, season: int):
 class ETS(LocalForecaster):
     Params = ETSParams
 
-    def estimate(self, history, season, params, times=None):
-        start = max(0, len(history) - max(params.tail_seasons * season, params.tail_min))
-        history = history[start:]
-        best = lowest_aicc(_ets_specs(history, season, params), lambda spec: _ets_model(history, spec, season))
-        return {**best, "start": str(times[start]) if times is not None else None} if best else {}
+    def estimate(self, history, season, params):
+        return lowest_aicc(_ets_specs(history, season, params), lambda spec: _ets_model(history, spec, season))
 
-    def predict(self, spec, history, horizon, season, params, times=None):
-        if spec and spec.get("start") is not None and times is not None:  # smooth from where the fit started
-            import pandas as pd
-
-            at = times.get_indexer([pd.Timestamp(spec["start"])])[0]
-            if at < 0:  # a history that starts after the fit did: estimate on it
-                spec = self.estimate(history, season, params, times)
-                at = times.get_indexer([pd.Timestamp(spec["start"])])[0] if spec.get("start") else 0
-            history = history[max(at, 0):]
+    def predict(self, spec, history, horizon, season, params):
         if not spec:
             return seasonal_naive(history, horizon, 1)
         try:
@@ -223,7 +222,7 @@ class Theta(LocalForecaster):
     Params = ThetaParams
     estimates = False
 
-    def predict(self, spec, history, horizon, season, params, times=None):
+    def predict(self, spec, history, horizon, season, params):
         from statsmodels.tsa.forecasting.theta import ThetaModel
 
         period = season if season > 1 and len(history) >= 2 * season else 1
@@ -260,12 +259,12 @@ def _arima_model(history: np.ndarray, spec: dict, season: int):
 class ARIMA(LocalForecaster):
     Params = ARIMAParams
 
-    def estimate(self, history, season, params, times=None):
+    def estimate(self, history, season, params):
         seasonal = season > 1 and len(history) >= 3 * season
         specs = [{"order": o, "seasonal": s if seasonal else None} for o, s in ARIMA_ORDERS]
         return lowest_aicc(specs, lambda spec: _arima_model(history, spec, season))
 
-    def predict(self, spec, history, horizon, season, params, times=None):
+    def predict(self, spec, history, horizon, season, params):
         if not spec:
             return seasonal_naive(history, horizon, season)
         try:

@@ -64,6 +64,11 @@ def federate(cfg, opts: FederatedOptions, *, overwrite: bool = False, quiet: boo
 
     say = say or pipeline.stderr_say(quiet)
     opts.check()
+    from forgeml.tasks import TASKS
+
+    if cfg.task.name != "auto" and "target" not in TASKS.get(cfg.task.name).tags:
+        raise ConfigError(f"forgeml federate works on {' and '.join(TASKS.tagged('target'))} so far, not on "
+                          f"{cfg.task.name}")
     if cfg.model.name != "auto" and "torch" not in get_model(cfg.model.name).tags:
         raise ConfigError(f"{cfg.model.name} cannot be federated here: it has no network weights to average (boosted trees); "
                           "use --model mlp (tables), cnn (images) or text")

@@ -112,6 +112,8 @@ def target_column(df: pd.DataFrame, given: Optional[str], implied: Optional[str]
 class Forecasting(Task):
     Config = ForecastingConfig
     primary_metric = "mase"
+    folds_refused = ("forecasting is scored by rolling-origin backtests in time, not by folds of shuffled rows; "
+                     "train with more windows instead (--set task.windows=4)")
     summary_keys = ["mase", "smape", "mape", "rmse", "wql", "coverage_80", "coverage_95"]
 
     @property

@@ -35,6 +35,11 @@ def cross_validate(
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
     if folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {folds}")
+    from forgeml.tasks import family_of
+
+    refusal = getattr(family_of(cfg), "folds_refused", None)  # a family evaluated another way (forecasting)
+    if refusal:
+        raise ConfigError(f"forgeml cv: {refusal}")
     cv_dir = cfg.run_dir
     if cv_dir.exists() and any(cv_dir.iterdir()) and not overwrite:
         raise RunError(f"{cv_dir} already exists; use --overwrite to replace it, or --name for a new one")
