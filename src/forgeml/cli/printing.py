@@ -95,13 +95,18 @@ def print_export(info: dict, path) -> None:
     con.print(f"wrote {path} ({info['size_bytes'] / 1e6:.2f} MB; opsets {opsets}); runs with onnxruntime alone")
     shape = lambda s: "[" + ", ".join(map(str, s["shape"])) + "]"  # noqa: E731
     for spec in info["inputs"]:
-        con.print(f"  input  {spec['name']} {spec['dtype']} {shape(spec)}: {', '.join(spec['columns'])}", highlight=False, markup=False)
+        columns = f": {', '.join(spec['columns'])}" if spec.get("columns") else ""
+        con.print(f"  input  {spec['name']} {spec['dtype']} {shape(spec)}{columns}", highlight=False, markup=False)
         con.print(f"         {spec['how']}", highlight=False, markup=False, style="dim")
     for spec in info["outputs"]:
         labels = f": {', '.join(map(str, spec['labels']))}" if spec.get("labels") else ""
         con.print(f"  output {spec['name']} {spec['dtype']} {shape(spec)}{labels}", highlight=False, markup=False)
     if "parity" in info:
         p = info["parity"]
-        con.print(f"parity with the trained model on {p['rows']} test rows: max |difference| = {p['max_abs_diff']:.2e}")
+        if "series" in p:  # a forecaster's graph, against the run's own forecasts
+            con.print(f"parity with the run's forecasts of its {p['series']} series: max |difference| / the series' "
+                      f"level = {p['max_rel_diff']:.2e}")
+        else:
+            con.print(f"parity with the trained model on {p['rows']} test rows: max |difference| = {p['max_abs_diff']:.2e}")
     else:
         con.print("parity not checked: the run's data could not be read again (it moved or changed)")

@@ -28,11 +28,13 @@ def export(run: Union[str, Path], format: str = "onnx", output: Optional[Union[s
     if output is not None:
         artifacts.check_output(output, "model.onnx")
     model = load(run)
-    model.require_target("forgeml export (and so forgeml serve)", or_tags=("scores", "clusters"))
+    own = getattr(model, "export_onnx", None)  # a family that writes its run's graph itself (forecasting)
+    if own is None:
+        model.require_target("forgeml export (and so forgeml serve)", or_tags=("scores", "clusters"))
     path = Path(output) if output is not None else model.run_dir / "model.onnx"
     with tempfile.TemporaryDirectory(prefix="forgeml-export-") as tmp:
         staged = Path(tmp) / (path.name or "model.onnx")
-        info = export_run(model, staged, test_rows(model, check_rows))
+        info = own(staged, check_rows > 0) if own else export_run(model, staged, test_rows(model, check_rows))
         for name in info.get("files", []):
             artifacts.write_output(path.parent / name, (Path(tmp) / name).read_bytes(), name)
         artifacts.write_output(output if output is not None else path, staged.read_bytes(), "model.onnx")

@@ -138,12 +138,14 @@ def infer_freq(groups: list[pd.DatetimeIndex]) -> str:
             found = pd.infer_freq(idx)
             if found:
                 return found
-    steps = pd.Series(np.concatenate([np.diff(idx.asi8) for idx in groups if len(idx) > 1]))
+    steps = pd.Series(np.concatenate([np.diff(idx.as_unit("ns").asi8) for idx in groups if len(idx) > 1]))  # Timedelta reads ns
     if steps.empty:
         raise DataError("every series has fewer than 2 times: no frequency to infer; give it with --set task.freq=MS")
     step = pd.Timedelta(int(steps.mode().iloc[0]))
     days = step / pd.Timedelta(days=1)
     first = max(groups, key=len)
+    if days == 1:
+        return "D"  # not "24h"
     if days < 1:
         return pd.tseries.frequencies.to_offset(step).freqstr
     for lo, hi, start, end in ((28, 31, "MS", "ME"), (89, 92, "QS", "QE"), (365, 366, "YS", "YE")):
@@ -238,8 +240,22 @@ def future_times(last: pd.Timestamp, freq: str, horizon: int) -> pd.DatetimeInde
     return pd.date_range(last, periods=horizon + 1, freq=freq)[1:]
 
 
+def calendar_columns(freq: str) -> list[str]:
+    """The names of calendar()'s columns at this frequency, in its order."""
+    b = base_freq(freq)
+    cols = ["month (1-12)"] if b not in ("YS", "YE") else ["zero (always 0 at a yearly frequency)"]
+    if b in ("D", "B", "h", "30min", "15min", "min"):
+        cols += ["day_of_week (0 = Monday)", "day_of_year (1-366)"]
+    if b in ("h", "30min", "15min", "min"):
+        cols.append("minute_of_day (hour * 60 + minute)")
+    if b == "W":
+        cols.append("iso_week (1-53)")
+    return cols
+
+
 def calendar(times: pd.DatetimeIndex, freq: str) -> np.ndarray:
-    """Calendar features a global model reads at each target time: the parts that vary at this frequency."""
+    """Calendar features a global model reads at each target time: the parts that vary at this frequency (named by
+    calendar_columns)."""
     b = base_freq(freq)
     cols = [times.month.to_numpy()] if b not in ("YS", "YE") else [np.zeros(len(times))]
     if b in ("D", "B", "h", "30min", "15min", "min"):

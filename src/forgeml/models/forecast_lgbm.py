@@ -70,6 +70,7 @@ def _rows(w: Windows, histories, times_at, known_at, past_at, static_codes, hori
 class LightGBMForecaster(Forecaster):
     Params = LightGBMForecastParams
     file = MODEL
+    exports_graph = True  # forgeml export writes it as ONNX (graph_features)
 
     def fit(self, params, panel, horizon: int, seed: int, train=None, loop=None):
         import lightgbm as lgb
@@ -99,14 +100,17 @@ class LightGBMForecaster(Forecaster):
         import pandas as pd
 
         freq, known, past = meta["freq"], meta["known"], meta["past"]
+        # times as nanoseconds, which pd.DatetimeIndex reads back (pandas 3 parses times in microseconds: their asi8
+        # read as nanoseconds would put every time in January 1970 and the calendar would be constant)
         if training:  # each series' times continued past its end, and its covariates, as arrays
-            stamps = [pd.date_range(s.times[0], periods=len(s.times) + horizon, freq=freq).asi8 for s in sources]
+            stamps = [pd.date_range(s.times[0], periods=len(s.times) + horizon, freq=freq).as_unit("ns").asi8
+                      for s in sources]
             times_at = lambda k: pd.DatetimeIndex(_gather(stamps, w.series, w.origin + k - 1))  # noqa: E731
             covs = [_matrix(s.covariates, known + past) for s in sources]
             known_at = (lambda k: _gather(covs, w.series, w.origin + k - 1)[:, :len(known)]) if known else None
             past_at = _gather(covs, w.series, w.origin - 1)[:, len(known):] if past else None
         else:
-            stamps = [c.future.asi8 for c in sources]
+            stamps = [pd.DatetimeIndex(c.future).as_unit("ns").asi8 for c in sources]
             times_at = lambda k: pd.DatetimeIndex(_gather(stamps, w.series, np.full(len(w.series), k - 1)))  # noqa: E731
             future = [_matrix(c.future_known, known) for c in sources]
             known_at = (lambda k: _gather(future, w.series, np.full(len(w.series), k - 1))) if known else None
@@ -126,6 +130,11 @@ class LightGBMForecaster(Forecaster):
         pred = model["booster"].predict(x, num_threads=_threads()).reshape(len(contexts), horizon)
         return pred * w.scale[:, None]
 
+    def graph_features(self, model, horizon: int):
+        from forgeml.models.forecast_lgbm_onnx import GraphFeatures
+
+        return GraphFeatures(model["booster"], model["meta"], horizon)
+
     def save(self, model, folder) -> None:
         from forgeml import artifacts
 
@@ -137,6 +146,25 @@ class LightGBMForecaster(Forecaster):
 
         return {"booster": lgb.Booster(model_file=str(Path(folder) / MODEL)),
                 "meta": json.loads((Path(folder) / META).read_text())}
+
+
+def graph_inputs(meta: dict, contexts: list[Context], horizon: int) -> dict[str, np.ndarray]:
+    """The inputs besides the history that the exported graph reads (forecast_lgbm_onnx), for the Contexts predict
+    makes, as ``_features`` reads them: the calendar of each future time and the known covariates there [N, H, .],
+    the past covariates at the history's last time [N, P], the static columns' level codes [N, S]."""
+    from forgeml.features.series import calendar
+
+    steps = np.arange(horizon)
+    at = lambda rows, i: rows[np.clip(i, 0, len(rows) - 1)]  # noqa: E731  (as _gather clips)
+    out = {"calendar": np.stack([calendar(at(c.future, steps), meta["freq"]) for c in contexts])}
+    if meta["known"]:
+        out["known"] = np.stack([at(_matrix(c.future_known, meta["known"]), steps) for c in contexts])
+    if meta["past"]:
+        out["past"] = np.stack([at(_matrix(c.covariates, meta["past"]), len(c.history) - 1) for c in contexts])
+    if meta["static"]:
+        out["static"] = np.array([[_code(levels, c.static.get(col)) for col, levels in meta["static"].items()]
+                                  for c in contexts])
+    return {k: v.astype(np.float32) for k, v in out.items()}
 
 
 def _threads() -> int:

@@ -38,8 +38,12 @@ class WindowLSTM(nn.Module):
 
     def forward(self, batch: dict) -> torch.Tensor:
         x = batch["window"]
-        steps = torch.cat([(x - 1).unsqueeze(-1), self.phase.expand(len(x), -1, -1)], dim=-1)  # level 1 -> 0
-        out, _ = self.lstm(steps)
+        # the phase and the zero state are built from the input by broadcasting: expand(len(x)) or nn.LSTM's own
+        # zero state make torch.export fix the batch size (ONNX export, forgeml.tasks.forecast_onnx)
+        phase = torch.zeros_like(x).unsqueeze(-1) + self.phase
+        steps = torch.cat([(x - 1).unsqueeze(-1), phase], dim=-1)  # level 1 -> 0
+        zeros = torch.zeros_like(steps[:, :1, :1]).permute(1, 0, 2).expand(self.lstm.num_layers, -1, self.lstm.hidden_size)
+        out, _ = self.lstm(steps, (zeros.contiguous(), zeros.contiguous()))
         return x[:, self.naive] + self.head(out[:, -1])
 
 

@@ -62,6 +62,7 @@ class NetForecaster(Forecaster):
 
     file = WEIGHTS
     shape_keys: tuple[str, ...] = ()
+    exports_window = True  # forgeml export writes it as ONNX (window_network)
 
     @staticmethod
     def network(meta: dict) -> torch.nn.Module:
@@ -96,6 +97,9 @@ class NetForecaster(Forecaster):
             return np.zeros((0, horizon))
         w = context_windows(contexts, model["meta"]["lags"])
         return predict_raw(model["net"], {"window": w.x}) * w.scale[:, None]
+
+    def window_network(self, model):
+        return model["net"], model["meta"]["lags"]
 
     def save(self, model, folder) -> None:
         from forgeml import artifacts

@@ -9,7 +9,7 @@ the N-BEATS-style network) learn one model over every series' windows.
 
 Tags: ``forecast_baseline`` (a classic statistical baseline: the best of them on validation stands beside every run),
 ``global`` (one model over all series; it uses covariates), ``many_series`` (cheap enough to run by default on a
-table of many series).
+table of many series), ``opt_in`` (``model: auto`` leaves it out; it trains when named).
 """
 from __future__ import annotations
 
@@ -44,6 +44,20 @@ class Forecaster(Learner):
 
     def forecast(self, model, contexts: list[Context], horizon: int) -> np.ndarray:
         raise NotImplementedError
+
+    def window_network(self, model):
+        """(network, window length) when the model is a torch network over a scaled window that forgeml export can
+        write as ONNX (forgeml.tasks.forecast_onnx); None otherwise."""
+        return None
+
+    def graph_features(self, model, horizon: int):
+        """When the model is trees over features a graph can compute from a history and a few more inputs (the global
+        LightGBM), what forgeml export needs to write it as ONNX (forgeml.tasks.forecast_onnx_lgbm): an object with
+        ``module()`` (torch: history [N, T] and the inputs by name -> feature rows [N * horizon, F] and the level
+        [N, 1] the trees' output is multiplied by), ``inputs`` (the other inputs, as the manifest describes them),
+        ``core(opset)`` (the trees as an ONNX model: input ``features``, one output) and ``feeds(contexts)`` (those
+        inputs for the Contexts predict makes). None otherwise."""
+        return None
 
     def save(self, model, folder) -> None:
         raise NotImplementedError

@@ -25,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 
+from forgeml.errors import ForgeMLError
 from forgeml.features.records import InputError
 from forgeml.serve import schemas
 from forgeml.serve.batching import Batcher
@@ -47,7 +48,7 @@ class ServeSettings:
 def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     settings = settings or ServeSettings()
     metrics = Metrics()
-    batchers = {(m.name, m.version): Batcher(m, settings.max_batch, settings.max_wait_ms, metrics) for m in registry.all()}
+    batchers = {(m.name, m.version): Batcher(m, settings.max_batch, settings.max_wait_ms, metrics) for m in registry.graphs()}
     state = {"ready": False}
 
     @asynccontextmanager
@@ -126,6 +127,8 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         return error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
 
     async def _predict_with(model, request: Request):
+        if model.route != "predict":
+            return error(409, model.elsewhere("predict"))
         batcher = batchers[(model.name, model.version)]
         batcher.arriving += 1  # from here until queued: the batcher may wait (up to max_wait_ms) for this request
         try:
@@ -157,6 +160,8 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     async def _explain_with(model, request: Request):
         from starlette.concurrency import run_in_threadpool
 
+        if model.route != "predict":
+            return error(409, model.elsewhere("explain"))
         body, problem = await _instances(request, EXPLAIN_MAX, optional=("method",))
         if problem:
             return problem
@@ -175,10 +180,35 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         model, problem = _lookup(name, version)
         return problem or await _explain_with(model, request)
 
+    async def _answer_with(model, request: Request):
+        """A model that answers for itself (forgeml.serve.own_runs): its route, in a worker thread."""
+        from starlette.concurrency import run_in_threadpool
+
+        try:
+            body = json.loads(await request.body())
+        except (ValueError, RecursionError):
+            return error(400, "the body is not valid JSON")
+        try:
+            return JSONResponse(await run_in_threadpool(model.answer, body))
+        except ForgeMLError as exc:
+            return error(422, str(exc))
+
+    async def _action(name: str, version: Optional[str], action: str, request: Request):
+        model, problem = _lookup(name, version)
+        if problem:
+            return problem
+        if model.route != action:
+            return error(404, f"model {name} answers POST .../{model.route}" + ("" if model.route != "predict" else
+                                                                                 " and .../explain"))
+        return await _answer_with(model, request)
+
     # ----- each served model's own routes, documented with its request and response models
     request_models = []
     posted = schemas.errors(400, *auth_errors, 413, 422)
     for m in registry.all():
+        if m.route != "predict":
+            _own_routes(app, m, registry.default[m.name] == m.version, _answer_with, auth, posted)
+            continue
         s = schemas.build(m.name, m.version, m.signature, settings.max_instances, EXPLAIN_MAX, served_methods(m.manifest))
         request_models += [s.predict_request, s.explain_request]
         routes = [(f"/v1/models/{m.name}/versions/{m.version}", "/v1/models/{name}/versions/{version}", "_version", "")]
@@ -214,6 +244,15 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     @app.post("/v1/models/{name}/versions/{version}/explain", dependencies=auth, include_in_schema=False)
     async def explain_version(name: str, version: str, request: Request):
         return await _explain(name, version, request)
+
+    # a route of a model that answers for itself (forecast), for any name; after predict and explain
+    @app.post("/v1/models/{name}/{action}", dependencies=auth, include_in_schema=False)
+    async def action(name: str, action: str, request: Request):
+        return await _action(name, None, action, request)
+
+    @app.post("/v1/models/{name}/versions/{version}/{action}", dependencies=auth, include_in_schema=False)
+    async def action_version(name: str, version: str, action: str, request: Request):
+        return await _action(name, version, action, request)
 
     def _info(m) -> dict:
         return {**m.describe(), "default": registry.default[m.name] == m.version}
@@ -284,6 +323,22 @@ def _bound(handler, model):
         return await handler(model, request)
 
     return endpoint
+
+
+def _own_routes(app: FastAPI, m, default: bool, handler, auth: list, posted: dict) -> None:
+    """The routes of a model that answers for itself, documented with the JSON schemas its run gives."""
+    request, response = m.loaded.serve_schemas()
+    body = {"requestBody": {"required": True, "content": {"application/json": {"schema": request}}}}
+    answers = {200: {"description": "the answer", "content": {"application/json": {"schema": response}}}, **posted}
+    prefixes = [(f"/v1/models/{m.name}/versions/{m.version}", "/v1/models/{name}/versions/{version}", "_version", "")]
+    if default:
+        prefixes.insert(0, (f"/v1/models/{m.name}", "/v1/models/{name}", "", " (the default version)"))
+    for prefix, generic, op, which in prefixes:
+        app.add_api_route(f"{prefix}/{m.route}", _bound(handler, m), methods=["POST"], dependencies=auth,
+                          responses=answers, tags=[m.name], openapi_extra=body,
+                          summary=f"{m.route.capitalize()} with {m.name}:{m.version}{which}",
+                          operation_id=schemas.component_name(m.name, m.version, m.route + op))
+        _label(app, f"{generic}/{m.route}", m.name)
 
 
 def _label(app: FastAPI, template: str, model: str) -> None:

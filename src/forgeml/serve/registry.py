@@ -32,6 +32,7 @@ class ServedModel:
     onnx_file: str
     precision: str
     session: object = field(repr=False, default=None)
+    route = "predict"  # what its routes answer (a model that answers for itself: forgeml.serve.own_runs)
 
     @property
     def features(self) -> list[str]:
@@ -73,7 +74,7 @@ class ServedModel:
         sig = self.signature
         return {"name": self.name, "version": self.version, "task": self.task, "model": self.manifest["model"]["name"],
                 "precision": self.precision, "file": self.onnx_file, "input_schema": sig["inputs"],
-                "output_schema": sig["outputs"], "labels": self.labels, "target": self.manifest["target"].get("name"),
+                "output_schema": sig["outputs"], "route": self.route, "labels": self.labels, "target": self.manifest["target"].get("name"),
                 "test_metrics": finite_or_none(self.manifest.get("metrics", {}).get("test"))}
 
 
@@ -101,7 +102,9 @@ def parse_spec(spec: str) -> tuple[Optional[str], Optional[str], str]:
     return m["name"], m["version"], m["run"]
 
 
-def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None, version: Optional[str] = None) -> ServedModel:
+def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None, version: Optional[str] = None):
+    """The served model of a run: its ONNX graph on ONNX Runtime (a ServedModel; exported on first serve), or the
+    run's own Python object for a family that answers for itself (forgeml.serve.own_runs)."""
     from forgeml.export.runtime import session
 
     name, ver, run = parse_spec(spec)
@@ -109,6 +112,10 @@ def load_model(spec: str, precision: str = "auto", threads: Optional[int] = None
     manifest = artifacts.read_manifest(run_dir)
     if precision not in ("auto", "fp32", "int8"):
         raise ConfigError(f"--precision must be auto, fp32 or int8, got {precision!r}")
+    from forgeml.serve import own_runs
+
+    if own_runs.serves_itself(manifest):  # answered by the run's own models (forecasting), not an ONNX graph
+        return own_runs.load(name or run_dir.name, ver or version or "1", run_dir, manifest)
     int8 = manifest.get("variants", {}).get("int8")
     if precision == "int8" and not (int8 and (run_dir / int8["file"]).is_file()):
         raise RunError(f"{run_dir} has no int8 model; run forgeml compress {run_dir} --quantize int8, or serve --precision fp32")
@@ -166,8 +173,12 @@ class Registry:
             return None
         return versions.get(version or self.default[name])
 
-    def all(self) -> list[ServedModel]:
+    def all(self) -> list:
         return [m for vs in self.models.values() for m in vs.values()]
+
+    def graphs(self) -> list[ServedModel]:
+        """The models served from an ONNX graph (predict, explain, v2)."""
+        return [m for m in self.all() if isinstance(m, ServedModel)]
 
 
 def build_registry(specs: list[str], precision: str = "auto", threads: Optional[int] = None,

@@ -50,9 +50,14 @@ class ModelInfo(BaseModel):
     input_schema: list[InputField] = Field(..., description="the fields of one instance, in order")
     output_schema: dict[str, dict[str, Any]] = Field(..., description="the response fields beside model and version "
                                                      "(field -> JSON schema)")
+    route: str = Field("predict", description="what its POST route answers: predict (and explain), or the route of "
+                       "a model that answers for itself (forecast: a history in, the next points out)")
     labels: Optional[list[Any]]
     target: Optional[str]
     test_metrics: Optional[dict[str, Any]]
+    horizon: Optional[int] = Field(None, description="forecast: the points forecast per series")
+    example: Optional[list[dict[str, Any]]] = Field(None, description="forecast: a history to try it with (the end of "
+                                                    "a series of the run's data)")
 
 
 class ModelList(BaseModel):

@@ -118,7 +118,11 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
 
     def lookup(name: str, version: Optional[str]):
         model = registry.get(name, version)
-        return (model, None) if model is not None else (None, error(404, registry.missing(name, version)))
+        if model is None:
+            return None, error(404, registry.missing(name, version))
+        if model.route != "predict":  # answered by its run's own models, not an ONNX graph
+            return None, error(400, model.elsewhere("the Open Inference Protocol"))
+        return model, None
 
     def metadata(name: str, version: Optional[str]):
         model, problem = lookup(name, version)
@@ -220,10 +224,11 @@ def document(schema: dict, registry) -> None:
 
     _, top = models_json_schema([(V2InferRequest, "validation")], ref_template="#/components/schemas/{model}")
     schema.setdefault("components", {}).setdefault("schemas", {}).update(top.get("$defs", {}))
-    values = {"name": sorted(registry.models), "version": sorted({v for vs in registry.models.values() for v in vs})}
+    graphs = registry.graphs()
+    values = {"name": sorted({m.name for m in graphs}), "version": sorted({m.version for m in graphs})}
     for path, operations in schema.get("paths", {}).items():
         if path.startswith("/v2/models/"):
             for operation in operations.values():
                 for parameter in operation.get("parameters", []):
-                    if parameter["name"] in values and parameter.get("in") == "path":
+                    if values.get(parameter["name"]) and parameter.get("in") == "path":
                         parameter["schema"] = {**parameter["schema"], "enum": values[parameter["name"]]}

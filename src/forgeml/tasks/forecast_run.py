@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 import pandas as pd
 
-from forgeml.errors import DataError, RunError
+from forgeml.errors import DataError, ForgeMLError, RunError
 
 
 class ForecastModel:
@@ -46,7 +46,7 @@ class ForecastModel:
 
         refuse_capability(self.task, self.run_dir, capability, or_tags)
 
-    def _config(self):
+    def config(self):
         from forgeml.config import build_config
         from forgeml.config.experiment import load_config
 
@@ -62,7 +62,7 @@ class ForecastModel:
         if isinstance(data, (str, Path)):
             if not str(data).startswith("bundled:") and not Path(data).is_file():
                 raise DataError(f"history not found: {data}")
-            trained = self._config().data
+            trained = self.config().data
             given = lambda value: None if value in (None, "auto") else value  # noqa: E731
             return read_source(str(data), sep if sep is not None else given(trained.sep),
                                encoding if encoding is not None else given(trained.encoding))[0]
@@ -71,7 +71,7 @@ class ForecastModel:
         raise DataError("forecasting predict takes a history: a DataFrame, a file, or a list of rows (dicts)")
 
     # ---- reading a history
-    def _panel(self, df: pd.DataFrame):
+    def read_history(self, df: pd.DataFrame):
         """The history as a Panel, and the known covariates' future rows per series."""
         from forgeml.features.series import parse_times, read_panel
 
@@ -129,10 +129,13 @@ class ForecastModel:
     # ---- the capabilities
     def predict(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> pd.DataFrame:
         """The next ``horizon`` points of each series, with the intervals: one row per series and time."""
+        return self.forecast_panel(*self.read_history(self.frame(data, sep, encoding)))
+
+    def forecast_panel(self, panel, future: dict) -> pd.DataFrame:
+        """predict's table for a history read as a Panel (and the known covariates' future rows per series)."""
         from forgeml.evaluate.forecast import mase_scale
         from forgeml.tasks.forecast_backtest import bands
 
-        panel, future = self._panel(self.frame(data, sep, encoding))
         contexts = self._contexts(panel, future)
         pred = self._forecast(contexts)
         scales = np.array([mase_scale(c.history, self.state["season"]) for c in contexts])
@@ -145,6 +148,50 @@ class ForecastModel:
             out[f"lo_{lv}"], out[f"hi_{lv}"] = lo.ravel(), hi.ravel()
         return out
 
+    # ---- serving: forgeml serve answers POST /v1/models/NAME/forecast with the run's own models (forecast_serve)
+    serve_route = "forecast"
+
+    def answer(self, body) -> dict:
+        from forgeml.tasks.forecast_serve import answer
+
+        return answer(self, body)
+
+    def serve_example(self) -> Optional[list[dict]]:
+        from forgeml.tasks.forecast_serve import example
+
+        return example(self)
+
+    def serve_schemas(self) -> tuple[dict, dict]:
+        from forgeml.tasks.forecast_serve import schemas
+
+        return schemas(self)
+
+    def export_onnx(self, path: Path, check: bool = True) -> dict:
+        """forgeml export: the run's networks and LightGBM as one ONNX graph (forgeml.tasks.forecast_onnx), checked
+        against the run's own forecasts of its data: from each series' whole history, or, for a run with known
+        covariates (whose future the data lacks), from each series cut one horizon before its end."""
+        from forgeml.tasks.forecast_onnx import export
+
+        contexts = None
+        if check:
+            try:
+                panel, future = self.read_history(self.frame(self.config().data.source))
+                ends = [[max(len(s.values) - self.horizon, 0)] for s in panel.series] if self.state.get("known") else None
+                contexts = self._contexts(panel, future, ends)
+            except (OSError, ValueError, ForgeMLError):  # the data moved or changed: the manifest says parity was not checked
+                contexts = None
+        return export(self, Path(path), contexts)
+
+    def onnx_feeds(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> dict[str, np.ndarray]:
+        """The inputs of the graph ``forgeml export`` writes, for a history as predict takes it (future rows of the
+        known covariates included): ``history`` [series, length] float32, each series' last values (series of
+        unequal lengths are cut to the shortest's length: feed them apart to use each one's whole history) and, for
+        a run with LightGBM, ``calendar``, then ``known``, ``past``, ``static`` where the run has them, as the
+        manifest's ``export.onnx.inputs`` describe them. The graph's rows follow the series in predict's order."""
+        from forgeml.tasks.forecast_onnx import feeds
+
+        return feeds(self, self._contexts(*self.read_history(self.frame(data, sep, encoding))))
+
     def backtest(self, data=None, sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
         """Metrics of the run's models on the last ``windows`` windows of each series of ``data`` (default: the
         run's own data, whose last windows are its test windows: the saved models never saw them)."""
@@ -152,8 +199,8 @@ class ForecastModel:
         from forgeml.tasks.forecast_backtest import backtest_origins, bands
 
         if data is None:
-            data = self._config().data.source
-        panel, _ = self._panel(self.frame(data, sep, encoding))
+            data = self.config().data.source
+        panel, _ = self.read_history(self.frame(data, sep, encoding))
         h, w = self.horizon, int(self.state["windows"])
         short = [s.id for s in panel.series if len(s.values) < w * h + max(self.state["season"] + 1, 3)]
         if short:

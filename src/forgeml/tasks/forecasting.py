@@ -163,7 +163,7 @@ class Forecasting(Task):
             panel = replace(panel, series=[s for s in panel.series if s.id not in short])
         forecasters = LEARNERS.tagged("forecaster")
         if cfg.model.name == "auto":
-            candidates = list(forecasters)
+            candidates = [n for n in forecasters if "opt_in" not in LEARNERS.get(n).tags]  # opt_in: trained when named
             slow = [n for n in candidates if "many_series" not in LEARNERS.get(n).tags]
             if slow and (len(panel.series) > opts.slow_max_series or panel.season > SLOW_MAX_SEASON):
                 candidates = [n for n in candidates if n not in slow]
@@ -365,9 +365,9 @@ class Forecasting(Task):
 
     # ---- what a client sends and gets back
     def request_fields(self) -> list[dict]:
-        s = self.state
-        cols = [c for c in (s.get("id_col"), s["time_col"], s["target"]) if c] + list(s.get("known", []))
-        return [{"name": c, "type": "series", "schema": {"type": "array"}} for c in cols]
+        from forgeml.tasks.forecast_serve import request_fields
+
+        return request_fields(self.state)
 
     def response_fields(self) -> dict[str, dict]:
         fields = {"forecast": {"type": "array", "items": {"type": "number"}, "description": f"the next {self.horizon} points"}}

@@ -148,7 +148,7 @@
     meta.append(chip("precision", m.precision));
     meta.append(chip("target", m.target));
     const metrics = m.test_metrics || {};
-    const names = {accuracy: "accuracy", roc_auc: "ROC AUC", f1_macro: "F1", r2: "R²", mae: "MAE", rmse: "RMSE"};
+    const names = {accuracy: "accuracy", roc_auc: "ROC AUC", f1_macro: "F1", r2: "R²", mase: "MASE", mae: "MAE", rmse: "RMSE"};
     const shown = Object.keys(names).filter((k) => typeof metrics[k] === "number").slice(0, 3);
     if (shown.length) {
       meta.append(el("div", {class: "metrics", text: "Test set: " + shown.map((k) => `${names[k]} ${fmtMetric(k, metrics[k])}`).join(" · ")}));
@@ -225,9 +225,134 @@
     images = {};
     renderMeta(m);
     const fields = $("fields");
-    fields.replaceChildren(...(m ? m.input_schema.map(fieldFor) : []));
+    fields.replaceChildren(...(!m ? [] : isForecast(m) ? [historyField(m)] : m.input_schema.map(fieldFor)));
     $("predict-button").disabled = !m;
+    $("predict-button").textContent = buttonText();
+    $("result-title").textContent = isForecast(m) ? "Forecast" : "Prediction";
     resetResult();
+  }
+  const buttonText = () => (isForecast(current) ? "Forecast" : "Predict");
+
+  // ----- forecasting models (route "forecast"): a history in, the next points of each series out, plotted
+  const isForecast = (m) => Boolean(m && m.route === "forecast");
+  function historyField(m) {
+    const cols = m.input_schema.map((f) => f.name);
+    const cell = (v) => (v == null ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+    const csv = [cols.join(","), ...(m.example || []).map((r) => cols.map((c) => cell(r[c])).join(","))].join("\n");
+    return el("div", {class: "field wide", "data-testid": "field-history"},
+      el("label", {for: "field-history"}, "history", el("span", {class: "type", text: "CSV or JSON rows"})),
+      el("textarea", {id: "field-history", class: "history", rows: 12, spellcheck: false, value: csv,
+                      "data-field": "history", "data-type": "history"}),
+      el("span", {class: "hint", text: `Columns ${cols.join(", ")}, as in the training data. Forecasts the next ` +
+        `${m.horizon} points of each series; rows after a series' end with ${m.target} empty carry known covariates.`}));
+  }
+  function parseHistory(text) {
+    const trimmed = text.trim();
+    if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
+      const parsed = JSON.parse(trimmed);
+      return Array.isArray(parsed) ? parsed : parsed.history;
+    }
+    const lines = [];
+    let row = [], cell = "", quoted = false;
+    for (let i = 0; i < text.length; i++) {
+      const ch = text[i];
+      if (quoted) {
+        if (ch === '"' && text[i + 1] === '"') { cell += '"'; i++; } else if (ch === '"') quoted = false; else cell += ch;
+      } else if (ch === '"') quoted = true;
+      else if (ch === ",") { row.push(cell); cell = ""; }
+      else if (ch === "\n" || ch === "\r") {
+        if (ch === "\r" && text[i + 1] === "\n") i++;
+        row.push(cell); lines.push(row); row = []; cell = "";
+      } else cell += ch;
+    }
+    if (cell !== "" || row.length) { row.push(cell); lines.push(row); }
+    const kept = lines.filter((r) => r.some((c) => c.trim() !== ""));
+    if (kept.length < 2) throw new Error("give a header line with the column names, then one line per row");
+    const header = kept[0].map((c) => c.trim());
+    return kept.slice(1).map((r, n) => {
+      if (r.length !== header.length) throw new Error(`line ${n + 2} has ${r.length} values; the header has ${header.length}`);
+      const obj = {};
+      header.forEach((h, j) => {
+        const v = r[j].trim();
+        obj[h] = v === "" ? null : (Number.isFinite(Number(v)) ? Number(v) : v);
+      });
+      return obj;
+    });
+  }
+  const SVG_NS = "http://www.w3.org/2000/svg";
+  const svg = (tag, attrs = {}) => {
+    const node = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
+    return node;
+  };
+  function forecastChart(f, levels) {
+    const W = 560, H = 220, P = {l: 52, r: 12, t: 10, b: 24};
+    const when = (s) => Date.parse(s);
+    const xs = [...f.recent.times, ...f.times].map(when);
+    const ys = [...f.recent.values, ...f.forecast, ...levels.flatMap((lv) => [...f[`lo_${lv}`], ...f[`hi_${lv}`]])];
+    const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+    const X = (s) => (P.l + (when(s) - x0) / (x1 - x0 || 1) * (W - P.l - P.r)).toFixed(1);
+    const Y = (v) => (H - P.b - (v - y0) / (y1 - y0 || 1) * (H - P.t - P.b)).toFixed(1);
+    const chart = svg("svg", {viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "data-testid": "forecast-chart",
+                              "data-series": f.series, "data-points": f.forecast.length,
+                              "aria-label": `series ${f.series}: its recent history and the next ${f.forecast.length} points`});
+    for (const lv of [...levels].sort((a, b) => b - a)) {  // the widest band first, the narrower over it
+      const upper = f.times.map((t, i) => `${X(t)},${Y(f[`hi_${lv}`][i])}`);
+      const lower = f.times.map((t, i) => `${X(t)},${Y(f[`lo_${lv}`][i])}`).reverse();
+      chart.append(svg("polygon", {points: [...upper, ...lower].join(" "), class: `band band-${lv}`, "data-level": lv}));
+    }
+    const line = (times, values, cls) => chart.append(svg("polyline", {points: times.map((t, i) => `${X(t)},${Y(values[i])}`).join(" "), class: cls}));
+    line(f.recent.times, f.recent.values, "history-line");
+    line([f.recent.times.at(-1), ...f.times], [f.recent.values.at(-1), ...f.forecast], "forecast-line");
+    const label = (x, y, text, anchor) => { const t = svg("text", {x, y, "text-anchor": anchor, class: "axis"}); t.textContent = text; chart.append(t); };
+    const day = (ms) => new Date(ms).toISOString().slice(0, 10);
+    label(P.l - 6, Number(Y(y1)) + 4, fmtValue(Number(y1.toPrecision(4))), "end");
+    label(P.l - 6, Number(Y(y0)), fmtValue(Number(y0.toPrecision(4))), "end");
+    label(P.l, H - 6, day(x0), "start");
+    label(W - P.r, H - 6, day(x1), "end");
+    return chart;
+  }
+  function renderForecast(m, body, ms) {
+    $("placeholder").hidden = true;
+    $("result").hidden = false;
+    const shown = body.forecasts.slice(0, 4);
+    const first = body.forecasts[0];
+    $("result-target").textContent = `Forecast of ${m.target}: the next ${body.horizon} points` +
+      (body.forecasts.length > 1 ? ` of ${body.forecasts.length} series` : "");
+    $("prediction").textContent = `${fmtValue(first.forecast[0])} … ${fmtValue(first.forecast.at(-1))}`;
+    $("confidence").replaceChildren();
+    const bars = $("bars");
+    bars.replaceChildren(el("div", {class: "legend"}, el("span", {class: "key history-key", text: "history"}),
+      el("span", {class: "key forecast-key", text: "forecast"}),
+      ...body.levels.map((lv) => el("span", {class: `key band-key band-${lv}`, text: `${lv}% interval`}))));
+    for (const f of shown) {
+      bars.append(el("figure", {class: "forecast"}, forecastChart(f, body.levels),
+                     body.forecasts.length > 1 ? el("figcaption", {text: `series ${f.series}`}) : null));
+    }
+    if (body.forecasts.length > shown.length) bars.append(el("div", {class: "hint", text: `${body.forecasts.length - shown.length} more series in the response JSON`}));
+    $("latency").textContent = `· ${modelId(m)} · ${Math.round(ms)} ms`;
+    $("raw-json").textContent = JSON.stringify(body, null, 2);
+  }
+  async function forecast(m) {
+    let rows;
+    try {
+      rows = parseHistory(document.querySelector('#fields [data-field="history"]').value);
+    } catch (e) {
+      markField("history", String(e.message || e));
+      showError("Check the history", String(e.message || e));
+      return;
+    }
+    const url = `/v1/models/${encodeURIComponent(m.name)}/versions/${encodeURIComponent(m.version)}/forecast`;
+    const tic = performance.now();
+    const res = await fetch(url, {method: "POST", headers: headers(true), body: JSON.stringify({history: rows})});
+    if (current !== m) return;
+    if (!res.ok) {
+      $("result").hidden = true;
+      $("placeholder").hidden = false;
+      await responseError(res);
+      return;
+    }
+    renderForecast(m, await res.json(), performance.now() - tic);
   }
 
   function resetResult() {
@@ -302,6 +427,11 @@
     if (!current) return;
     clearError();
     const m = current;
+    if (isForecast(m)) {
+      if (KEY_REQUIRED) rememberKey();
+      await busy("Forecasting", () => forecast(m));
+      return;
+    }
     const [row, problems] = readRow();
     if (problems.length) {
       for (const [name, msg] of problems) markField(name, msg);
@@ -310,12 +440,9 @@
       return;
     }
     if (KEY_REQUIRED) rememberKey();
-    const button = $("predict-button");
-    button.disabled = true;
-    button.replaceChildren(el("span", {class: "spinner"}), " Predicting");
     const url = `/v1/models/${encodeURIComponent(m.name)}/versions/${encodeURIComponent(m.version)}/predict`;
-    const tic = performance.now();
-    try {
+    await busy("Predicting", async () => {
+      const tic = performance.now();
       const res = await fetch(url, {method: "POST", headers: headers(true), body: JSON.stringify({instances: [row]})});
       if (current !== m) return;
       if (!res.ok) {
@@ -326,11 +453,20 @@
         return;
       }
       renderResult(m, await res.json(), performance.now() - tic);
+    });
+  }
+  // the button shows `label` with a spinner while `work` runs; the form counts the attempt when it ends
+  async function busy(label, work) {
+    const button = $("predict-button");
+    button.disabled = true;
+    button.replaceChildren(el("span", {class: "spinner"}), " " + label);
+    try {
+      await work();
     } catch (e) {
       showError("Cannot reach the server", String(e));
     } finally {
       button.disabled = !current;
-      button.textContent = "Predict";
+      button.textContent = buttonText();
       done();
     }
   }

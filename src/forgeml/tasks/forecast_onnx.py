@@ -1,0 +1,198 @@
+"""``forgeml export`` for a forecasting run whose model is a window network (N-BEATS, the LSTM...), the global
+LightGBM, or a combination of them: one ``model.onnx`` that takes series' histories and gives the next ``horizon``
+points with the run's intervals, with onnxruntime alone.
+
+    history [series, length] float32 ─► each network's window, scaled by its level ─► the mean of the members
+                                      ├► LightGBM's feature rows ─► its trees ─► x level ┘
+                                      └► the series' MASE scale ─► forecast ± quantile x scale x sqrt(step)
+
+The graph does what ``forgeml predict`` does after reading a history: a history shorter than a network's window is
+padded at the front with its first value, the window is divided by the mean absolute value of its last points, and the
+interval half-width is the run's conformal quantile times the series' mean absolute seasonal difference (MASE's
+scale) times sqrt(step). The history must be regular (gaps filled, as ``forgeml
+predict`` fills them) and one season and two points long at least (torch's exporter reads a single seasonal difference
+as a broadcast). A run with LightGBM takes more inputs, what the values do not give: the calendar of the future times,
+the covariates, the static codes (forgeml.models.forecast_lgbm_onnx; the graph is joined in forecast_onnx_lgbm).
+Statistical models re-run their smoothing over each history: runs that use them are served as they are (``forgeml
+serve``'s forecast route).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from forgeml.errors import RunError
+
+
+class HistoryForecaster(nn.Module):
+    """history [N, T] -> forecast [N, H], then (lo, hi) [N, H] per interval level."""
+
+    def __init__(self, nets: list[tuple[nn.Module, int]], season: int, horizon: int, quantiles: list[float]):
+        super().__init__()
+        self.nets = nn.ModuleList(net for net, _ in nets)
+        self.lags = [lags for _, lags in nets]
+        self.season = max(int(season), 1)
+        self.register_buffer("steps", torch.arange(1, horizon + 1, dtype=torch.float32).sqrt())
+        self.register_buffer("q", torch.tensor(quantiles, dtype=torch.float32))
+
+    def forward(self, history: torch.Tensor):
+        pred = torch.stack(self.forecasts(history)).mean(dim=0)
+        half = self.half_widths(history)
+        out = [pred]
+        for i in range(len(self.q)):
+            out += [pred - half[:, i], pred + half[:, i]]
+        return tuple(out)
+
+    def forecasts(self, history: torch.Tensor) -> list[torch.Tensor]:
+        """Each network's forecast [N, H]."""
+        full = torch.cat([history[:, :1].expand(-1, max(self.lags)), history], dim=1)
+        # how far each point is from the end, without slicing by the history's length (which would fix it in export)
+        back = torch.flip(torch.cumsum(torch.ones_like(history[:1]), dim=1), dims=[1])  # [1, T]: T ... 1
+        preds = []
+        for net, lags in zip(self.nets, self.lags):
+            recent = (back <= lags).to(history.dtype)  # forecasters.window_scale: the last points that exist
+            level = (history.abs() * recent).sum(dim=1, keepdim=True) / recent.sum(dim=1, keepdim=True)
+            level = torch.where(level > 1e-8, level, torch.ones_like(level))
+            preds.append(net({"window": full[:, -lags:] / level}) * level)
+        return preds
+
+    def half_widths(self, history: torch.Tensor) -> torch.Tensor:
+        """[N, levels, H]: each interval's half-width."""
+        seasonal = (history[:, self.season:] - history[:, :-self.season]).abs().mean(dim=1)
+        naive = (history[:, 1:] - history[:, :-1]).abs().mean(dim=1)
+        one = torch.ones_like(naive)
+        scale = torch.where(seasonal > 1e-12, seasonal, torch.where(naive > 1e-12, naive, one))  # evaluate.mase_scale
+        return self.q[None, :, None] * scale[:, None, None] * self.steps[None, None, :]
+
+
+def members(model) -> tuple[list[tuple[nn.Module, int]], list]:
+    """The (network, window length) of each window network of the run's model, and the graph features
+    (Forecaster.graph_features) of each member with trees; RunError naming what cannot be exported."""
+    from forgeml.models import LEARNERS
+
+    nets, trees, left = [], [], []
+    for learner, fitted in model.members:
+        net = learner.window_network(fitted)
+        tree = None if net else learner.graph_features(fitted, model.horizon)
+        nets += [net] if net else []
+        trees += [tree] if tree else []
+        left += [] if net or tree else [learner.name]
+    if not left:
+        return nets, trees
+    forecasters = [(n, LEARNERS.get(n)) for n in LEARNERS.tagged("forecaster")]
+    windows = [n for n, cls in forecasters if getattr(cls, "exports_window", False)]
+    graphs = [n for n, cls in forecasters if getattr(cls, "exports_graph", False)]
+    names = [learner.name for learner, _ in model.members]
+    raise RunError(f"{model.run_dir}'s model is {model.model_name}" + (f" ({', '.join(names)})" if names != [model.model_name] else "")
+                   + f": forgeml export writes forecasting runs whose model is a window network ({', '.join(windows)}), "
+                   f"the global LightGBM ({', '.join(graphs)}) or a combination of them; statistical models "
+                   f"({', '.join(left)}) re-run their smoothing over each history, which a fixed graph does not express. "
+                   f"Serve the run as it is (forgeml serve {model.run_dir} answers POST "
+                   f"/v1/models/{model.run_dir.name}/forecast), or train one that exports (--model {windows[0]})")
+
+
+def spec(model) -> tuple[list[dict], list[dict]]:
+    """The graph's inputs and outputs as the manifest describes them."""
+    s, h = model.state, model.horizon
+    inputs = [{"name": "history", "dtype": "float32", "shape": ["series", "length"], "columns": [s["target"]],
+               "how": f"each series' values, oldest first, at its regular {s['freq']} steps (gaps filled), at least "
+                      f"one season and two points ({s['season'] + 2}); series of one request share the length"}]
+    for tree in members(model)[1]:
+        inputs += [i for i in tree.inputs if i["name"] not in {j["name"] for j in inputs}]
+    outputs = [{"name": "forecast", "dtype": "float32", "shape": ["series", h], "how": f"the next {h} points"}]
+    for lv in sorted(s["levels"]):
+        outputs += [{"name": f"lo_{lv}", "dtype": "float32", "shape": ["series", h], "how": f"the {lv}% interval's lower end"},
+                    {"name": f"hi_{lv}", "dtype": "float32", "shape": ["series", h], "how": f"the {lv}% interval's upper end"}]
+    return inputs, outputs
+
+
+def to_onnx(module: nn.Module, example: dict, outputs: list[str], dims: tuple):
+    """torch.onnx's dynamo export of ``module`` (inputs by name, in ``example``'s order; ``dims``: the dynamic
+    dimensions, shaped as forward's arguments), quietly: an onnx.ModelProto."""
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    log = logging.getLogger("torch.onnx")
+    level = log.level
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter narrates on stdout
+        warnings.simplefilter("ignore")
+        log.setLevel(logging.ERROR)
+        try:
+            program = torch.onnx.export(module, tuple(example.values()), None, input_names=list(example),
+                                        output_names=outputs, dynamic_shapes=dims,
+                                        dynamo=True, external_data=False, verbose=False, optimize=True)
+        finally:
+            log.setLevel(level)
+    return program.model_proto
+
+
+def build(model):
+    """The ONNX model (an onnx.ModelProto) of a forecasting run."""
+    from forgeml.errors import require
+
+    require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
+    s = model.state
+    levels = sorted(s["levels"])
+    quantiles = [float(s["interval_quantiles"][str(lv)] if str(lv) in s["interval_quantiles"]
+                       else s["interval_quantiles"][lv]) for lv in levels]
+    nets, trees = members(model)
+    core = HistoryForecaster(nets, s["season"], model.horizon, quantiles).eval()
+    series = torch.export.Dim("series", min=1)
+    dims = {0: series, 1: torch.export.Dim("length", min=s["season"] + 2, max=100_000)}
+    if trees:  # LightGBM: its feature rows in torch, its trees spliced in after them (forecast_onnx_lgbm)
+        from forgeml.tasks.forecast_onnx_lgbm import build_with_trees
+
+        return build_with_trees(model, core, trees, levels, dims, series)
+    example = torch.ones(2, max(max(core.lags), s["season"] + 2)) + torch.rand(2, 1)
+    proto = to_onnx(core, {"history": example}, [o["name"] for o in spec(model)[1]], (dims,))
+    proto.producer_name = "forgeml"
+    return proto
+
+
+def export(model, path, contexts: list | None = None) -> dict:
+    """Write ``model.onnx`` for a loaded forecasting run (forgeml.tasks.forecast_run.ForecastModel) and describe it
+    for the manifest; ``contexts``: forecasts of the run's own data to compare it with (ForecastModel.export_onnx)."""
+    from forgeml.artifacts import atomic_write_bytes
+
+    proto = build(model)
+    atomic_write_bytes(path, proto.SerializeToString())
+    size = path.stat().st_size
+    inputs, outputs = spec(model)
+    info = {"file": path.name, "size_bytes": size, "opset": {o.domain or "ai.onnx": o.version for o in proto.opset_import},
+            "inputs": inputs, "outputs": outputs}
+    if contexts:
+        diff = parity(model, proto.SerializeToString(), contexts)
+        if diff is not None:
+            info["parity"] = diff
+    return info
+
+
+def feeds(model, contexts: list) -> dict[str, np.ndarray]:
+    """The graph's inputs for the Contexts predict makes: the histories, cut to the shortest's length (one matrix),
+    and what the trees' features need besides (the calendar, the covariates, the static codes)."""
+    width = min(len(c.history) for c in contexts)
+    out = {"history": np.stack([c.history[-width:] for c in contexts]).astype(np.float32)}
+    for tree in members(model)[1]:
+        out.update(tree.feeds(contexts))
+    return out
+
+
+def parity(model, onnx_bytes: bytes, contexts: list) -> dict | None:
+    """max |the run's forecast - onnx| relative to the series' level, over ``contexts`` (None if none is long enough
+    for the graph)."""
+    from forgeml.errors import require
+
+    ort = require("onnxruntime", "export", "checking the exported graph")
+    contexts = [c for c in contexts if len(c.history) >= model.state["season"] + 2]
+    if not contexts:
+        return None
+    feed = feeds(model, contexts)
+    got = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"]).run(["forecast"], feed)[0]
+    # predict reads each series' whole history; the graph gets the last `width` points of each (one matrix): the
+    # windows are the same while width covers the longest window, and the MASE scale differs only through its span
+    want = np.mean([learner.forecast(fitted, contexts, model.horizon) for learner, fitted in model.members], axis=0)
+    level = np.abs(feed["history"]).mean(axis=1, keepdims=True) + 1e-9
+    return {"series": len(contexts), "max_rel_diff": float(np.max(np.abs(got - want) / level))}
