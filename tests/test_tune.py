@@ -127,3 +127,23 @@ def test_a_storage_that_cannot_be_reached_is_one_message(tmp_path, capsys, url, 
 def test_without_optuna_the_message_names_the_extra(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "optuna", None)
     assert "pip install 'forgeml[tune]'" in user_error(capsys, "tune", "--config", config_file(tmp_path, {}))
+
+
+def test_each_trial_is_an_mlflow_run_nested_under_the_study(tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    space = {"train.lr": {"low": 1e-3, "high": 3e-2, "log": True}}
+    _, summary = tuned(tmp_path, {"space": space, "trials": 3, "pruner": "none"}, "--workers", "2",
+                       tracking={"uri": uri, "experiment": "tune-test"})
+    client = mlflow.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tune-test").experiment_id])
+    (study,) = [r for r in runs if r.info.run_name == "bc-tune"]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == study.info.run_id}
+    # the trials (run by two worker processes) and the final run, nested under the study's run
+    assert sorted(children) == ["bc", "trial-1", "trial-2", "trial-3"] and len(runs) == 5
+    assert study.info.status == "FINISHED" and study.data.params["tune.trials"] == "3"
+    assert study.data.params["space.train.lr"] == json.dumps(space["train.lr"])
+    best = summary["best"]
+    assert study.data.metrics["best_val_roc_auc"] == pytest.approx(best["value"])
+    assert children[f"trial-{best['trial']}"].data.metrics["val_roc_auc"] == pytest.approx(best["value"])
+    assert "tune.json" in {a.path for a in client.list_artifacts(study.info.run_id)}

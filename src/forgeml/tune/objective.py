@@ -1,5 +1,5 @@
 """One trial: the base config with the trial's values, trained as an ordinary run in runs/<name>/trials/trial-K
-(quiet, untracked), scored by the validation score of the task's primary metric. The test split chooses nothing.
+(quiet; tracked as a child of the study's MLflow run when tracking is on), scored by the validation score of the task's primary metric. The test split chooses nothing.
 
 Each epoch of a network the loop trains reports a validation score to Optuna (through train's ``on_epoch``), and a
 trial the pruner stops raises optuna.TrialPruned. A trial that raises anything else is recorded as failed (its error
@@ -21,9 +21,11 @@ Say = Callable[[str], None]
 
 class Objective:
     def __init__(self, base: dict, space: Space, primary: str, trials_dir: Path, threads: Optional[int] = None,
-                 worker: Optional[int] = None):
+                 worker: Optional[int] = None, tracking: Optional[dict] = None):
+        """``tracking``: the MLflow store and experiment of the study's parent run, which each trial's run is
+        nested under (the parent is the active run of this process); None: trials are not tracked."""
         self.base, self.space, self.primary, self.trials_dir = base, space, primary, trials_dir
-        self.threads, self.worker = threads, worker
+        self.threads, self.worker, self.tracking = threads, worker, tracking
 
     def __call__(self, trial) -> float:
         values = self.space.suggest(trial)
@@ -33,7 +35,8 @@ class Objective:
         if self.worker is not None:
             trial.set_user_attr("worker", self.worker)
         cfg = apply(self.base, values)
-        cfg.update(name=name, runs_dir=str(self.trials_dir), tracking={"uri": "none"})
+        tracked = {"uri": self.tracking["uri"], "experiment": self.tracking["experiment"]} if self.tracking else None
+        cfg.update(name=name, runs_dir=str(self.trials_dir), tracking=tracked or {"uri": "none"})
         if self.threads and not cfg["train"].get("threads"):
             cfg["train"]["threads"] = self.threads
         import optuna

@@ -55,14 +55,15 @@ def trial_threads(cfg: Config, workers: int) -> Optional[int]:
     return max(1, usable_cpus() // workers)
 
 
-def optimize(study, cfg: Config, space: Space, primary: str, say: Say, quiet: bool, worker: Optional[int] = None) -> None:
+def optimize(study, cfg: Config, space: Space, primary: str, say: Say, quiet: bool, worker: Optional[int] = None,
+             tracking: Optional[dict] = None) -> None:
     """Run trials in this process until the study holds tune.trials trials (any state, any process) or the
     timeout passes; a failing trial is recorded and the next one starts."""
     from optuna.study import MaxTrialsCallback
 
     opts = cfg.tune or TuneConfig()
     objective = Objective(trial_base(cfg), space, primary, Path(cfg.run_dir) / TRIALS, trial_threads(cfg, opts.workers),
-                          worker)
+                          worker, tracking)
     callbacks = [MaxTrialsCallback(opts.trials, states=None)]
     if not quiet:
         callbacks.append(progress(say, opts.trials, primary, worker))

@@ -123,23 +123,46 @@ def tune(config: Union[Config, dict, None] = None, *, overwrite: bool = False, q
     tic = time.perf_counter()
     say(f"[bold]tune {cfg.name}[/]: {opts.trials} trials of {', '.join(p.key for p in space.params)} ({space.origin}); "
         f"{direction} validation {primary}; pruner {opts.pruner}; storage {shown(spec)}")
-    if opts.workers > 1:
-        codes = run_workers(cfg, spec, cfg.name, primary, quiet, say)
-        for k, code in enumerate(codes):
-            if code:
-                say(f"[bold yellow]warning:[/] worker {k + 1} exited with code {code} (its message is above)")
-    else:
-        search.optimize(study, cfg, space, primary, say, quiet)
-    seconds = time.perf_counter() - tic
-    best = best_trial(study, primary)
-    values = best.user_attrs.get("params") or space.decode(best.params)
-    say(f"[bold]best: trial {best.number + 1}[/], validation {primary} {best.value:.4f}: "
-        + escape(", ".join(f"{k}={v}" for k, v in values.items())) + f"; training it as {cfg.run_dir}")
-    final = build_config(apply(search.trial_base(cfg), values), source)
-    with folder.set_aside():
-        result = train(final, overwrite=True, quiet=quiet, say=say)
-    summary = write_results(study, cfg, space, primary, direction, shown(spec), seconds, result)
+    parent = study_run(cfg, space, spec)  # MLflow: the study's run, with every trial and the final run nested under it
+    tracking = {"uri": parent.uri, "experiment": cfg.tracking.experiment, "parent": parent.run_id} if parent.enabled else None
+    try:
+        if opts.workers > 1:
+            codes = run_workers(cfg, spec, cfg.name, primary, quiet, say, tracking)
+            for k, code in enumerate(codes):
+                if code:
+                    say(f"[bold yellow]warning:[/] worker {k + 1} exited with code {code} (its message is above)")
+        else:
+            search.optimize(study, cfg, space, primary, say, quiet, tracking=tracking)
+        seconds = time.perf_counter() - tic
+        best = best_trial(study, primary)
+        values = best.user_attrs.get("params") or space.decode(best.params)
+        say(f"[bold]best: trial {best.number + 1}[/], validation {primary} {best.value:.4f}: "
+            + escape(", ".join(f"{k}={v}" for k, v in values.items())) + f"; training it as {cfg.run_dir}")
+        final = build_config(apply(search.trial_base(cfg), values), source)
+        with folder.set_aside():
+            result = train(final, overwrite=True, quiet=quiet, say=say)
+        summary = write_results(study, cfg, space, primary, direction, shown(spec), seconds, result)
+    except BaseException:
+        parent.end("FAILED")
+        raise
+    parent.summary({f"best_val_{primary}": summary["best"]["value"], "best_trial": summary["best"]["trial"],
+                    **{f"trials_{k}": v for k, v in summary.get("counts", {}).items()}},
+                   [cfg.run_dir / "tune.json", *sorted((cfg.run_dir / "plots").glob("tune_*.png"))])
+    parent.end()
     return TuneResult(result, summary)
+
+
+def study_run(cfg: Config, space: Space, spec: dict):
+    """The study's own MLflow run (a Tracker, disabled with tracking off), named ``<name>-tune``: the search's
+    settings as params; each trial's run and the final run are its children."""
+    from forgeml.tracking import Tracker
+
+    parent = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, f"{cfg.name}-tune")
+    opts = cfg.tune
+    parent.params({"tune.trials": opts.trials, "tune.workers": opts.workers, "tune.seed": opts.seed,
+                   "tune.pruner": opts.pruner, "tune.storage": shown(spec), "model.name": cfg.model.name,
+                   **{f"space.{p.key}": json.dumps(p.describe()) for p in space.params}})
+    return parent
 
 
 def start(study, cfg: Config, space: Space, direction: str, spec: dict, say: Say) -> None:

@@ -11,14 +11,15 @@ from typing import Callable
 Say = Callable[[str], None]
 
 
-def run_workers(cfg, spec: dict, study_name: str, primary: str, quiet: bool, say: Say) -> list[int]:
+def run_workers(cfg, spec: dict, study_name: str, primary: str, quiet: bool, say: Say,
+                tracking: dict | None = None) -> list[int]:
     """Start the workers, wait for all of them; their exit codes (0: done). Ctrl-C stops them too."""
     workers = cfg.tune.workers
     procs = []
     try:
         for k in range(workers):
             job = {"config": cfg.model_dump(mode="json"), "storage": spec, "study": study_name, "primary": primary,
-                   "worker": k, "quiet": quiet}
+                   "worker": k, "quiet": quiet, "tracking": tracking}
             proc = subprocess.Popen([sys.executable, "-m", "forgeml.tune.workers"], stdin=subprocess.PIPE, text=True)
             proc.stdin.write(json.dumps(job))
             proc.stdin.close()
@@ -44,7 +45,14 @@ def work(job: dict) -> None:
     k = job["worker"]
     study = optuna.load_study(study_name=job["study"], storage=open_storage(job["storage"]),
                               sampler=sampler(cfg.tune, k), pruner=pruner(cfg.tune))
-    optimize(study, cfg, build_space(cfg), job["primary"], stderr_say(job["quiet"]), job["quiet"], worker=k + 1)
+    tracking = job.get("tracking")
+    if tracking:  # the study's parent run, active here too: each trial's run is nested under it
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking["uri"])
+        mlflow.start_run(run_id=tracking["parent"])
+    optimize(study, cfg, build_space(cfg), job["primary"], stderr_say(job["quiet"]), job["quiet"], worker=k + 1,
+             tracking=tracking)
 
 
 def main() -> None:
