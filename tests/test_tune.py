@@ -147,3 +147,15 @@ def test_each_trial_is_an_mlflow_run_nested_under_the_study(tmp_path):
     assert study.data.metrics["best_val_roc_auc"] == pytest.approx(best["value"])
     assert children[f"trial-{best['trial']}"].data.metrics["val_roc_auc"] == pytest.approx(best["value"])
     assert "tune.json" in {a.path for a in client.list_artifacts(study.info.run_id)}
+
+
+def test_lightgbm_trials_report_every_ten_rounds_and_are_pruned(tmp_path):
+    """LightGBM fits itself, but reports its validation loss every 10 rounds as a network reports epochs: the median
+    pruner stops trials that trail the others at the same round (bundled ISLR Default, seeded: deterministic)."""
+    run, summary = tuned(tmp_path, {"trials": 8, "startup_trials": 2, "warmup_epochs": 2},
+                         data={"source": "bundled:default"}, model={"name": "lightgbm"})
+    pruned = [t for t in summary["trials"] if t["state"] == "pruned"]
+    assert pruned and all(t["pruned_after_round"] % 10 == 0 and t["pruned_after_round"] >= 30 for t in pruned)
+    assert all(t["pruned_on"] == "val_loss" for t in pruned)
+    complete = [t for t in summary["trials"] if t["state"] == "complete"]
+    assert len(complete) >= 2 and summary["best"]["trial"] in {t["trial"] for t in complete}

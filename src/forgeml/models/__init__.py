@@ -23,6 +23,8 @@ Tags the code asks for (never a learner's name):
   privacy.select the candidates too);
 - ``detector`` / ``clusterer``: the anomaly / clustering families train it; ``onehot``: it takes one float matrix with
   categoricals one-hot (forgeml.models.detectors.detector_matrix), which its exported graph builds the same way.
+- ``reports_rounds``: its ``fit`` takes ``on_epoch=`` and reports its validation loss every few boosting rounds as a
+  network reports epochs (forgeml tune prunes on it);
 - ``ensemble_member``: the table ensemble may train it (forgeml.models.ensemble); ``ensemble``: the learner model auto
   trains on tables under presets medium and best; ``narrates``: its ``fit`` takes ``say=`` to print its steps.
 

@@ -49,8 +49,15 @@ def categorical_indices(arrays: dict[str, np.ndarray]) -> list[int]:
     return list(range(n_num, n_num + n_cat))
 
 
-def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads, categorical=(), sample_weight=None):
-    """Boost on a dense or sparse matrix; the validation split picks the number of trees (early stopping)."""
+ROUNDS_PER_REPORT = 10  # on_epoch: one report per this many boosting rounds
+
+
+def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads, categorical=(), sample_weight=None,
+               on_epoch=None):
+    """Boost on a dense or sparse matrix; the validation split picks the number of trees (early stopping).
+    ``on_epoch(logs)``, if given, gets the validation loss every ROUNDS_PER_REPORT rounds as an epoch of a network
+    would (``{"epoch": k, "val_loss": ..., "round": r}``): forgeml tune's pruner reads it, and may stop the fit by
+    raising."""
     import lightgbm as lgb
 
     if "labels" in task.tags:
@@ -66,14 +73,21 @@ def fit_matrix(params, task, x_train, y_train, x_val, y_val, seed: int, threads,
     cats = list(categorical) or "auto"
     train = lgb.Dataset(x_train, y_train, weight=sample_weight, categorical_feature=cats, free_raw_data=True)
     val = lgb.Dataset(x_val, y_val, reference=train, categorical_feature=cats)
-    return lgb.train(booster_params, train, num_boost_round=params.n_estimators, valid_sets=[val],
-                     callbacks=[lgb.early_stopping(30, verbose=False)])
+    callbacks = [lgb.early_stopping(30, verbose=False)]
+    if on_epoch is not None:
+        def report(env) -> None:
+            if (env.iteration + 1) % ROUNDS_PER_REPORT == 0 and env.evaluation_result_list:
+                _, _, loss, _ = env.evaluation_result_list[0]  # the objective's own loss (logloss, l2) on validation
+                on_epoch({"epoch": env.iteration // ROUNDS_PER_REPORT, "val_loss": float(loss), "round": env.iteration + 1})
+
+        callbacks.append(report)
+    return lgb.train(booster_params, train, num_boost_round=params.n_estimators, valid_sets=[val], callbacks=callbacks)
 
 
 def fit(params, task, train: dict, y_train: np.ndarray, val: dict, y_val: np.ndarray, seed: int, threads: int | None,
-        sample_weight: np.ndarray | None = None):
+        sample_weight: np.ndarray | None = None, on_epoch=None):
     return fit_matrix(params, task, feature_matrix(train), y_train, feature_matrix(val), y_val, seed, threads,
-                      categorical_indices(train), sample_weight)
+                      categorical_indices(train), sample_weight, on_epoch)
 
 
 def as_logits(raw, task) -> np.ndarray:
@@ -161,8 +175,8 @@ def _exact_thresholds(model, booster) -> None:
         node.attribute.append(helper.make_attribute("nodes_values", exact))
 
 
-@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files", "baseline:table", "ensemble_member"},
-                   accepts={"numeric", "categorical", "datetime"})
+@LEARNERS.register("lightgbm", tags={"trees", "sample_weights", "own_files", "baseline:table", "ensemble_member",
+                                     "reports_rounds"}, accepts={"numeric", "categorical", "datetime"})
 class LightGBM(Learner):
     """Gradient-boosted trees; trained by LightGBM itself (not forgeml's loop), saved in its text format."""
 
@@ -170,8 +184,8 @@ class LightGBM(Learner):
     file = MODEL_FILE
 
     @staticmethod
-    def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None):
-        return fit(params, task, train, y_train, val, y_val, seed, threads, sample_weight)
+    def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None, on_epoch=None):
+        return fit(params, task, train, y_train, val, y_val, seed, threads, sample_weight, on_epoch)
 
     @staticmethod
     def raw(booster, arrays: dict, task) -> np.ndarray:

@@ -20,7 +20,7 @@ class LightGBMXTParams(LightGBMParams):
     feature_fraction: float = Field(0.8, gt=0, le=1, description="fraction of the columns each tree may split on")
 
 
-@LEARNERS.register("lightgbm_xt", tags={"trees", "sample_weights", "own_files", "ensemble_member"},
+@LEARNERS.register("lightgbm_xt", tags={"trees", "sample_weights", "own_files", "ensemble_member", "reports_rounds"},
                    accepts={"numeric", "categorical", "datetime"})
 class LightGBMXT(LightGBM):
     Params = LightGBMXTParams

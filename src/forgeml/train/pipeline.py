@@ -117,6 +117,8 @@ def train(
             if "torch" not in learner.tags:  # a learner with its own fit (LightGBM, IsolationForest...)
                 weights = task.sample_weights(cfg, y_fit["train"]) if "sample_weights" in learner.tags else None
                 narrate = {"say": say} if "narrates" in learner.tags else {}
+                if on_epoch is not None and "reports_rounds" in learner.tags:  # its validation loss every few rounds
+                    narrate["on_epoch"] = lambda logs, name=name: on_epoch(name, logs)
                 threads = cfg.train.threads or threads_for_table(data.enc["train"])
                 model = learner.fit(params, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
                                     cfg.train.seed, threads, sample_weight=weights, **narrate)

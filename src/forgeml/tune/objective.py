@@ -63,7 +63,8 @@ class Objective:
 
 
 class Reporter:
-    """train's on_epoch: each epoch's validation score of the first network trained, to Optuna; prunes when told.
+    """train's on_epoch: each epoch's validation score of the first network trained (or, for LightGBM, its
+    validation loss every few boosting rounds), to Optuna; prunes when told.
     The score is val_<primary metric> when the loop logs it every epoch (accuracy, rmse...), else the early-stopping
     monitor (val_loss by default), negated when it runs the other way than the primary metric: the pruner compares
     trials with each other at the same epoch, so only the order matters."""
@@ -93,7 +94,10 @@ class Reporter:
         self.trial.report(float(value), step=epoch)
         if self.trial.should_prune():
             self.trial.set_user_attr("pruned_after_epoch", epoch + 1)
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} ({key} {logs.get(key):.4f})")
+            if "round" in logs:  # boosted trees report every few rounds
+                self.trial.set_user_attr("pruned_after_round", int(logs["round"]))
+            where = f"round {logs['round']}" if "round" in logs else f"epoch {epoch + 1}"
+            raise optuna.TrialPruned(f"pruned after {where} ({key} {logs.get(key):.4f})")
 
 
 def progress(say: Say, total: int, primary: str, worker: Optional[int] = None) -> Callable:
@@ -107,7 +111,8 @@ def progress(say: Say, total: int, primary: str, worker: Optional[int] = None) -
         if trial.state == TrialState.COMPLETE:
             outcome = f"val {primary} {trial.value:.4f}"
         elif trial.state == TrialState.PRUNED:
-            outcome = f"pruned after epoch {trial.user_attrs.get('pruned_after_epoch', '?')}"
+            outcome = (f"pruned after round {trial.user_attrs['pruned_after_round']}" if "pruned_after_round" in trial.user_attrs
+                       else f"pruned after epoch {trial.user_attrs.get('pruned_after_epoch', '?')}")
         else:
             outcome = f"failed: {trial.user_attrs.get('error', 'see tune.json')}"
         best = best_line(study)

@@ -24,7 +24,7 @@ def trial_row(t, space: Space) -> dict:
            "seconds": round((t.datetime_complete - t.datetime_start).total_seconds(), 3)
            if t.datetime_complete and t.datetime_start else None,
            "run": t.user_attrs.get("run")}
-    for key in ("default_config", "worker", "pruned_after_epoch", "pruned_on", "error", "traceback"):
+    for key in ("default_config", "worker", "pruned_after_epoch", "pruned_after_round", "pruned_on", "error", "traceback"):
         if key in t.user_attrs:
             row[key] = t.user_attrs[key]
     if t.intermediate_values:
