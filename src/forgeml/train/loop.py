@@ -38,6 +38,8 @@ class FitResult:
     device: str = "cpu"
     precision: str = "fp32"
     threads: int = 0  # the CPU threads it trained with
+    parameters: int = 0  # the network's parameters, and how many of them training updated (LoRA, a frozen encoder)
+    trainable: int = 0
 
 
 def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision, monitor: str = "val_loss") -> dict:
@@ -135,6 +137,8 @@ def _fit(
             best_state = load_tensors(checkpoint_dir / checkpoint.BEST)
 
     weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    result.parameters = sum(p.numel() for p in model.parameters())
+    result.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if progress:
         progress.start(cfg.epochs, batches_per_epoch, start_epoch)
     t0 = time.perf_counter()

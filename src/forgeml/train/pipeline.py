@@ -142,6 +142,9 @@ def train(
                 if dp is not None:
                     dp.close()
                     say(f"privacy: {dp.summary()}")
+                merge = getattr(model, "merge_adapters", None)
+                if merge is not None:  # LoRA: fold the adapters into the weights; the run saves a plain network
+                    merge()
             # a model whose fits saw the validation rows (k-fold bagging) gives its out-of-fold outputs on them
             val_raw = getattr(model, "validation_raw", None)
             val_raw = learner.raw(model, data.enc["val"], task) if val_raw is None else val_raw
@@ -150,7 +153,10 @@ def train(
                                "val": val_metrics, "seconds": time.perf_counter() - tic,
                                "privacy": dp.report() if dp is not None else None})
             score = val_metrics.get(task.primary_metric)
-            say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} ({candidates[-1]['seconds']:.1f} s)")
+            part = (f"; {fit_info.trainable:,} of {fit_info.parameters:,} parameters trained"
+                    if fit_info is not None and fit_info.trainable < fit_info.parameters else "")
+            say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} "
+                f"({candidates[-1]['seconds']:.1f} s{part})")
 
         # the baseline is scored on validation beside the candidates (forgeml.train.choice)
         base = baseline_on_validation(cfg, data, candidates, lambda n: trained_raw(n, candidates, data))
@@ -288,7 +294,8 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
         metrics["training"] = {"epochs_run": len(fit_info.history), "best_epoch": fit_info.best_epoch, "monitor": fit_info.monitor,
                                "best_score": fit_info.best_score, "stopped_early": fit_info.stopped_early,
                                "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision,
-                               "threads": fit_info.threads}
+                               "threads": fit_info.threads, "parameters": fit_info.parameters,
+                               "trainable_parameters": fit_info.trainable}
 
     # plots
     pdir = run_dir / "plots"
