@@ -75,6 +75,8 @@ def test_bad_requests_get_a_4xx_naming_the_problem(client):
     assert status == 422 and "'soon'" in body["detail"]
     status, body = post("/v1/models/air/forecast", json={"history": [{"time": 1960 + i / 12, "value": 100.0} for i in range(5)]})
     assert status == 422 and "5 points of history" in body["detail"]
+    status, body = post("/v1/models/air/forecast", json={"history": [{"time": 1960 + i / 12, "value": None} for i in range(20)]})
+    assert status == 422 and "no row of the history has a number in 'value'" in body["detail"]
     status, body = post("/v1/models/air/forecast", json={"history": [{"value": 1}]})
     assert status == 422 and "no column(s) ['time']" in body["detail"]
     # the routes that serve ONNX graphs say which route answers

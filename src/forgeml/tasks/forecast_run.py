@@ -87,6 +87,9 @@ class ForecastModel:
         stamps, _ = parse_times(df[time_col])
         ids = df[id_col].astype(str) if id_col else pd.Series("series", index=df.index)
         valued = pd.to_numeric(df[target], errors="coerce").notna()
+        if not valued.any():
+            raise DataError(f"no row of the history has a number in {target!r}: give each series' recent values "
+                            f"(examples: {df[target].astype(str).head(3).tolist()})")
         last = stamps[valued].groupby(ids[valued]).max()
         later = ~valued & (stamps > ids.map(last))
         panel, _ = read_panel(df[~later.to_numpy()], target, time_col, id_col, known, s["freq"], s["season"], "fill")
