@@ -41,6 +41,13 @@ def test_times_as_users_files_hold_them():
         parse_times(pd.Series(["2020-01-01", "not a date"], name="when"))
 
 
+def test_times_with_time_zones_are_read_in_utc_and_a_mix_is_refused():
+    stamps, _ = parse_times(pd.Series(["2024-03-01T10:00:00+01:00", "2024-03-01T10:00:00Z", "2024-03-01T12:00:00+02:00"]))
+    assert list(stamps) == [pd.Timestamp("2024-03-01 09:00"), pd.Timestamp("2024-03-01 10:00"), pd.Timestamp("2024-03-01 10:00")]
+    with pytest.raises(DataError, match="mixes times with a time zone .'2024-01-02T00:00:00Z'. and without one .'2024-01-01'."):
+        parse_times(pd.Series(["2024-01-01", "2024-01-02T00:00:00Z"], name="t"))
+
+
 def test_frequency_season_gaps_and_a_late_start():
     df = pd.DataFrame({"id": ["a"] * 6 + ["b"] * 6,
                        "t": list(pd.date_range("2020-01-01", periods=6, freq="h")) * 2,

@@ -120,7 +120,11 @@ def parse_times(col: pd.Series) -> tuple[pd.Series, Optional[str]]:
             parsed = parse(text)
             stamps = parsed.to_timestamp() if isinstance(parsed, pd.PeriodIndex) else parsed
             return pd.Series(stamps, index=col.index), freq if freq != "W" else "W-MON"
-    stamps = pd.to_datetime(text, errors="coerce", format="mixed")
+    zoned = text.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$")  # an offset or Z at the end: a time zone
+    if zoned.any() and not zoned.all():
+        raise DataError(f"time column {col.name!r} mixes times with a time zone ({text[zoned].iloc[0]!r}) and without "
+                        f"one ({text[~zoned].iloc[0]!r}); give every time in one form")
+    stamps = pd.to_datetime(text, errors="coerce", format="mixed", utc=bool(zoned.all()))  # zoned: read in UTC
     bad = stamps.isna()
     if bad.any():
         raise DataError(f"time column {col.name!r}: {int(bad.sum())} value(s) are not times, e.g. {text[bad].iloc[0]!r} "
