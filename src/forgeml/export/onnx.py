@@ -15,10 +15,7 @@ Preprocessing nodes are named ``pre/...`` and output nodes ``post/...`` so quant
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -88,17 +85,9 @@ def _torch_core(model, task, pre_state: dict, input_shapes: dict, internal: dict
     batch = torch.export.Dim("batch", min=1)
     length = torch.export.Dim("length", min=1, max=4096)
     dynamic = tuple({0: batch, 1: length} if k in sequences else {0: batch} for k in keys)
-    # the exporter narrates its steps on stdout and warns about its own internals: keep forgeml's output clean
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        exporter_log.setLevel(logging.ERROR)
-        program = torch.onnx.export(core.eval(), tuple(example[k] for k in keys), None, input_names=names,
-                                    output_names=[task.graph_core_output], dynamic_shapes=(dynamic,), dynamo=True, external_data=False,
-                                    verbose=False, optimize=True)
-        exporter_log.setLevel(level)
-    return program.model_proto
+    from forgeml.models.torch_onnx import export_quietly
+
+    return export_quietly(core.eval(), tuple(example[k] for k in keys), names, [task.graph_core_output], (dynamic,))
 
 
 class TorchCore(torch.nn.Module):

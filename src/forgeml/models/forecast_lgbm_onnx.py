@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from forgeml.models.forecast_nets import history_level
+
 
 class LagFeatures(nn.Module):
     """(history [N, T], {input name: tensor}) -> (feature rows [N * H, F], window-major as _rows; level [N, 1])."""
@@ -34,11 +36,7 @@ class LagFeatures(nn.Module):
 
     def forward(self, history: torch.Tensor, given: dict):
         full = torch.cat([history[:, :1].expand(-1, self.pad), history], dim=1)
-        # how far each point is from the end, without slicing by the history's length (which would fix it in export)
-        back = torch.flip(torch.cumsum(torch.ones_like(history[:1]), dim=1), dims=[1])  # [1, T]: T ... 1
-        recent = (back <= self.lags).to(history.dtype)  # forecasters.window_scale: the last points that exist
-        level = (history.abs() * recent).sum(dim=1, keepdim=True) / recent.sum(dim=1, keepdim=True)
-        level = torch.where(level > 1e-8, level, torch.ones_like(level))
+        level = history_level(history, self.lags)
         x = full[:, -self.lags:] / level
         tail = x[:, -self.tail:]
         mean = tail.mean(dim=1, keepdim=True)

@@ -28,6 +28,16 @@ def seasonal_positions(lags: int, horizon: int, season: int) -> torch.Tensor:
     return torch.tensor([lags - period + (k % period) for k in range(horizon)])
 
 
+def history_level(history: torch.Tensor, lags: int) -> torch.Tensor:
+    """forecasters.window_scale in torch, for exported graphs: [N, 1], the mean absolute value of each history's last
+    ``lags`` points (those that exist), 1 where that is 0. Points are counted from the end instead of sliced by the
+    history's length, which would fix that length in torch.export."""
+    back = torch.flip(torch.cumsum(torch.ones_like(history[:1]), dim=1), dims=[1])  # [1, T]: T ... 1
+    recent = (back <= lags).to(history.dtype)
+    level = (history.abs() * recent).sum(dim=1, keepdim=True) / recent.sum(dim=1, keepdim=True)
+    return torch.where(level > 1e-8, level, torch.ones_like(level))
+
+
 class WindowLoss(Task):
     """What forgeml's loop asks of a task, for windows: the mean absolute error in the window's scale (points past a
     series' end are NaN targets and left out)."""

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from forgeml.errors import RunError
+from forgeml.models.forecast_nets import history_level
 
 
 class HistoryForecaster(nn.Module):
@@ -47,13 +48,9 @@ class HistoryForecaster(nn.Module):
     def forecasts(self, history: torch.Tensor) -> list[torch.Tensor]:
         """Each network's forecast [N, H]."""
         full = torch.cat([history[:, :1].expand(-1, max(self.lags)), history], dim=1)
-        # how far each point is from the end, without slicing by the history's length (which would fix it in export)
-        back = torch.flip(torch.cumsum(torch.ones_like(history[:1]), dim=1), dims=[1])  # [1, T]: T ... 1
         preds = []
         for net, lags in zip(self.nets, self.lags):
-            recent = (back <= lags).to(history.dtype)  # forecasters.window_scale: the last points that exist
-            level = (history.abs() * recent).sum(dim=1, keepdim=True) / recent.sum(dim=1, keepdim=True)
-            level = torch.where(level > 1e-8, level, torch.ones_like(level))
+            level = history_level(history, lags)
             preds.append(net({"window": full[:, -lags:] / level}) * level)
         return preds
 
@@ -109,24 +106,10 @@ def spec(model) -> tuple[list[dict], list[dict]]:
 
 def to_onnx(module: nn.Module, example: dict, outputs: list[str], dims: tuple):
     """torch.onnx's dynamo export of ``module`` (inputs by name, in ``example``'s order; ``dims``: the dynamic
-    dimensions, shaped as forward's arguments), quietly: an onnx.ModelProto."""
-    import contextlib
-    import io
-    import logging
-    import warnings
+    dimensions, shaped as forward's arguments): an onnx.ModelProto."""
+    from forgeml.models.torch_onnx import export_quietly
 
-    log = logging.getLogger("torch.onnx")
-    level = log.level
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():  # the exporter narrates on stdout
-        warnings.simplefilter("ignore")
-        log.setLevel(logging.ERROR)
-        try:
-            program = torch.onnx.export(module, tuple(example.values()), None, input_names=list(example),
-                                        output_names=outputs, dynamic_shapes=dims,
-                                        dynamo=True, external_data=False, verbose=False, optimize=True)
-        finally:
-            log.setLevel(level)
-    return program.model_proto
+    return export_quietly(module, tuple(example.values()), list(example), outputs, dims)
 
 
 def build(model):
