@@ -97,7 +97,7 @@ LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble",
     "forgeml.models.forecast_stats", "forgeml.models.forecast_lgbm", "forgeml.models.forecast_nbeats",
     "forgeml.models.forecast_lstm", "forgeml.models.forecast_transformer"))
-ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp",))
+ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp", "forgeml.train.distributed"))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",
     "forgeml.features.datetime"))

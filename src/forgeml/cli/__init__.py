@@ -30,7 +30,10 @@ def main(argv: Optional[List[str]] = None) -> None:
 
     from forgeml.errors import ForgeMLError
 
+    follower = os.environ.get("RANK", "0") != "0"  # a data-parallel worker other than rank 0: rank 0 speaks for all
     with warnings.catch_warnings():
+        if follower:
+            warnings.simplefilter("ignore")
         shown = warnings.showwarning
 
         def plain(message, category, filename, lineno, file=None, line=None):  # forgeml's own: one line, no source path
@@ -43,5 +46,6 @@ def main(argv: Optional[List[str]] = None) -> None:
         try:
             app(args=argv, prog_name="forgeml")
         except ForgeMLError as exc:
-            typer.echo(f"error: {exc}", err=True)
+            if not follower:
+                typer.echo(f"error: {exc}", err=True)
             raise SystemExit(exc.exit_code) from None

@@ -64,6 +64,9 @@ def train(
     max_grad_norm: opt.MaxGradNorm = None,
     tracking_uri: opt.TrackingUri = None,
     quiet: opt.Quiet = False,
+    nproc: Annotated[int, typer.Option("--nproc", min=1, help="train the network in N processes on this machine "
+                                       "(data-parallel through torchrun: gloo on CPUs, NCCL on GPUs; train.parallel "
+                                       "chooses ddp or fsdp)")] = 1,
 ):
     """Train a model on a data file; prints the config it chose, the test metrics and the report's path."""
     from forgeml import api
@@ -95,7 +98,22 @@ def train(
         cfg_dict.setdefault("data", {"source": "(from the run)"})
     if not value_at(cfg_dict, "data.source"):
         raise ConfigError(NEEDS_DATA)
-    print_result(api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet, source=source_label(config, sets)))
+    if nproc > 1:
+        raise SystemExit(train_in_processes(nproc, cfg_dict, source_label(config, sets), resume, overwrite, quiet))
+    result = api.train(cfg_dict, resume=resume, overwrite=overwrite, quiet=quiet, source=source_label(config, sets))
+    if result is not None:  # None: a data-parallel worker other than rank 0 (rank 0 prints)
+        print_result(result)
+
+
+def train_in_processes(nproc: int, cfg_dict: dict, source: str, resume: bool, overwrite: bool, quiet: bool) -> int:
+    """--nproc N: the config checked here (its errors name the user's files), then N workers (forgeml.train.launch)."""
+    from forgeml.config import build_config
+    from forgeml.train.launch import check_nproc, launch
+
+    cfg = build_config(cfg_dict, source)
+    check_nproc(nproc, cfg.train.batch_size, cfg.train.device)
+    flags = [flag for flag, on in (("--resume", resume), ("--overwrite", overwrite), ("--quiet", quiet)) if on]
+    return launch(nproc, cfg_dict, flags)
 
 
 def cv(

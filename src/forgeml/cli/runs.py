@@ -204,6 +204,6 @@ def tasks():
     out.print("[bold]feature types[/] (inferred per column; data.features.COLUMN: TYPE overrides)")
     for name, ftype in FEATURES.items():
         out.print(f"  {name:<15} tags: {', '.join(sorted(ftype.tags)) or '-'}")
-    out.print("[bold]engines[/] (chosen by the config: train.privacy -> dp-sgd)")
+    out.print("[bold]engines[/] (chosen by the config: train.privacy -> dp-sgd; forgeml train --nproc N -> train.parallel, ddp or fsdp)")
     for name, engine in ENGINES.items():
         out.print(f"  {name:<15} tags: {', '.join(sorted(engine.tags))}")

@@ -102,6 +102,10 @@ class TrainConfig(Strict):
                                                                 "candidate that finds no time left is skipped")
     threads: Optional[int] = Field(None, ge=1, description="CPU threads of torch and, while the run trains, of BLAS and OpenMP (NumPy, scikit-learn); default: one torch thread for a dense network under 1M parameters, else the CPUs this process may use (affinity, cgroup quota), and the native libraries' own choice")
     privacy: Optional[PrivacyConfig] = Field(None, description="train with differential privacy (DP-SGD); null: no DP")
+    parallel: Literal["ddp", "fsdp"] = Field("ddp", description="how the processes of a data-parallel run (forgeml train "
+                                              "--nproc N, or torchrun) share the network: ddp, every process holds it and "
+                                              "the gradients are averaged; fsdp, parameters, gradients and optimizer state "
+                                              "are sharded across the processes (for networks that do not fit one GPU)")
 
     @model_validator(mode="before")
     @classmethod

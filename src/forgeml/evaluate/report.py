@@ -79,7 +79,8 @@ def _own_sections(run_dir: Path, manifest: dict, metrics: dict, config_yaml: str
     if metrics.get("training"):
         t = metrics["training"]
         sections["50-training"] = [
-            f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}); "
+            f"<p class=note>trained {t['epochs_run']} epochs in {t['seconds']:.1f} s on {t['device']} ({t['precision']}"
+            + (f", {t['processes']} processes, {t['parallel']}" if t.get("parallel") else "") + "); "
             f"best epoch {t['best_epoch'] + 1} by {t['monitor']}{' (stopped early)' if t['stopped_early'] else ''}"
             + (f"; {t['trainable_parameters']:,} of {t['parameters']:,} parameters trained"
                if t.get("trainable_parameters") and t["trainable_parameters"] < t.get("parameters", 0) else "") + ".</p>"]

@@ -24,11 +24,11 @@ def _split_optimizer(state: dict, prefix: str) -> tuple[dict, dict]:
 
 
 def _join_optimizer(tensors: dict, meta: dict, prefix: str) -> dict:
-    state = {int(pid): dict(entries) for pid, entries in meta["state"].items()}
+    state = {int(pid) if pid.isdigit() else pid: dict(entries) for pid, entries in meta["state"].items()}  # FSDP: names
     for name, value in tensors.items():
         if name.startswith(prefix):
             pid, key = name[len(prefix):].split("/", 1)
-            state.setdefault(int(pid), {})[key] = value
+            state.setdefault(int(pid) if pid.isdigit() else pid, {})[key] = value
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
@@ -37,15 +37,22 @@ def _as_dict(obj) -> dict:
     return obj if isinstance(obj, dict) else {"model": obj}
 
 
-def save(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator, progress: dict) -> None:
+def save(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator, progress: dict,
+         parallel=None) -> None:
     """Write the checkpoint: tensors first, then the JSON whose presence marks the checkpoint complete.
     ``optimizers`` / ``schedulers``: one of each, or dicts by optimizer name. A checkpoint folder removed meanwhile
-    (its run folder deleted during training) fails the run rather than being written again."""
+    (its run folder deleted during training) fails the run rather than being written again. Under data-parallel
+    training (``parallel``) every rank calls it (FSDP gathers the sharded state) and rank 0 writes."""
+    model_state = parallel.model_state(model) if parallel else model.state_dict()
+    optimizer_states = {name: parallel.optimizer_state(model, opt) if parallel else opt.state_dict()
+                        for name, opt in _as_dict(optimizers).items()}
+    if parallel is not None and not parallel.is_main:
+        return
     check_folder(folder)
-    tensors = {f"model/{k}": v for k, v in model.state_dict().items()}
+    tensors = {f"model/{k}": v for k, v in model_state.items()}
     metas = {}
-    for name, optimizer in _as_dict(optimizers).items():
-        opt_tensors, metas[name] = _split_optimizer(optimizer.state_dict(), f"optim/{name}/")
+    for name, state in optimizer_states.items():
+        opt_tensors, metas[name] = _split_optimizer(state, f"optim/{name}/")
         tensors.update(opt_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     tensors["rng/shuffle"] = generator.get_state()
@@ -75,18 +82,26 @@ def exists(folder: Path) -> bool:
     return (folder / f"{LAST}.json").is_file() and (folder / f"{LAST}.safetensors").is_file()
 
 
-def restore(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator) -> dict:
+def load_states(model, model_state: dict, optimizers: dict, optimizer_states: dict) -> None:
+    model.load_state_dict(model_state)
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(optimizer_states[name])
+
+
+def restore(folder: Path, model, optimizers, schedulers, scaler, generator: torch.Generator, parallel=None) -> dict:
     """Load the last checkpoint into the given objects; returns the saved progress (epoch, history, ...).
-    Checkpoints written before optimizers were named (one "optimizer") restore into the one named "model"."""
+    Checkpoints written before optimizers were named (one "optimizer") restore into the one named "model".
+    Under data-parallel training every rank reads it (the runs folder is this machine's, or shared)."""
     meta = read_json(folder / f"{LAST}.json")
     tensors = load_tensors(folder / f"{LAST}.safetensors")
-    model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+    model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     if "optimizers" in meta:
-        for name, optimizer in _as_dict(optimizers).items():
-            optimizer.load_state_dict(_join_optimizer(tensors, meta["optimizers"][name], f"optim/{name}/"))
+        states = {name: _join_optimizer(tensors, meta["optimizers"][name], f"optim/{name}/") for name in _as_dict(optimizers)}
+        (parallel.load if parallel is not None else load_states)(model, model_state, _as_dict(optimizers), states)
         for name, sched in _as_dict(schedulers).items():
             sched.load_state_dict(meta["schedulers"][name])
     else:
+        model.load_state_dict(model_state)
         _as_dict(optimizers)["model"].load_state_dict(_join_optimizer(tensors, meta["optimizer"], "optim/"))
         _as_dict(schedulers)["model"].load_state_dict(meta["scheduler"])
     if meta.get("scaler"):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import nullcontext
 from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ class FitResult:
     threads: int = 0  # the CPU threads it trained with
     parameters: int = 0  # the network's parameters, and how many of them training updated (LoRA, a frozen encoder)
     trainable: int = 0
+    processes: int = 1  # data-parallel ranks (forgeml train --nproc) and how they shared the network
+    parallel: Optional[str] = None
 
 
 def evaluate_split(model, task: Task, arrays, y: np.ndarray, batch_size: int, device, precision, monitor: str = "val_loss") -> dict:
@@ -61,6 +64,8 @@ def fit(model: torch.nn.Module, task: Task, train, y_train, val, y_val, cfg, *ar
 
     before = torch.get_num_threads()
     threads = cfg.threads or threads_for(model)
+    if kwargs.get("parallel") is not None:  # the ranks on this machine share its CPUs
+        threads = kwargs["parallel"].threads(threads)
     torch.set_num_threads(threads)
     try:
         result = _fit(model, task, train, y_train, val, y_val, cfg, *args, **kwargs)
@@ -85,6 +90,7 @@ def _fit(
     loss: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     augment: Optional[Callable] = None,
     privacy=None,
+    parallel=None,
 ) -> FitResult:
     """Train with ``cfg``, keeping the best epoch on validation. ``y_train`` is None for tasks without a target
     (anomaly detection); else each batch carries its rows as ``batch["y"]``. ``loss(outputs, y_train rows)`` replaces
@@ -92,26 +98,33 @@ def _fit(
     outputs); validation always uses the task's own. ``augment(batch, generator) -> (batch, mix)`` changes training
     batches on the fly (forgeml.data.augment); mix = (permutation, lam) goes to the step as ``batch["mix"]`` (the
     mixup loss). ``privacy`` (an engine such as DP-SGD) draws the batches and makes the optimizer private. Without
-    ``val`` (None) no epoch is validated and the last epoch's weights are kept."""
+    ``val`` (None) no epoch is validated and the last epoch's weights are kept. ``parallel`` (a data-parallel engine,
+    forgeml.train.distributed) gives each rank its share of every batch and averages the gradients; rank 0 decides
+    and writes, the others follow."""
     step = task.step if loss is None else partial(task.step, loss=loss)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed + (parallel.rank if parallel is not None else 0))  # dropout differs between ranks
     device = resolve_device(cfg.device)
+    if parallel is not None:
+        device = parallel.device(device)
     precision = resolve_precision(cfg.precision, device)
     model.to(device)
+    net = model if parallel is None else parallel.wrap(model, step)  # the module the optimizers train
+    main = parallel is None or parallel.is_main
 
     x_train = to_tensors(train)
     y_train_t = torch.from_numpy(y_train) if y_train is not None else None
     x_val = to_tensors(val) if val is not None else None
     n = len(next(iter(x_train.values())))
-    batches_per_epoch = math.ceil(n / cfg.batch_size)
-    if n % cfg.batch_size == 1 and batches_per_epoch > 1:
-        batches_per_epoch -= 1  # a last batch of one row breaks batch norm and adds only noise
+    batches_per_epoch = whole_batches(n, cfg.batch_size, parallel.world if parallel is not None else 1)
     steps_per_epoch = math.ceil(batches_per_epoch / cfg.grad_accum)
 
-    groups = task.parameter_groups(model)  # optimizer name -> the module it trains
+    groups = task.parameter_groups(net)  # optimizer name -> the module it trains
     if len(groups) > 1 and cfg.grad_accum > 1:
         raise ConfigError(f"train.grad_accum > 1 does not work with a task that trains {len(groups)} optimizers "
                           f"({', '.join(groups)}); set train.grad_accum: 1")
+    if len(groups) > 1 and parallel is not None:
+        raise ConfigError(f"data-parallel training (--nproc) trains tasks with one optimizer; this task steps "
+                          f"{len(groups)} ({', '.join(groups)}): train it in one process")
     optimizers = {name: make_optimizer(module, cfg) for name, module in groups.items()}
     if privacy is not None:  # the optimizer now clips each row's gradient and adds noise; batches come from privacy
         optimizers["model"], batches_per_epoch = privacy.attach(model, optimizers["model"], n, cfg.batch_size, cfg.epochs)
@@ -120,13 +133,14 @@ def _fit(
     scaler = grad_scaler(precision, device)
     shuffle = torch.Generator().manual_seed(cfg.seed)
     es = cfg.early_stopping
-    result = FitResult(monitor=es.monitor if es else "val_loss", device=str(device), precision=precision)
+    result = FitResult(monitor=es.monitor if es else "val_loss", device=str(device), precision=precision,
+                       **({"processes": parallel.world, "parallel": parallel.strategy} if parallel is not None else {}))
     best_state, bad_epochs, start_epoch = None, 0, 0
 
     if resume:
         if checkpoint_dir is None or not checkpoint.exists(checkpoint_dir):
             raise RunError(f"--resume: no checkpoint in {checkpoint_dir}; train without --resume to start fresh")
-        saved = checkpoint.restore(checkpoint_dir, model, optimizers, schedulers, scaler, shuffle)
+        saved = checkpoint.restore(checkpoint_dir, net, optimizers, schedulers, scaler, shuffle, parallel)
         if privacy is not None:
             privacy.load_state_dict(saved["privacy"])  # the steps already taken count against the budget
         start_epoch, bad_epochs = saved["epoch"] + 1, saved["bad_epochs"]
@@ -136,15 +150,17 @@ def _fit(
         if (checkpoint_dir / checkpoint.BEST).is_file():
             best_state = load_tensors(checkpoint_dir / checkpoint.BEST)
 
-    weights = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+    weights = [p for p in net.parameters() if p.requires_grad and p.ndim >= 2]
     result.parameters = sum(p.numel() for p in model.parameters())
     result.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if parallel is not None:  # the task's step runs in the wrapped module's forward, on this rank's share of the batch
+        step = lambda _, batch: iter([("model", parallel.trainer(batch))])  # noqa: E731
     if progress:
         progress.start(cfg.epochs, batches_per_epoch, start_epoch)
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         # ---- train one epoch ----
-        model.train()
+        (model if parallel is None else parallel.trainer).train()
         tic = time.perf_counter()
         order = torch.randperm(n, generator=shuffle)
         poisson = privacy.batches() if privacy is not None else None
@@ -153,6 +169,9 @@ def _fit(
             opt.zero_grad(set_to_none=True)
         for b in range(batches_per_epoch):
             idx = next(poisson) if poisson is not None else order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            weight = 1.0
+            if parallel is not None:  # this rank's rows, weighted so the averaged gradient is the whole batch's mean
+                idx, weight = parallel.share(idx), len(parallel.share(idx)) * parallel.world / len(idx)
             batch = {k: v[idx].to(device, non_blocking=True) for k, v in x_train.items()}
             mix = None
             if augment is not None:
@@ -163,55 +182,64 @@ def _fit(
                 batch["mix"] = mix
             accumulate = min(cfg.grad_accum, batches_per_epoch - (b // cfg.grad_accum) * cfg.grad_accum)  # short last group
             do_step = (b + 1) % cfg.grad_accum == 0 or b + 1 == batches_per_epoch
-            losses = TaskLosses(step, model, batch, precision, device)
-            for name, loss in losses:  # each loss is computed after the previous optimizer stepped (a GAN's g after d)
-                if cfg.l1 and name == "model":
-                    loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
-                scaler.scale(loss / accumulate if accumulate > 1 else loss).backward()
-                if do_step:
-                    opt = optimizers[name]
-                    if cfg.grad_clip:
-                        scaler.unscale_(opt)
-                        torch.nn.utils.clip_grad_norm_(groups[name].parameters(), cfg.grad_clip)
-                    scaler.step(opt)
-                    schedulers[name].step()
-                    opt.zero_grad(set_to_none=True)
-                if len(idx) and name == losses.first:  # a Poisson-sampled (DP) batch may be empty: its loss is nan
-                    running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
+            weight /= accumulate
+            losses = TaskLosses(step, net, batch, precision, device)
+            with parallel.sync(do_step) if parallel is not None else nullcontext():  # DDP: no all-reduce mid-accumulation
+                for name, loss in losses:  # each loss is computed after the previous optimizer stepped (a GAN's g after d)
+                    if cfg.l1 and name == "model":
+                        loss = loss + cfg.l1 * sum(w.abs().sum() for w in weights)
+                    scaler.scale(loss * weight if weight != 1 else loss).backward()
+                    if do_step:
+                        opt = optimizers[name]
+                        if cfg.grad_clip:
+                            scaler.unscale_(opt)
+                            torch.nn.utils.clip_grad_norm_(groups[name].parameters(), cfg.grad_clip)
+                        scaler.step(opt)
+                        schedulers[name].step()
+                        opt.zero_grad(set_to_none=True)
+                    if len(idx) and name == losses.first:  # a Poisson-sampled (DP) batch may be empty: its loss is nan
+                        running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
             if do_step:
                 scaler.update()  # once per iteration, after every optimizer stepped
             seen += len(idx)
             if progress and (b % 10 == 0 or b + 1 == batches_per_epoch):
                 progress.step(b + 1, float(running) / max(1, seen))
+        if parallel is not None:  # every rank's rows in the epoch's training loss
+            running, seen = parallel.total(running), int(parallel.total(torch.tensor(seen)))
 
-        # ---- validate, early-stop, checkpoint ----
-        val_metrics = {} if x_val is None else evaluate_split(model, task, x_val, y_val, max(512, cfg.batch_size), device,
-                                                              precision, result.monitor)
+        # ---- validate (rank 0, or every rank when the weights are sharded), early-stop, checkpoint ----
+        evaluator = parallel.trainer if parallel is not None and parallel.validates_on_every_rank else model
+        validates = x_val is not None and (main or evaluator is not model)
+        val_metrics = {} if not validates else evaluate_split(evaluator, task, x_val, y_val, max(512, cfg.batch_size),
+                                                              device, precision, result.monitor)
         logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": next(iter(schedulers.values())).get_last_lr()[0],
                 "seconds": time.perf_counter() - tic}
         logs.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float)) and k != "n"})
         result.history.append(logs)
         score = logs.get(result.monitor)
-        if x_val is None:
-            pass  # nothing to choose by: the last epoch's weights are kept
-        elif score is None:
-            raise RunError(f"early_stopping.monitor {result.monitor!r} is not computed for this task; "
-                           f"choose one of {sorted(k for k in logs if k.startswith('val_'))}")
-        elif result.best_epoch < 0 or better(result.monitor, score, result.best_score, es.min_delta if es else 0.0):
+        improved = False  # nothing to choose by without validation: the last epoch's weights are kept
+        if x_val is not None and main:
+            if score is None:
+                raise RunError(f"early_stopping.monitor {result.monitor!r} is not computed for this task; "
+                               f"choose one of {sorted(k for k in logs if k.startswith('val_'))}")
+            improved = result.best_epoch < 0 or better(result.monitor, score, result.best_score, es.min_delta if es else 0.0)
+        if parallel is not None:
+            improved = parallel.agree(improved)  # decided once, by rank 0: every rank stops at the same epoch
+        if improved:
             result.best_epoch, result.best_score, bad_epochs = epoch, score, 0
-            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            if checkpoint_dir:
+            best_state = snapshot(net, parallel)
+            if checkpoint_dir and main:
                 checkpoint.check_folder(checkpoint_dir)
                 save_tensors(checkpoint_dir / checkpoint.BEST, best_state)
-        else:
+        elif x_val is not None:
             bad_epochs += 1
         stop = bool(es) and bad_epochs >= es.patience
         if checkpoint_dir:
-            checkpoint.save(checkpoint_dir, model, optimizers, schedulers, scaler, shuffle, {
+            checkpoint.save(checkpoint_dir, net, optimizers, schedulers, scaler, shuffle, {
                 "epoch": epoch, "bad_epochs": bad_epochs, "history": result.history,
                 "best_epoch": result.best_epoch, "best_score": result.best_score, "finished": stop or epoch + 1 == cfg.epochs,
                 "stopped_early": stop, **({"privacy": privacy.state_dict()} if privacy is not None else {}),
-            })
+            }, parallel)
         if progress:
             progress.epoch(epoch, logs, result.monitor)
         if on_epoch:
@@ -222,10 +250,27 @@ def _fit(
 
     if progress:
         progress.close()
-    if best_state is not None:
+    if best_state is None and net is not model:  # sharded (FSDP) without validation: gather the last weights
+        best_state = snapshot(net, parallel)
+    if best_state is not None and main:
         model.load_state_dict(best_state)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def whole_batches(n: int, batch_size: int, ranks: int = 1) -> int:
+    """Batches per epoch: a short last batch is dropped when it would give a rank no row, or batch norm one row (it
+    adds only noise)."""
+    batches = math.ceil(n / batch_size)
+    if 0 < n % batch_size < max(2, ranks) and batches > 1:
+        batches -= 1
+    return batches
+
+
+def snapshot(net: torch.nn.Module, parallel=None) -> dict:
+    """A copy of the weights on the CPU (FSDP: gathered on rank 0, every rank taking part; the others get {})."""
+    state = parallel.model_state(net) if parallel is not None else net.state_dict()
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
 
 
 class TaskLosses:

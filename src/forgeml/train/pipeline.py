@@ -61,13 +61,16 @@ def train(
     from forgeml.progress import TrainProgress
     from forgeml.tracking import Tracker
     from forgeml.train import checkpoint
+    from forgeml.train.distributed import data_parallel
     from forgeml.train.engines import engine_for, trains_with
     from forgeml.train.loop import fit
     from forgeml.cpus import threads_for_table
     from forgeml.train.threads import native_thread_limits
 
-    say = say or stderr_say(quiet)
     cfg = config if isinstance(config, Config) else build_config({**(config or {}), **options}, source)
+    parallel = data_parallel(cfg.train)  # started by torchrun (--nproc): this process is one rank of several
+    main = parallel is None or parallel.is_main
+    say, quiet = (say or stderr_say(quiet), quiet) if main else (lambda msg: None, True)  # rank 0 speaks for all
     run_dir = cfg.run_dir
     if resume:
         if (run_dir / artifacts.MANIFEST).is_file():
@@ -79,6 +82,9 @@ def train(
         say(f"resuming [bold]{run_dir}[/] from its last checkpoint")
     elif run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
         raise RunError(f"{run_dir} already exists; use --resume to continue it, --overwrite to replace it, or --name for a new run")
+    if parallel is not None:
+        check_parallel(cfg, parallel)
+        parallel.barrier()  # every rank has checked the run folder before rank 0 replaces it
 
     data = prepare_for_training(cfg, say)  # data problems surface before anything is written or replaced
     untrainable = [c for c in data.candidates if not trains_with(get_model(c), cfg.train)]
@@ -86,17 +92,20 @@ def train(
         data.candidates = [c for c in data.candidates if c not in untrainable]
         say(f"privacy: model auto trains only {', '.join(data.candidates)} ({', '.join(untrainable)} cannot be trained with DP-SGD)")
     if "own_run" in data.task.tags:  # a family that trains, scores and writes its run itself (forecasting)
+        if parallel is not None:
+            raise RunError(f"data-parallel training (--nproc) is not available for {data.task.name}; train it in one process")
         return _own_run(cfg, run_dir, data, say)
-    _refuse_before_writing(cfg, data)
-    if not resume and run_dir.exists():
+    _refuse_before_writing(cfg, data, parallel)
+    if not resume and run_dir.exists() and main:
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        artifacts.write_text(run_dir / "config.yaml", cfg.to_yaml())
     task = data.task
     say(f"[bold]config[/] ({'model: auto -> ' + ' vs '.join(data.candidates) if cfg.model.name == 'auto' else 'model: ' + cfg.model.name}):\n"
         + cfg.model_copy(update={"task": cfg.task.model_copy(update={"name": task.name})}).to_yaml())
 
-    tracker = Tracker(cfg.tracking.uri, cfg.runs_dir, cfg.tracking.experiment, cfg.name)
+    tracker = Tracker(cfg.tracking.uri if main else "none", cfg.runs_dir, cfg.tracking.experiment, cfg.name)
     native = native_thread_limits(cfg.train.threads)
     try:
         tracker.params(cfg.model_dump(mode="json") | {"task": task.name})
@@ -109,9 +118,14 @@ def train(
         for name in data.candidates:
             params = budget.params(params_for(cfg, name))
             learner = get_model(name)
-            if candidates and budget.spent():
+            spent = bool(candidates) and budget.spent()
+            if parallel is not None:
+                spent = parallel.agree(spent)  # rank 0's clock decides for every rank
+            if spent:
                 say(f"  time limit ({cfg.train.time_limit:g} s) spent: {name} not trained")
                 continue
+            if "torch" not in learner.tags and not main:
+                continue  # rank 0 trains a learner with its own fit; the other ranks train only networks
             tic = time.perf_counter()
             dp = None
             if "torch" not in learner.tags:  # a learner with its own fit (LightGBM, IsolationForest...)
@@ -133,12 +147,13 @@ def train(
                     for note in dp.notes():
                         say(f"privacy: {note}")
                 ckpt = run_dir / "checkpoints" / name
-                ckpt.mkdir(parents=True, exist_ok=True)
+                if main:
+                    ckpt.mkdir(parents=True, exist_ok=True)
                 fit_info = fit(model, task, data.enc["train"], y_fit["train"], data.enc["val"], y_fit["val"],
                                dp.train_config if dp else cfg.train,
                                checkpoint_dir=ckpt, resume=resume and checkpoint.exists(ckpt),
-                               progress=TrainProgress(name, quiet), on_epoch=epoch_hook(tracker, name, on_epoch),
-                               loss=train_loss, augment=augment, privacy=dp)
+                               progress=TrainProgress(name, quiet), on_epoch=epoch_hook(tracker, name, on_epoch if main else None),
+                               loss=train_loss, augment=augment, privacy=dp, parallel=parallel)
                 if dp is not None:
                     dp.close()
                     say(f"privacy: {dp.summary()}")
@@ -158,6 +173,10 @@ def train(
             say(f"  {name}: val {task.primary_metric} = {'n/a' if score is None else f'{score:.4f}'} "
                 f"({candidates[-1]['seconds']:.1f} s{part})")
 
+        if parallel is not None:
+            parallel.close()
+            if not main:
+                return None  # rank 0 scores, chooses and writes the run
         # the baseline is scored on validation beside the candidates (forgeml.train.choice)
         base = baseline_on_validation(cfg, data, candidates, lambda n: trained_raw(n, candidates, data))
         say(f"  baseline {base['name']}: val {task.primary_metric} = {fmt(base['val'].get(task.primary_metric))}")
@@ -172,6 +191,8 @@ def train(
     finally:
         if native is not None:
             native.restore_original_limits()
+        if parallel is not None:
+            parallel.close()
     tracker.end()
     return result
 
@@ -229,11 +250,23 @@ def epoch_hook(tracker, name: str, on_epoch: Optional[Callable[[str, dict], None
     return hook
 
 
-def _refuse_before_writing(cfg: Config, data: Prepared) -> None:
+def check_parallel(cfg: Config, parallel) -> None:
+    """What data-parallel training cannot do, refused on every rank before anything is written."""
+    from forgeml.errors import ConfigError
+
+    if cfg.train.privacy is not None:
+        raise ConfigError("data-parallel training (--nproc) does not work with train.privacy (DP-SGD); train in one process")
+    parallel.check(cfg.train.batch_size)
+
+
+def _refuse_before_writing(cfg: Config, data: Prepared, parallel=None) -> None:
     """Settings the torch loop would only reject once training starts (an unusable train.device, DP-SGD without the
     privacy extra or with a budget no noise reaches) are refused before the run folder is written: a half-written
     folder blocks the retry."""
     if not any("torch" in get_model(c).tags for c in data.candidates):
+        if parallel is not None:
+            raise RunError(f"data-parallel training (--nproc) trains networks; {', '.join(data.candidates)} "
+                           "trains in one process: drop --nproc, or choose a network with --model")
         return
     from forgeml.precision import resolve_device
     from forgeml.train.engines import engine_for
@@ -295,7 +328,8 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
                                "best_score": fit_info.best_score, "stopped_early": fit_info.stopped_early,
                                "seconds": round(fit_info.seconds, 3), "device": fit_info.device, "precision": fit_info.precision,
                                "threads": fit_info.threads, "parameters": fit_info.parameters,
-                               "trainable_parameters": fit_info.trainable}
+                               "trainable_parameters": fit_info.trainable,
+                               **({"processes": fit_info.processes, "parallel": fit_info.parallel} if fit_info.parallel else {})}
 
     # plots
     pdir = run_dir / "plots"
