@@ -73,10 +73,12 @@ def test_fsdp_shards_the_network_and_trains_as_one_process(in_tmp):
 
 
 @pytest.mark.slow
-def test_a_stopped_two_process_run_resumes_where_it_stopped(in_tmp):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_a_stopped_two_process_run_resumes_where_it_stopped(in_tmp, strategy):
     """SIGTERM (Ctrl-C, a scheduler) stops the launcher and both workers; --resume continues in two processes and
-    ends where one uninterrupted process ends."""
-    args = [*ARGS, "--set", "train.early_stopping=null", "--epochs", "12", "--tracking-uri", "none", "--quiet"]
+    ends where one uninterrupted process ends (FSDP: from the gathered state, resharded)."""
+    args = [*ARGS, "--set", "train.early_stopping=null", "--epochs", "12", "--tracking-uri", "none", "--quiet",
+            "--set", f"train.parallel={strategy}"]
     proc = subprocess.Popen([sys.executable, "-m", "forgeml.cli", "train", *args, "--name", "stopped", "--nproc", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = in_tmp / "runs" / "stopped" / "checkpoints" / "mlp" / "last.json"
@@ -138,3 +140,4 @@ def test_each_rank_gets_a_share_of_every_batch_and_the_short_last_batch_only_whe
     for rank.rank in (0, 1):
         shares.append(rank.share(torch.arange(23)))
     assert [len(s) for s in shares] == [12, 11] and torch.equal(torch.cat(shares), torch.arange(23))
+

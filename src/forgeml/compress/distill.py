@@ -146,6 +146,10 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
     cfg = train_cfg if epochs is None else train_cfg.model_copy(update={"epochs": epochs})
     torch.manual_seed(cfg.seed)
     model = spec.build(params, pre.input_shapes(), task.out_dim)
+    if "vocabulary" in spec.tags:  # a pretrained table cut to the token ids of the transfer set (the rest read [UNK])
+        kept = model.keep_vocabulary(train)
+        if kept is not None:
+            params = params.model_copy(update={"kept_vocabulary": kept})
     result = fit(model, task, train, packed, val, splits.y["val"], cfg, progress=progress,
                  loss=distillation_loss(task, temperature, alpha))
     return Distilled(model, pre, params, result, params.name)

@@ -249,6 +249,9 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
         result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, alpha,
                          options.distill_epochs, progress=TrainProgress(variant, quiet), transfer=transfer)
         net, pre = result.model.cpu().eval(), result.preprocessor
+        kept = getattr(result.params, "kept_vocabulary", None)
+        if kept:
+            say(f"  the student's embedding table keeps {kept:,} rows: the token ids of its transfer set (others read [UNK])")
         path = model.run_dir / f"model.{file}.onnx"
         ox.save(ox.build(net, "torch", model.task, pre.state, pre.input_shapes()), path)
         artifacts.save_tensors(model.run_dir / f"model.{file}.safetensors", net.state_dict(),
@@ -256,7 +259,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
         entry = measure_onnx(variant, path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
                                              "temperature": options.temperature, "alpha": alpha,
                                              "transfer_rows": len(splits.raw["train"]) * (1 + options.augment),
-                                             "epochs_run": len(result.fit.history),
+                                             "epochs_run": len(result.fit.history), "kept_vocabulary": kept,
                                              "seconds": round(time.perf_counter() - tic, 2)},
                              feed=ox.feeds(splits.raw["test"], pre))
         return result, entry

@@ -18,7 +18,9 @@ Tags the code asks for (never a learner's name):
 - ``pretrained``: the builder takes ``pretrained=`` (False when a run's own weights are loaded);
 - ``dp``: DP-SGD can train it; ``sample_weights``: it takes per-row weights (class weights for trees);
 - ``prunable``: channels/neurons can be removed (forgeml.compress.prune); ``quantize:static`` / ``quantize:dynamic``:
-  the int8 methods it supports (the first listed is the default); ``distill``: it can be a distillation student.
+  the int8 methods it supports (the first listed is the default); ``distill``: it can be a distillation student;
+  ``vocabulary``: its network's ``keep_vocabulary(arrays)`` cuts a pretrained embedding table to the token ids the
+  data uses and returns the rows kept (the params key ``kept_vocabulary``), or None when there is nothing to cut;
 - ``dp_default`` / ``dp_candidate``: what ``model: auto`` trains under train.privacy (the default alone; with
   privacy.select the candidates too);
 - ``detector`` / ``clusterer``: the anomaly / clustering families train it; ``onehot``: it takes one float matrix with

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, Optional
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -26,6 +28,33 @@ class TextParams(Strict):
     layers: int = Field(1, ge=1, le=12)
     heads: int = Field(4, ge=1, description="attention heads (transformer)")
     dropout: float = Field(0.2, ge=0, lt=1)
+    kept_vocabulary: Optional[int] = Field(None, gt=1, description="minilm embeddings: the rows of the table kept, one "
+                                           "per WordPiece id the training texts use (forgeml compress --distill cuts "
+                                           "a student's table so; any other id reads [UNK]'s row); null: all 30,522")
+
+
+class KeptVocabulary(nn.Module):
+    """An embedding table cut to the token ids a data set uses: ``rows[id]`` is an id's row in ``weight`` (ids the data
+    never used point at the unknown token's row). Row 0 is padding (id 0), as in the whole table; in ONNX, two
+    gathers."""
+
+    def __init__(self, vocab_size: int, kept: int, dim: int):
+        super().__init__()
+        self.register_buffer("rows", torch.zeros(vocab_size, dtype=torch.int64))
+        self.weight = nn.Parameter(torch.zeros(kept, dim))
+        self.embedding_dim = dim
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(self.rows[ids], self.weight, padding_idx=0)
+
+    @classmethod
+    def cut(cls, table: nn.Embedding, used: np.ndarray, unknown: int) -> "KeptVocabulary":
+        kept = np.union1d(np.unique(used), [0, unknown])  # sorted: padding (id 0) is row 0
+        out = cls(table.num_embeddings, len(kept), table.embedding_dim)
+        out.rows.fill_(int(np.searchsorted(kept, unknown)))
+        out.rows[torch.from_numpy(kept)] = torch.arange(len(kept))
+        out.weight.data.copy_(table.weight.data[torch.from_numpy(kept)])
+        return out
 
 
 class TextEncoderClassifier(nn.Module):
@@ -65,6 +94,16 @@ class TextEncoderClassifier(nn.Module):
             pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
         return self.head(pooled)
 
+    def keep_vocabulary(self, arrays: dict) -> Optional[int]:
+        """Cut a pretrained (MiniLM) embedding table to the ids in ``arrays`` (the training rows): the rows kept, or
+        None for a word vocabulary (already fitted to the data)."""
+        if "input_ids" not in arrays or isinstance(self.embed, KeptVocabulary):
+            return None
+        from forgeml.features.text import minilm_tokenizer
+
+        self.embed = KeptVocabulary.cut(self.embed, arrays["input_ids"], minilm_tokenizer().unk_token_id)
+        return self.embed.weight.shape[0]
+
 
 def _minilm_embedding(pretrained: bool) -> nn.Embedding:
     """MiniLM-L6's WordPiece embedding table (30,522 x 384): pretrained word meanings for a small encoder."""
@@ -83,8 +122,10 @@ def _minilm_embedding(pretrained: bool) -> nn.Embedding:
     return table
 
 
-@register_model("text", supports={"text"}, params=TextParams, tags={"pretrained", "quantize:dynamic", "distill"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
+@register_model("text", supports={"text"}, params=TextParams, tags={"pretrained", "quantize:dynamic", "distill", "vocabulary"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
-    embedding = _minilm_embedding(pretrained) if params.embeddings == "minilm" else None
+    embedding = _minilm_embedding(pretrained and not params.kept_vocabulary) if params.embeddings == "minilm" else None
+    if embedding is not None and params.kept_vocabulary:  # a cut table: its rows and map come with the saved weights
+        embedding = KeptVocabulary(embedding.num_embeddings, params.kept_vocabulary, embedding.embedding_dim)
     return TextEncoderClassifier(shapes["text_vocab"], out_dim, params.encoder, params.embedding_dim, params.hidden,
                                  params.layers, params.heads, params.dropout, embedding=embedding)

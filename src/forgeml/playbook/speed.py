@@ -44,8 +44,9 @@ def timeline(history: list[dict], target: float = TARGET) -> tuple[list[float], 
 
 def steps_per_epoch(n: int, batch: int, accumulate: int = 1) -> int:
     """Optimizer steps in an epoch of ``n`` rows, as forgeml's loop takes them (a last batch of one row is dropped)."""
-    batches = -(-n // batch) - (n % batch == 1 and n > batch)
-    return -(-batches // accumulate)
+    from forgeml.train.loop import whole_batches
+
+    return -(-whole_batches(n, batch) // accumulate)
 
 
 def _r(v):

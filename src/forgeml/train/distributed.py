@@ -57,7 +57,7 @@ class DataParallel:
 
     tags = frozenset({"parallel"})
     strategy = "ddp"
-    validates_on_every_rank = False
+    shards = False  # the weights are split across the ranks: every rank takes part in each forward pass
 
     def __init__(self):
         import torch.distributed as dist
@@ -147,7 +147,10 @@ class DistributedDataParallel(DataParallel):
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         device = next(model.parameters()).device
-        self.trainer = DDP(_Step(model, step), device_ids=[device.index] if device.type == "cuda" else None)
+        wrapped = _Step(model, step)
+        if device.type == "cuda":  # batch norm over the whole global batch (SyncBatchNorm needs GPUs; on CPUs each
+            wrapped = nn.SyncBatchNorm.convert_sync_batchnorm(wrapped)  # rank normalizes its share, as DDP does)
+        self.trainer = DDP(wrapped, device_ids=[device.index] if device.type == "cuda" else None)
         return model
 
     def sync(self, enabled):
@@ -162,7 +165,7 @@ class FullyShardedDataParallel(DataParallel):
     the rest one root unit; parameters are gathered for the forward and backward pass and freed after."""
 
     strategy = "fsdp"
-    validates_on_every_rank = True
+    shards = True
 
     def wrap(self, model, step):
         import copy

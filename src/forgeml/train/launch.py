@@ -43,7 +43,8 @@ def launch(nproc: int, config: dict, flags: list[str]) -> int:
 
     from forgeml.cpus import usable_cpus
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cpus() // nproc)))  # else torchrun warns and sets 1
+    omp = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = omp or str(max(1, usable_cpus() // nproc))  # else torchrun warns and sets 1
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
         logging.getLogger(name).setLevel(logging.CRITICAL)  # a failing worker prints its own error; torchrun repeats it
     with tempfile.TemporaryDirectory(prefix="forgeml-nproc-") as tmp:
@@ -61,4 +62,7 @@ def launch(nproc: int, config: dict, flags: list[str]) -> int:
             return next((code for code in codes if code > 0), 1)
         except SignalException as exc:  # stopped (Ctrl-C, a scheduler's SIGTERM): the workers were stopped with it
             return 128 + int(exc.sigval)
+        finally:
+            if omp is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
     return 0

@@ -107,7 +107,8 @@ def _fit(
     if parallel is not None:
         device = parallel.device(device)
     precision = resolve_precision(cfg.precision, device)
-    model.to(device)
+    if parallel is None or not parallel.shards:
+        model.to(device)  # (FSDP moves each rank's shard of a copy there; the plain model stays on the CPU)
     net = model if parallel is None else parallel.wrap(model, step)  # the module the optimizers train
     main = parallel is None or parallel.is_main
 
@@ -208,7 +209,7 @@ def _fit(
             running, seen = parallel.total(running), int(parallel.total(torch.tensor(seen)))
 
         # ---- validate (rank 0, or every rank when the weights are sharded), early-stop, checkpoint ----
-        evaluator = parallel.trainer if parallel is not None and parallel.validates_on_every_rank else model
+        evaluator = parallel.trainer if parallel is not None and parallel.shards else model
         validates = x_val is not None and (main or evaluator is not model)
         val_metrics = {} if not validates else evaluate_split(evaluator, task, x_val, y_val, max(512, cfg.batch_size),
                                                               device, precision, result.monitor)
