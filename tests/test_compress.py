@@ -178,3 +178,31 @@ def test_changed_data_is_refused(tmp_path, capsys):
     df.iloc[:100].to_csv(tmp_path / "iris.csv", index=False)
     assert cli("compress", str(run), "--quantize", "int8") == 2
     assert "changed since training" in capsys.readouterr().err
+
+
+def test_unlabelled_in_domain_rows_join_the_transfer_set_labelled_by_the_teacher(tmp_path, capsys):
+    import pandas as pd
+
+    from forgeml.data.bundled import load_bundled
+
+    df, _ = load_bundled("tweets")
+    df = df.sample(900, random_state=1).reset_index(drop=True)
+    df[:500].to_csv(tmp_path / "tweets.csv", index=False)
+    df[500:][["text"]].to_csv(tmp_path / "unlabelled.csv", index=False)  # no label column: the teacher labels them
+    run = api.train({"name": "tweets", "runs_dir": str(tmp_path), "data": {"source": str(tmp_path / "tweets.csv"), "target": "source"},
+                     "tracking": {"uri": "none"}, "model": {"name": "text", "hidden": 32, "embedding_dim": 32},
+                     "train": fast_train(epochs=2)}, quiet=True).run_dir
+    assert cli("compress", str(run), "--distill", "--student", "text", "--transfer", str(tmp_path / "unlabelled.csv"),
+               "--distill-epochs", "2") == 0
+    assert "teacher outputs on 400 unlabelled rows" in capsys.readouterr().err
+    by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
+    train_rows = json.loads((run / "manifest.json").read_text())["data"]["rows"]["train"]
+    assert by["distilled"]["transfer_rows"] == by["labels-only"]["transfer_rows"] == train_rows + 400
+    assert by["distilled"]["test_accuracy"] > majority_rate(run) + 0.05
+
+    pd.DataFrame({"words": ["a b c"]}).to_csv(tmp_path / "other.csv", index=False)
+    assert cli("compress", str(run), "--distill", "--student", "text", "--transfer", str(tmp_path / "other.csv")) == 2
+    assert "the teacher reads the column(s) text, which the file lacks" in capsys.readouterr().err
+    (tmp_path / "empty.csv").write_text("text\n")
+    assert cli("compress", str(run), "--distill", "--student", "text", "--transfer", str(tmp_path / "empty.csv")) == 2
+    assert "no rows" in capsys.readouterr().err

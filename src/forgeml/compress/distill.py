@@ -86,17 +86,19 @@ def student_params(student: Union[str, dict], task, features) -> BaseModel:
 
 
 def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The training loss on packed targets: column 0 the hard (encoded) label, the rest the teacher's raw outputs."""
+    """The training loss on packed targets: column 0 the hard (encoded) label, NaN for an unlabelled transfer row; the
+    rest the teacher's raw outputs."""
 
     def loss(out: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
-        out, teacher = out.float(), packed[:, 1:]
+        out, y, teacher = out.float(), packed[:, 0], packed[:, 1:]
+        labelled = ~torch.isnan(y)  # unlabelled transfer rows (forgeml.compress.transfer) learn the teacher alone
+        target = y.long() if "labels" in task.tags else y
+        hard = task.loss(out[labelled], target[labelled]) if labelled.any() else out.sum() * 0
         if "labels" in task.tags:
-            hard = task.loss(out, packed[:, 0].long())
             t = temperature
             soft = F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(teacher / t, dim=1),
                             reduction="batchmean", log_target=True) * (t * t)
         else:
-            hard = task.loss(out, packed[:, 0])
             soft = F.mse_loss(out.squeeze(-1), teacher.squeeze(-1))
         return alpha * soft + (1 - alpha) * hard
 

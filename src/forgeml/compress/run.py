@@ -35,6 +35,7 @@ class CompressOptions:
     temperature: float = 4.0
     alpha: float = 0.7
     augment: int = 0  # perturbed copies of each training text, labelled by the teacher (distillation transfer set)
+    transfer: Optional[str] = None  # a file of unlabelled in-domain rows, labelled by the teacher (transfer set)
     threads: Optional[int] = None  # onnxruntime/torch threads while measuring (default: the library's own)
 
     def check(self) -> None:
@@ -55,8 +56,8 @@ class CompressOptions:
             raise ConfigError(f"--alpha (the weight of the teacher's soft targets) must be in [0, 1], got {self.alpha}")
         if self.distill_epochs is not None and self.distill_epochs < 1:
             raise ConfigError(f"--distill-epochs must be at least 1, got {self.distill_epochs}")
-        if not self.distill and (self.student or self.augment):
-            raise ConfigError("--student and --augment belong to --distill; add --distill")
+        if not self.distill and (self.student or self.augment or self.transfer):
+            raise ConfigError("--student, --augment and --transfer belong to --distill; add --distill")
         if self.augment < 0:
             raise ConfigError(f"--augment must be >= 0 copies, got {self.augment}")
         if self.fine_tune_epochs < 1:
@@ -112,6 +113,10 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         student = student_params(options.student, task, splits.features)
         if options.augment and not text_columns(splits.features):
             raise ConfigError("--augment makes perturbed copies of text features; this data has none")
+        if options.transfer:
+            from forgeml.compress.transfer import read_transfer
+
+            unlabelled = read_transfer(model, options.transfer, splits.features)
     expected = manifest.get("data", {}).get("rows")
     actual = {s: len(rows) for s, rows in splits.raw.items()}
     if expected and expected != actual:
@@ -173,7 +178,8 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
 
     # ---- distillation into a smaller student
     if options.distill:
-        manifest_variants.update(_distill_variant(model, student, enc, splits, cfg, options, measure_onnx, say, quiet))
+        manifest_variants.update(_distill_variant(model, student, enc, splits, cfg, options, measure_onnx, say, quiet,
+                                                  unlabelled if options.transfer else None))
 
     result = {"run": run_dir.name, "model": name, "task": task.name, "metric": _metric_name(task),
               "test_rows": len(splits.raw["test"]), "threads": torch.get_num_threads(), "variants": variants,
@@ -225,23 +231,17 @@ def _prune_variant(model, ratio, enc, splits, cfg, options, measure_onnx, say, q
                       "params": params.model_dump(mode="json") if params is not None else None}}
 
 
-def _distill_variant(model, student_params, enc, splits, cfg, options, measure_onnx, say, quiet) -> dict:
+def _distill_variant(model, student_params, enc, splits, cfg, options, measure_onnx, say, quiet, unlabelled=None) -> dict:
     from forgeml.models import raw_outputs
     from forgeml.compress.distill import distill
+    from forgeml.compress.transfer import transfer_rows
     from forgeml.export import onnx as ox
     from forgeml.progress import TrainProgress
 
     say(f"  teacher ({model.model_name}) outputs on {len(splits.raw['train'])} training rows ...")
     teacher = raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
-    transfer = None
-    if options.augment:
-        from forgeml.data.augment import text_copies
+    transfer = transfer_rows(model, splits, options.augment, unlabelled, cfg.train.seed, say)
 
-        text_cols = text_columns(splits.features)
-        extra = text_copies(splits.raw["train"], text_cols, options.augment, seed=cfg.train.seed)
-        say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
-        extra_raw = raw_outputs(model.estimator, model.model_name, model.preprocessor.transform(extra), model.task)
-        transfer = (extra, np.tile(splits.y["train"], options.augment), extra_raw)
     def student(variant: str, alpha: float, file: str):
         """A student trained with this alpha, exported, saved and measured: (its result, the measured entry)."""
         tic = time.perf_counter()
@@ -258,7 +258,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
                                metadata={"model": result.student, "variant": variant})
         entry = measure_onnx(variant, path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
                                              "temperature": options.temperature, "alpha": alpha,
-                                             "transfer_rows": len(splits.raw["train"]) * (1 + options.augment),
+                                             "transfer_rows": len(splits.raw["train"]) + (len(transfer[0]) if transfer else 0),
                                              "epochs_run": len(result.fit.history), "kept_vocabulary": kept,
                                              "seconds": round(time.perf_counter() - tic, 2)},
                              feed=ox.feeds(splits.raw["test"], pre))

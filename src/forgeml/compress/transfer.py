@@ -1,0 +1,46 @@
+"""The distillation transfer set beyond the training rows, each row labelled by the teacher (Tang et al. 2019):
+perturbed copies of the training texts (``--augment N``) and unlabelled in-domain rows from a file (``--transfer
+FILE``: the teacher's inputs, no label needed). Rows without a label carry NaN as their hard label; the distillation
+loss learns only the teacher's targets on them."""
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import numpy as np
+import pandas as pd
+
+from forgeml.errors import DataError
+
+
+def read_transfer(model, path: str, features) -> pd.DataFrame:
+    """The rows of ``--transfer FILE``, read as predict reads a file; refused before any work when the teacher could
+    not read them."""
+    extra = model.frame(path)
+    if len(extra) == 0:
+        raise DataError(f"--transfer {path}: the file has no rows; give in-domain rows for the teacher to label")
+    missing = [f.name for f in features if f.name not in extra.columns]
+    if missing:
+        raise DataError(f"--transfer {path}: the teacher reads the column(s) {', '.join(missing)}, which the file "
+                        f"lacks (it has: {', '.join(map(str, extra.columns[:12]))})")
+    return extra
+
+
+def transfer_rows(model, splits, augment: int, unlabelled: Optional[pd.DataFrame], seed: int,
+                  say: Callable[[str], None]) -> Optional[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+    """(rows, hard labels or NaN, the teacher's raw outputs) to add to the training rows, or None. ``unlabelled``:
+    the rows of --transfer FILE (``read_transfer``)."""
+    from forgeml.compress.run import text_columns
+    from forgeml.data.augment import text_copies
+
+    parts = []
+    if augment:
+        extra = text_copies(splits.raw["train"], text_columns(splits.features), augment, seed=seed)
+        say(f"  teacher outputs on {len(extra)} perturbed copies of the training texts ...")
+        parts.append((extra, np.tile(splits.y["train"], augment).astype(np.float64), model.raw(extra)))
+    if unlabelled is not None:
+        say(f"  teacher outputs on {len(unlabelled)} unlabelled rows of the transfer file ...")
+        parts.append((unlabelled, np.full(len(unlabelled), np.nan), model.raw(unlabelled)))
+    if not parts:
+        return None
+    return (pd.concat([rows for rows, _, _ in parts], ignore_index=True), np.concatenate([y for _, y, _ in parts]),
+            np.concatenate([np.asarray(raw, dtype=np.float32).reshape(len(rows), -1) for rows, _, raw in parts]))
