@@ -141,3 +141,17 @@ def test_each_rank_gets_a_share_of_every_batch_and_the_short_last_batch_only_whe
         shares.append(rank.share(torch.arange(23)))
     assert [len(s) for s in shares] == [12, 11] and torch.equal(torch.cat(shares), torch.arange(23))
 
+
+def test_the_playbook_entry_rows_are_its_runs_and_the_verdict_what_they_say(ran):
+    from forgeml.playbook.parallel import SAME
+
+    folder, ev = ran["data-parallel"]
+    runs = {"1 process, 1 thread": "dp-1x1", "1 process, 2 threads": "dp-1x2", "2 processes, 1 thread each": "dp-2x1"}
+    assert [row[0] for row in ev.rows] == list(runs)
+    for row in ev.rows:
+        m = metrics(folder, runs[row[0]])
+        assert row[1] == round(m["training"]["seconds"], 3) and row[6] == round(m["test"]["accuracy"], 4)
+    assert metrics(folder, "dp-2x1")["training"]["processes"] == 2
+    gap, ratio = float(ev.rows[2][5]), ev.rows[2][3]
+    assert gap <= SAME  # the same model, whatever the machine's load
+    assert ev.supported == (gap <= SAME and ratio < 2)

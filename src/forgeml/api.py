@@ -114,6 +114,21 @@ def compress(run: Union[str, Path], *, quiet: bool = False, say: Optional[Say] =
     return run_compress(run, CompressOptions(**options), say or stderr_say(quiet), quiet=quiet)
 
 
+def generate(run: Union[str, Path], n: int = 64, *, label=None, seed: Optional[int] = None,
+             output: Union[str, Path] = "samples", overwrite: bool = False) -> dict:
+    """Draw ``n`` images from a generation run (of class ``label`` for a conditional model) into the folder
+    ``output``: one PNG per image and grid.png (forgeml.tasks.generation_run)."""
+    from forgeml.errors import RunError
+    from forgeml.tasks import task_tags
+
+    run_dir = artifacts.run_dir_of(run)
+    manifest = artifacts.read_manifest(run_dir)
+    if "samples" not in task_tags(manifest["task"]):
+        raise RunError(f"{run_dir} is a {manifest['task']} run; forgeml generate draws images from generation runs "
+                       "(forgeml train --task generation --data IMAGES)")
+    return load(run_dir).write(output, n, label, seed, overwrite)
+
+
 # --------------------------------------------------------------------------------------------- quickstart
 QUICKSTART = {
     "name": "quickstart",

@@ -89,14 +89,14 @@ class Registry(Generic[T]):
 # a plugin registers itself by importing the registry and decorating its class.
 TASKS: Registry = Registry("task", builtin=(
     "forgeml.tasks.classification", "forgeml.tasks.regression", "forgeml.tasks.anomaly", "forgeml.tasks.clustering",
-    "forgeml.tasks.forecasting"))
+    "forgeml.tasks.forecasting", "forgeml.tasks.generation"))
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
     "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans",
     "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble",
     "forgeml.models.forecast_stats", "forgeml.models.forecast_lgbm", "forgeml.models.forecast_nbeats",
-    "forgeml.models.forecast_lstm", "forgeml.models.forecast_transformer"))
+    "forgeml.models.forecast_lstm", "forgeml.models.forecast_transformer", "forgeml.models.gan", "forgeml.models.vae"))
 ENGINES: Registry = Registry("engine", builtin=("forgeml.privacy.dp", "forgeml.train.distributed"))
 FEATURES: Registry = Registry("feature type", builtin=(
     "forgeml.features.numeric", "forgeml.features.categorical", "forgeml.features.text", "forgeml.features.image",
@@ -104,7 +104,8 @@ FEATURES: Registry = Registry("feature type", builtin=(
 
 
 # --------------------------------------------------------------------------------------------- metric direction
-LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr", "davies_bouldin"}
+LOWER_IS_BETTER = {"loss", "log_loss", "ece", "mae", "rmse", "mse", "mape", "smape", "mase", "fpr", "davies_bouldin",
+                  "frechet_distance", "kid"}
 
 
 def lower_is_better(metric: str) -> bool:

@@ -52,6 +52,8 @@ def signature(manifest: dict) -> dict:
 
     pre = manifest["preprocessing"]
     task = make_task(manifest["task"], {k: v for k, v in manifest["target"].items() if k != "name"})
+    if "own_route" in task.tags:  # a client sends what the family's own route takes (generation: n, label, seed)
+        return {"inputs": task.request_fields(), "outputs": task.response_fields()}
     return {"inputs": [get(f["type"]).field(pre[f["type"]], f["name"]) for f in manifest["features"]],
             "outputs": task.response_fields()}
 

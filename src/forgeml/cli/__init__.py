@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from forgeml.cli import experiments, playbook, runs, tune
+from forgeml.cli import experiments, generate, playbook, runs, tune
 
 app = typer.Typer(
     help="forgeml: from raw data to a trained, evaluated, tracked model on the compute you have.",
@@ -19,7 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for command in (experiments.quickstart, experiments.train, runs.evaluate, runs.predict, runs.export, runs.compress,
-                runs.serve, runs.profile, experiments.cv, tune.tune, runs.explain, experiments.federate, runs.datasets, runs.tasks):
+                runs.serve, runs.profile, experiments.cv, tune.tune, runs.explain, experiments.federate, runs.datasets, runs.tasks,
+                generate.generate):
     app.command()(command)
 app.add_typer(playbook.app, name="playbook")
 

@@ -32,6 +32,7 @@ def train(
     task: opt.Task = None,
     label: opt.Label = None,
     k: opt.K = None,
+    conditional: opt.Conditional = False,
     positive: opt.Positive = None,
     contamination: opt.Contamination = None,
     target_fpr: opt.TargetFpr = None,
@@ -81,7 +82,8 @@ def train(
     overrides = {
         "name": name or (None if base.get("name") else default_name(data)),
         "task": task_section(base, task, label=label, k=k, positive=positive, contamination=contamination,
-                             target_fpr=target_fpr, horizon=horizon, id_col=id_col),
+                             target_fpr=target_fpr, horizon=horizon, id_col=id_col,
+                             conditional=conditional or None),
         "runs_dir": runs_dir,
         "data": data_section(data, target, balance, threshold, group_col, time_col, dedup, impute, missing_indicator,
                              scale, outliers, sep, encoding),

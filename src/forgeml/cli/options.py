@@ -25,7 +25,7 @@ Sep = Annotated[Optional[str], typer.Option(
 Encoding = Annotated[Optional[str], typer.Option(
     "--encoding", help="CSV/TSV text encoding (default: detected: UTF-8, BOM, else Windows-1252/Latin-1), e.g. utf-16, latin-1")]
 Task = Annotated[Optional[str], typer.Option("--task", help="auto | classification | regression | anomaly | clustering | "
-                                                           "forecasting "
+                                                           "forecasting | generation "
                                                            "(`forgeml tasks` lists the families)")]
 Label = Annotated[Optional[str], typer.Option(
     "--label", help="anomaly, clustering: a column used only to evaluate (never to fit); anomaly: its minority value "
@@ -34,6 +34,8 @@ K = Annotated[Optional[str], typer.Option("--k", help="clustering: number of clu
                                                      "over 2..task.k_max, default 10)")]
 Horizon = Annotated[Optional[int], typer.Option("--horizon", help="forecasting: points to forecast (default: one season, "
                                                                 "e.g. 12 for monthly series)")]
+Conditional = Annotated[bool, typer.Option(
+    "--conditional", help="generation: one distribution per class (task.conditional); --label draws a class")]
 IdCol = Annotated[Optional[str], typer.Option("--id-col", help="forecasting: the column naming each series of a long table")]
 Positive = Annotated[Optional[str], typer.Option("--positive", help="anomaly: the --label value that marks an anomaly")]
 Contamination = Annotated[Optional[float], typer.Option(

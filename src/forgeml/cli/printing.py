@@ -103,7 +103,10 @@ def print_export(info: dict, path) -> None:
         con.print(f"  output {spec['name']} {spec['dtype']} {shape(spec)}{labels}", highlight=False, markup=False)
     if "parity" in info:
         p = info["parity"]
-        if "series" in p:  # a forecaster's graph, against the run's own forecasts
+        if "draws" in p:  # a generator's graph, against the network on fixed noise
+            con.print(f"parity with the trained network on {p['draws']} draws of fixed noise: max |difference| = "
+                      f"{p['max_abs_diff']:.2e}")
+        elif "series" in p:  # a forecaster's graph, against the run's own forecasts
             con.print(f"parity with the run's forecasts of its {p['series']} series: max |difference| / the series' "
                       f"level = {p['max_rel_diff']:.2e}")
         else:

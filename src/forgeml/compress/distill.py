@@ -42,6 +42,7 @@ class Distilled:
     params: BaseModel
     fit: FitResult
     student: str
+    rows: int = 0  # the training rows it learned from (the transfer set)
 
 
 def parse_student(spec: str) -> dict:
@@ -141,6 +142,9 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
     if transfer is not None:
         extra_rows, extra_y, extra_soft = transfer
         extra_soft = np.asarray(extra_soft, dtype=np.float32).reshape(len(extra_rows), -1)
+        if alpha == 0:  # on the labels alone, unlabelled rows teach nothing: the ablation trains without them
+            keep = ~np.isnan(np.asarray(extra_y, dtype=np.float64))
+            extra_rows, extra_y, extra_soft = extra_rows[keep].reset_index(drop=True), np.asarray(extra_y)[keep], extra_soft[keep]
         rows = pd.concat([rows, extra_rows], ignore_index=True)
         y, soft = np.concatenate([y, extra_y]), np.concatenate([soft, extra_soft])
     train, val = pre.transform(rows), pre.transform(splits.raw["val"])
@@ -154,4 +158,4 @@ def distill(teacher_train_raw: np.ndarray, splits, student: Union[str, dict], da
             params = params.model_copy(update={"kept_vocabulary": kept})
     result = fit(model, task, train, packed, val, splits.y["val"], cfg, progress=progress,
                  loss=distillation_loss(task, temperature, alpha))
-    return Distilled(model, pre, params, result, params.name)
+    return Distilled(model, pre, params, result, params.name, len(rows))

@@ -258,7 +258,7 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
                                metadata={"model": result.student, "variant": variant})
         entry = measure_onnx(variant, path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
                                              "temperature": options.temperature, "alpha": alpha,
-                                             "transfer_rows": len(splits.raw["train"]) + (len(transfer[0]) if transfer else 0),
+                                             "transfer_rows": result.rows,
                                              "epochs_run": len(result.fit.history), "kept_vocabulary": kept,
                                              "seconds": round(time.perf_counter() - tic, 2)},
                              feed=ox.feeds(splits.raw["test"], pre))

@@ -84,6 +84,8 @@ class TrainConfig(Strict):
     optimizer: Literal["adamw", "sgd"] = "adamw"
     lr: float = Field(1e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD only")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW only: its (beta1, beta2); GANs train with beta1 "
+                                                                 "0.5 (the gan model's default)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 via decoupled weight decay")
     l1: float = Field(0.0, ge=0, description="L1 penalty on weights added to the loss")
     schedule: Literal["cosine", "onecycle", "constant"] = Field("cosine", description="cosine: linear warmup then cosine decay")

@@ -19,7 +19,8 @@ BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.pla
            "forgeml.playbook.data_quality", "forgeml.playbook.evaluation", "forgeml.playbook.generalization",
            "forgeml.playbook.inference", "forgeml.playbook.scratch", "forgeml.playbook.speed",
            "forgeml.playbook.trust", "forgeml.playbook.leakage", "forgeml.playbook.little_data",
-           "forgeml.playbook.attention", "forgeml.playbook.forecasting", "forgeml.playbook.anomalies")
+           "forgeml.playbook.attention", "forgeml.playbook.forecasting", "forgeml.playbook.parallel",
+           "forgeml.playbook.anomalies")
 
 
 @dataclass

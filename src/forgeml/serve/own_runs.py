@@ -1,7 +1,7 @@
 """Models the server answers with their run's own Python object instead of an ONNX graph.
 
 A family that keeps its models its own way (tagged ``own_run``: forecasting, whose ETS, Theta and ARIMA re-run their
-smoothing over each posted history) loads its run with ``load_run``; when that object names a ``serve_route``, the
+smoothing over each posted history; or ``own_route``: generation, whose route draws images) loads its run with ``load_run``; when that object names a ``serve_route``, the
 server adds ``POST /v1/models/NAME[/versions/V]/ROUTE`` and hands each request body to its ``answer(body)``, in a
 worker thread. The object also gives ``serve_schemas()`` (the request and response JSON schemas, for /docs) and
 ``serve_example()`` (a body the web page starts from). Nothing here knows a family's name.
@@ -47,7 +47,8 @@ class RunServed:
 
     def elsewhere(self, what: str) -> str:
         """Why ``what`` (predict, explain, v2 infer) does not answer for this model, and what does."""
-        return (f"model {self.name} is a {self.task} model: {what} serves ONNX models; POST its history to "
+        body = getattr(self.loaded, "serve_body", "its history")  # what a request to its route holds, in words
+        return (f"model {self.name} is a {self.task} model: {what} serves ONNX models; POST {body} to "
                 f"/v1/models/{self.name}/versions/{self.version}/{self.route}")
 
     def describe(self) -> dict:
@@ -61,10 +62,11 @@ class RunServed:
 
 
 def serves_itself(manifest: dict) -> bool:
-    """Whether a run's family loads and answers for its run itself (tagged ``own_run``)."""
+    """Whether a run's family loads and answers for its run itself: tagged ``own_run`` (it also trains its own way:
+    forecasting) or ``own_route`` (trained by the shared pipeline, served on its own route: generation)."""
     from forgeml.tasks import task_tags
 
-    return "own_run" in task_tags(manifest["task"])
+    return bool({"own_run", "own_route"} & task_tags(manifest["task"]))
 
 
 def load(name: str, version: str, run_dir: Path, manifest: dict) -> RunServed:

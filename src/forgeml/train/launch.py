@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import uuid
 import warnings
@@ -32,9 +33,10 @@ def check_nproc(nproc: int, batch_size: int, device: str) -> None:
                       "will take turns on the cores and train slower than fewer would", stacklevel=2)
 
 
-def launch(nproc: int, config: dict, flags: list[str]) -> int:
+def launch(nproc: int, config: dict, flags: list[str], silent: bool = False) -> int:
     """Train ``config`` (a config dict) in ``nproc`` processes; ``flags`` go to each worker's ``forgeml train``
-    (--resume, --overwrite, --quiet). Returns the exit code: 0, or the first failing worker's."""
+    (--resume, --overwrite, --quiet). ``silent``: the workers' output goes to files, and only a failure's messages
+    are shown. Returns the exit code: 0, or the first failing worker's."""
     import yaml
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
@@ -51,13 +53,16 @@ def launch(nproc: int, config: dict, flags: list[str]) -> int:
         path = Path(tmp) / "config.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         # what torchrun --standalone sets up: a c10d rendezvous on a free port of this machine
-        args = parse_args(["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}",
+        logs = ["--log-dir", str(Path(tmp) / "logs"), "--redirects", "3"] if silent else []
+        args = parse_args(["--rdzv-backend=c10d", "--rdzv-endpoint=localhost:0", f"--rdzv-id={uuid.uuid4()}", *logs,
                            f"--nproc-per-node={nproc}", "--module", "forgeml.cli",
                            "train", "--config", str(path), *flags])
         launcher_config, cmd, cmd_args = config_from_args(args)
         try:
             elastic_launch(launcher_config, cmd)(*cmd_args)
         except ChildFailedError as exc:
+            for log in sorted((Path(tmp) / "logs").glob("**/stderr.log")) if silent else []:
+                sys.stderr.write(log.read_text(errors="replace"))  # rank 0's message (the others print none)
             codes = [failure.exitcode for _, failure in sorted(exc.failures.items())]
             return next((code for code in codes if code > 0), 1)
         except SignalException as exc:  # stopped (Ctrl-C, a scheduler's SIGTERM): the workers were stopped with it
