@@ -1,5 +1,5 @@
-"""Application recipes of the playbook (anomaly detection): each row is what its run wrote, and the verdict is what
-the rows say."""
+"""Application and from-scratch recipes of the playbook (anomaly detection, a GAN): each row is what its run wrote,
+and the verdict is what the rows say."""
 import json
 
 
@@ -27,3 +27,15 @@ def test_anomaly_detection_rows_are_its_runs_and_the_verdict_what_they_say(ran):
         best[data] = (chosen[3], chosen[4], chosen[5], max(r[3] for r in rows))
     b, d = best["biopsies"], best["digits"]
     assert ev.supported == (b[0] >= 0.85 and b[1] >= 3 * b[2] and d[3] <= b[3] - 0.1)
+
+
+def test_gan_from_scratch_shapes_are_measured_and_the_verdict_follows_its_training(ran):
+    from forgeml.playbook.gan import SHAPES
+
+    folder, ev = ran["gan-from-scratch"]
+    seeds, *ours, trained = ev.rows
+    assert seeds[2] == "(1, 28, 28)" and seeds[3] is False  # the seeds' 7 -> 14 -> 28 stack, asserted 128x128
+    assert [row[1] for row in ours] == [str(s) for s in SHAPES] and all(row[2] == row[1] and row[3] for row in ours)
+    history = _metrics(folder, "gan-digits")["history"]
+    assert trained[1:3] == [round(history[0]["val_loss"], 3), round(history[-1]["val_loss"], 3)]
+    assert ev.supported == (history[-1]["val_loss"] < history[0]["val_loss"] / 2)

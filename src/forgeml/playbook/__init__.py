@@ -20,7 +20,7 @@ BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.pla
            "forgeml.playbook.inference", "forgeml.playbook.scratch", "forgeml.playbook.speed",
            "forgeml.playbook.trust", "forgeml.playbook.leakage", "forgeml.playbook.little_data",
            "forgeml.playbook.attention", "forgeml.playbook.forecasting", "forgeml.playbook.parallel",
-           "forgeml.playbook.anomalies")
+           "forgeml.playbook.anomalies", "forgeml.playbook.gan")
 
 
 @dataclass
