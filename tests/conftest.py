@@ -34,6 +34,20 @@ def train_quick(root, name: str, source: str, model: dict, target=None, **extra)
                       "tracking": {"uri": "none"}, "train": fast_train(epochs=2), **extra}, quiet=True).run_dir
 
 
+def stop_at_epoch(proc, last_json, epoch: int, sig, seconds: float = 120) -> None:
+    """Send ``sig`` to a training process once its checkpoint ``last_json`` records ``epoch``, then wait for it."""
+    import json
+    import time
+
+    deadline = time.time() + seconds
+    while time.time() < deadline and proc.poll() is None:
+        if last_json.is_file() and json.loads(last_json.read_text())["epoch"] >= epoch:
+            proc.send_signal(sig)
+            break
+        time.sleep(0.05)
+    proc.wait(timeout=60)
+
+
 def cli(*args) -> int:
     """Run the CLI in-process; returns its exit code."""
     from forgeml.cli import main

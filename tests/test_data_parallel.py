@@ -5,12 +5,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
-from conftest import cli
+from conftest import cli, stop_at_epoch
 
 # breast_cancer: 397 training rows; batches of 24 leave a last batch of 13 (7 + 6 rows on two ranks). No dropout,
 # so one process and two draw the same numbers; min_delta makes early stopping decide within a few epochs.
@@ -82,13 +81,7 @@ def test_a_stopped_two_process_run_resumes_where_it_stopped(in_tmp, strategy):
     proc = subprocess.Popen([sys.executable, "-m", "forgeml.cli", "train", *args, "--name", "stopped", "--nproc", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = in_tmp / "runs" / "stopped" / "checkpoints" / "mlp" / "last.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if last.is_file() and json.loads(last.read_text())["epoch"] >= 2:
-            proc.send_signal(signal.SIGTERM)
-            break
-        time.sleep(0.05)
-    proc.wait(timeout=60)
+    stop_at_epoch(proc, last, 2, signal.SIGTERM)
     assert proc.returncode != 0, "training finished before it could be stopped; make it longer"
     stopped_at = json.loads(last.read_text())["epoch"]
     assert stopped_at < 11 and not (in_tmp / "runs" / "stopped" / "manifest.json").exists()

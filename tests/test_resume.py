@@ -3,12 +3,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from forgeml import api
 from forgeml.errors import RunError
+
+from conftest import stop_at_epoch
 
 ARGS = ["--data", "bundled:default", "--model", "mlp", "--epochs", "12", "--batch-size", "32", "--tracking-uri", "none", "--quiet"]
 
@@ -20,13 +21,7 @@ def _cli(*args):
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(in_tmp):
     proc = subprocess.Popen(_cli(*ARGS, "--name", "killed"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     last = in_tmp / "runs" / "killed" / "checkpoints" / "mlp" / "last.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if last.is_file() and json.loads(last.read_text())["epoch"] >= 2:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
+    stop_at_epoch(proc, last, 2, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed; make it longer"
     killed_at = json.loads(last.read_text())["epoch"]
     assert not (in_tmp / "runs" / "killed" / "manifest.json").exists()

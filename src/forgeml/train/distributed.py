@@ -12,6 +12,7 @@ The task's step runs inside the wrapped module's forward (``_Step``), so DDP's g
 all-gathers see the whole loss, whatever model method the step calls (an autoencoder's ``training_loss``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import timedelta
 from typing import Optional
@@ -126,8 +127,6 @@ class DataParallel:
 
     def sync(self, enabled: bool):
         """A context in which backward does (or, between accumulated batches, does not) average the gradients."""
-        import contextlib
-
         return contextlib.nullcontext()
 
     def model_state(self, net: nn.Module) -> dict:
@@ -154,8 +153,6 @@ class DistributedDataParallel(DataParallel):
         return model
 
     def sync(self, enabled):
-        import contextlib
-
         return contextlib.nullcontext() if enabled else self.trainer.no_sync()
 
 

@@ -172,7 +172,8 @@ def _fit(
             idx = next(poisson) if poisson is not None else order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             weight = 1.0
             if parallel is not None:  # this rank's rows, weighted so the averaged gradient is the whole batch's mean
-                idx, weight = parallel.share(idx), len(parallel.share(idx)) * parallel.world / len(idx)
+                rows, idx = len(idx), parallel.share(idx)
+                weight = len(idx) * parallel.world / rows
             batch = {k: v[idx].to(device, non_blocking=True) for k, v in x_train.items()}
             mix = None
             if augment is not None:
