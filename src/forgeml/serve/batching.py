@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 INLINE_SECONDS = 0.0005  # a batch expected to compute in less runs on the event loop (no thread hand-over)
+RECENT_BATCHES = 8  # the time per row is the fastest of this many recent batches
 
 @dataclass
 class _Item:
@@ -40,7 +42,10 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._carry: _Item | None = None  # a request that did not fit the last batch: first in the next
         self._stopped = False
-        self._per_row: float | None = None  # measured seconds per row (moving average); None until the first batch
+        # measured seconds per row of recent batches. Timing noise only ever adds time (a descheduled thread, a busy
+        # core), so the model's cost is the fastest recent measurement: one hiccup cannot move a quick model off the
+        # event loop, and a model that really got slower is seen within RECENT_BATCHES batches
+        self._recent: deque[float] = deque(maxlen=RECENT_BATCHES)
 
     def start(self) -> None:
         """Start the worker on the running loop. The app's lifespan may run more than once (a test client runs it
@@ -97,13 +102,12 @@ class Batcher:
 
     async def _run(self, feed: dict[str, np.ndarray], rows: int) -> np.ndarray:
         """The model on one batch: inline when it is expected to be quick, else in the inference thread; timed."""
-        inline = self._per_row is not None and self._per_row * rows < INLINE_SECONDS
+        inline = bool(self._recent) and min(self._recent) * rows < INLINE_SECONDS
         if inline:
             out, seconds = self._timed_run(feed)
         else:
             out, seconds = await asyncio.get_running_loop().run_in_executor(self._executor, self._timed_run, feed)
-        per_row = seconds / max(rows, 1)
-        self._per_row = per_row if self._per_row is None else 0.9 * self._per_row + 0.1 * per_row
+        self._recent.append(seconds / max(rows, 1))
         return out
 
     def _timed_run(self, feed: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
