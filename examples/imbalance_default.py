@@ -4,7 +4,7 @@ Trains the same MLP on the same splits with each method and prints a markdown ta
 precision, recall and F1 (at the decision rule each method ends with) and PR-AUC, as the mean over split seeds.
 docs/imbalance.md pastes its output.
 
-    .venv/bin/python examples/imbalance_default.py [--seeds 3] [--epochs 30]
+    .venv/bin/python examples/imbalance_default.py [--seeds 3] [--epochs 30] [--only none smote generative]
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ SETTINGS = [
     ("oversample", {"method": "oversample"}),
     ("undersample", {"method": "undersample"}),
     ("smote", {"method": "smote"}),
+    ("generative (conditional VAE)", {"method": "generative"}),
     ("focal (gamma 2)", {"method": "focal"}),
     ("none + threshold (F1 on val)", {"method": "none", "threshold": "f1"}),
     ("none + threshold (recall 0.8 on val)", {"method": "none", "threshold": "recall", "target_recall": 0.8}),
@@ -32,10 +33,13 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3, help="split seeds to average over")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--only", nargs="+", metavar="SETTING",
+                    help="run these settings only (the first word of each label: none, smote, generative, ...)")
     args = ap.parse_args(argv)
+    settings = [s for s in SETTINGS if not args.only or s[0].split(" ")[0] in args.only]
     rows = []
     with tempfile.TemporaryDirectory() as runs:
-        for label, balance in SETTINGS:
+        for label, balance in settings:
             scores, tic = [], time.perf_counter()
             for seed in range(args.seeds):
                 r = api.train(name=f"s{seed}", runs_dir=runs, overwrite=True, quiet=True,
@@ -43,6 +47,9 @@ def main(argv=None) -> None:
                                     "split": {"seed": seed}},
                               model={"name": "mlp"}, train={"epochs": args.epochs, "seed": seed}, tracking={"uri": "none"})
                 test = r.metrics["test"]
+                detect = r.manifest["data"]["preparation"]["balance"].get("detectability_roc_auc") if balance["method"] != "none" else None
+                if detect is not None:
+                    print(f"{label} seed {seed}: real vs synthetic minority rows, classifier ROC-AUC {detect}")
                 yes = test["per_class"]["Yes"]
                 scores.append([yes["precision"], yes["recall"], yes["f1"], test["pr_auc"], test["roc_auc"], test["accuracy"]])
             rows.append((label, np.mean(scores, axis=0), np.std(scores, axis=0), time.perf_counter() - tic))

@@ -98,10 +98,11 @@ def _image_folder(root: Path) -> Path:
     return root
 
 
-def test_smote_on_images(in_tmp, capsys):
+@pytest.mark.parametrize("method,verb", [("smote", "interpolates"), ("generative", "generates")])
+def test_smote_on_images(in_tmp, capsys, method, verb):
     _image_folder(in_tmp / "imgs")
-    msg = user_error(capsys, "train", "--data", "imgs", "--balance", "smote", *QUIET)
-    assert "smote interpolates table features" in msg and "image" in msg
+    msg = user_error(capsys, "train", "--data", "imgs", "--balance", method, *QUIET)
+    assert f"{method} {verb} table features" in msg and "image" in msg
     assert "use oversample" in msg  # what to do instead
     _nothing_written(in_tmp)
 

@@ -124,7 +124,7 @@ def test_a_new_type_joins_baseline_augmentation_and_smote_by_declaring_them(week
     for name, value in {"smote": "nominal", "baseline_block": "dense", "augment": "continuous"}.items():
         monkeypatch.setattr(type(weekday_type), name, value)
     balance.check(data_cfg.balance, task, smote_roles(pre.state))
-    out, y_new, _ = balance.resample(arrays, y, data_cfg.balance, [0, 1], smote_roles(pre.state))
+    out, y_new, _, _ = balance.resample(arrays, y, data_cfg.balance, [0, 1], smote_roles(pre.state))
     assert np.bincount(y_new).tolist() == [32, 32] and out["weekday"].dtype == arrays["weekday"].dtype
     assert set(np.unique(out["weekday"])) <= set(np.unique(arrays["weekday"]))  # synthetic rows keep real codes
     assert kind_for(pre.state) == "linear-pixels"

@@ -49,6 +49,8 @@ def test_imbalance_verdict_is_what_its_f1_scores_say(ran):
         assert row[1] == round(_metrics(folder, f"imbalance-{k}")["test"]["per_class"]["Yes"]["f1"], 4)
     manifest = json.loads((folder / "runs" / "imbalance-1" / "manifest.json").read_text())
     assert manifest["target"]["threshold_tuning"]["tuned_for"] == "f1"  # the tuned variant really tuned
+    generated = json.loads((folder / "runs" / "imbalance-4" / "manifest.json").read_text())["data"]["preparation"]["balance"]
+    assert generated["method"] == "generative" and generated["synthetic_rows"]["Yes"] > 0  # the generative row generated
     assert ev.supported == (f1[1] > f1[0])
 
 

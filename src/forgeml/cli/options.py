@@ -43,7 +43,7 @@ Contamination = Annotated[Optional[float], typer.Option(
 TargetFpr = Annotated[Optional[float], typer.Option(
     "--target-fpr", help="anomaly: set the threshold to flag this share of normal validation rows instead")]
 Balance = Annotated[Optional[str], typer.Option(
-    "--balance", help="class imbalance: none | class_weights | oversample | undersample | smote | focal")]
+    "--balance", help="class imbalance: none | class_weights | oversample | undersample | smote | generative | focal")]
 Threshold = Annotated[Optional[str], typer.Option(
     "--threshold", help="binary tasks: tune the decision threshold on validation: f1 | recall "
                         "(data.balance.target_recall, default 0.8)")]

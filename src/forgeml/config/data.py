@@ -88,10 +88,12 @@ class CleanConfig(Strict):
 class BalanceConfig(Strict):
     """Class imbalance (classification). Resampling touches the training split only."""
 
-    method: Literal["none", "class_weights", "oversample", "undersample", "smote", "focal"] = Field(
+    method: Literal["none", "class_weights", "oversample", "undersample", "smote", "generative", "focal"] = Field(
         "none", description="class_weights: inverse-frequency weights in the loss; oversample/undersample: random "
-                            "resampling; smote: SMOTE (SMOTENC with categoricals) from imbalanced-learn; focal: focal loss")
+                            "resampling; smote: SMOTE (SMOTENC with categoricals) from imbalanced-learn; generative: "
+                            "synthetic rows from a conditional tabular VAE fitted on the training split; focal: focal loss")
     k_neighbors: int = Field(5, ge=1, description="SMOTE neighbours")
+    generator_epochs: int = Field(300, ge=1, description="generative: epochs of the conditional VAE")
     focal_gamma: float = Field(2.0, ge=0, description="focal loss focusing parameter")
     focal_balanced: bool = Field(True, description="focal: also weight classes by inverse frequency (the alpha-balanced "
                                                    "focal loss of Lin et al. 2017); without it focal loss only "

@@ -1,7 +1,8 @@
 """Class imbalance (data.balance): resampling the training split, class-weighted or focal loss, and a decision
 threshold tuned on validation for binary tasks.
 
-Resampling uses imbalanced-learn on the encoded training inputs (after preprocessing was fitted), and only ever
+Resampling uses imbalanced-learn (or, for ``generative``, a conditional VAE: forgeml.data.generative_balance) on the
+encoded training inputs (after preprocessing was fitted), and only ever
 touches the training split: validation and test keep the real class balance, so their metrics stay honest. SMOTE
 treats each model input as its feature type declares (``FeatureType.smote``, passed in as ``roles``: input key ->
 "continuous", "nominal" or None): continuous inputs are interpolated, nominal ones are codes (SMOTENC), and an input
@@ -27,17 +28,27 @@ def check(cfg, task, roles: dict[str, str | None]) -> None:
     if cfg.threshold != "none" and task.out_dim != 2:
         raise ConfigError(f"data.balance.threshold is for binary tasks; this one has {task.out_dim} classes")
     others = sorted(k for k, role in roles.items() if role not in SMOTE_ROLES)
-    if cfg.method == "smote" and others:
-        raise ConfigError(f"data.balance.method smote interpolates table features; this data has {', '.join(others)} inputs: "
-                          "use oversample, undersample, class_weights or focal")
+    if cfg.method in ("smote", "generative") and others:
+        what = "interpolates" if cfg.method == "smote" else "generates"
+        raise ConfigError(f"data.balance.method {cfg.method} {what} table features; this data has {', '.join(others)} "
+                          "inputs: use oversample, undersample, class_weights or focal")
 
 
-def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list,
-             roles: dict[str, str | None]) -> tuple[dict, np.ndarray, Optional[np.ndarray]]:
-    """The training inputs after oversample/undersample/smote, and the row index taken from the original split
-    (None for SMOTE, whose new rows are synthetic). ``roles``: model input key -> SMOTE role, in input order."""
-    if cfg.method not in ("oversample", "undersample", "smote"):
-        return arrays, y, None
+RESAMPLING = ("oversample", "undersample", "smote", "generative")
+
+
+def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list, roles: dict[str, str | None],
+             say=lambda m: None) -> tuple[dict, np.ndarray, Optional[np.ndarray], dict]:
+    """The training inputs after oversample/undersample/smote/generative, the row index taken from the original
+    split (None for SMOTE and generative, whose new rows are synthetic), and what the method reports about itself.
+    ``roles``: model input key -> SMOTE role, in input order."""
+    if cfg.method not in RESAMPLING:
+        return arrays, y, None, {}
+    if cfg.method == "generative":
+        from forgeml.data.generative_balance import oversample
+
+        out, y_new, report = oversample(arrays, y, cfg, labels, roles, say)
+        return out, y_new, None, report
     from imblearn.over_sampling import SMOTE, SMOTENC, RandomOverSampler
     from imblearn.under_sampling import RandomUnderSampler
 
@@ -45,7 +56,7 @@ def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list,
         sampler = (RandomOverSampler if cfg.method == "oversample" else RandomUnderSampler)(random_state=cfg.seed)
         index, y_new = sampler.fit_resample(np.arange(len(y)).reshape(-1, 1), y)
         index = index.ravel()
-        return {k: v[index] for k, v in arrays.items()}, y_new, index
+        return {k: v[index] for k, v in arrays.items()}, y_new, index, {}
 
     counts = np.bincount(y, minlength=len(labels))
     present = counts[counts > 0]
@@ -69,7 +80,7 @@ def resample(arrays: dict[str, np.ndarray], y: np.ndarray, cfg, labels: list,
     for k, lo, hi in zip(keys, edges, edges[1:]):
         block = x_new[:, lo:hi]
         out[k] = (np.rint(block) if roles[k] == "nominal" else block).astype(arrays[k].dtype)
-    return out, np.asarray(y_new, dtype=np.int64), None
+    return out, np.asarray(y_new, dtype=np.int64), None, {}
 
 
 def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:

@@ -146,6 +146,9 @@ def _preparation(manifest: dict) -> list[str]:
     if bal := prep.get("balance"):
         lines.append(f"training split rebalanced by {bal['method']}: class counts {bal['train_class_counts_before']} -> "
                      f"{bal['train_class_counts_after']} (validation and test keep the real balance)")
+        if bal.get("detectability_roc_auc") is not None:
+            lines.append(f"synthetic rows from a {bal['generator']}: a classifier tells them from real rows of their "
+                         f"class at ROC-AUC {bal['detectability_roc_auc']:.3f} (0.5: it cannot)")
     if tuned := manifest["target"].get("threshold_tuning"):
         labels = manifest["target"].get("labels", [])
         lines.append(f"decision threshold P({labels[1] if len(labels) > 1 else 'positive'}) >= {tuned['threshold']:.4f}, "

@@ -348,14 +348,15 @@ def prepare(cfg: Config, splits: Splits, text_tokenizer: str = "words", say: Say
     bal = cfg.data.balance
     roles = smote_roles(pre.state)  # how SMOTE treats each model input, as its feature type declares
     balance.check(bal, splits.task, roles)
-    if bal.method in ("oversample", "undersample", "smote"):
+    if bal.method in balance.RESAMPLING:
         before = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
-        enc["train"], splits.y["train"], index = balance.resample(enc["train"], splits.y["train"], bal, splits.task.labels, roles)
+        enc["train"], splits.y["train"], index, report = balance.resample(enc["train"], splits.y["train"], bal,
+                                                                          splits.task.labels, roles, say)
         if index is not None:  # the raw rows follow (the text baseline reads them)
             splits.raw["train"] = splits.raw["train"].iloc[index].reset_index(drop=True)
         after = np.bincount(splits.y["train"], minlength=splits.task.out_dim)
         splits.preparation["balance"] = {"method": bal.method, "train_class_counts_before": before.tolist(),
-                                      "train_class_counts_after": after.tolist()}
+                                      "train_class_counts_after": after.tolist(), **report}
         say(f"[dim]balance ({bal.method}): training class counts {before.tolist()} -> {after.tolist()}[/]")
     return Prepared(**vars(splits), preprocessor=pre, enc=enc, rows=n)
 

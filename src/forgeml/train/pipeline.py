@@ -31,7 +31,12 @@ def stderr_say(quiet: bool) -> Say:
     from rich.console import Console
 
     console = Console(stderr=True)
-    return lambda msg: console.print(msg)
+
+    def say(msg: str) -> None:
+        console.print(msg)
+
+    say.shows_progress = True  # long data preparation (the balance generator) may show a progress bar too
+    return say
 
 
 def prepare_for_training(cfg: Config, say: Say = lambda m: None) -> Prepared:
