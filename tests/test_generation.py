@@ -146,6 +146,18 @@ def test_conditional_model_draws_the_asked_class(cvae_run, tmp_path):
     assert result["labels"] == ["3"] * 4 and all(f.name.endswith("_3.png") for f in result["files"])
 
 
+def test_evaluate_scores_a_run_again_as_training_scored_it(cvae_run, capsys):
+    """forgeml evaluate retrains the (deterministic) scoring classifier from the run's config and draws from the test
+    split's fixed noise: the scores equal the run's own test metrics."""
+    again = api.evaluate(cvae_run.run_dir)
+    for key, value in cvae_run.metrics["test"].items():
+        assert again[key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+    assert cli("evaluate", str(cvae_run.run_dir)) == 0
+    out = capsys.readouterr().out
+    assert "test split of bundled:digits" in out and "frechet" in out
+    assert "drop --data" in user_error(capsys, "evaluate", cvae_run.run_dir, "--data", "bundled:digits")
+
+
 def test_image_folder_of_mixed_sizes(tmp_path):
     """RGB images mostly 12x12, some 10x14: all resized to the most common size, which the VAE draws."""
     from PIL import Image

@@ -193,8 +193,8 @@ class Generation(Task):
 
     @classmethod
     def split_rows(cls, cfg) -> dict:
-        raise DataError("a generation run has no rows to predict or evaluate: its scores are computed when it trains "
-                        "(metrics.json, report.html); forgeml generate RUN draws new images")
+        raise DataError("a generation run has no rows to predict: forgeml evaluate RUN scores its images on its test "
+                        "split again; forgeml generate RUN draws new images")
 
     def training_loss(self, cfg, y_train):
         return None

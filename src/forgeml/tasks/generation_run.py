@@ -1,7 +1,8 @@
 """A trained generation run, loaded (``forgeml.run.load`` asks the family's ``load_run``): it draws images
 (``generate``; ``forgeml generate RUN``), writes them as PNG files and a grid (``write``), exports its generator or
 decoder to ONNX (``export_onnx``; ``forgeml export RUN``) and answers ``POST /v1/models/NAME/generate``
-(``serve_route``: forgeml.serve.own_runs; tasks/generation_serve.py). It has no rows to predict or evaluate."""
+(``serve_route``: forgeml.serve.own_runs; tasks/generation_serve.py) and scores itself again on its test split
+(``evaluate_run``; ``forgeml evaluate RUN``). It has no rows to predict."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -109,6 +110,24 @@ class GenerationRun:
                         f"forgeml generate {self.run_dir} -n 64 -o samples/")
 
     predict = frame
+
+    def evaluate_run(self, data=None, sep=None, encoding=None) -> dict:
+        """The generator scored again on the run's test split, as training scored it: the run's config reads and
+        splits the images the same way and retrains the scoring classifier (deterministic: the same network as when
+        the run trained), and the generator draws from the split's fixed noise (and classes)."""
+        from forgeml.config import build_config, load_config
+        from forgeml.models import raw_outputs
+        from forgeml.tasks.generation import Generation
+
+        if data is not None:
+            raise ConfigError("a generation run is scored against its own test split, in the feature space of the "
+                              "classifier trained on its training images; drop --data")
+        cfg = build_config(load_config(self.run_dir / "config.yaml"), str(self.run_dir / "config.yaml"))
+        prepared = Generation.prepare_run(cfg)
+        task = prepared.task
+        images = task.outputs(raw_outputs(self.network, self.model_name, prepared.enc["test"], task))
+        return {"task": self.manifest["task"], "data": f"test split of {cfg.data.source}",
+                **task.metrics(prepared.y["test"], images)}
 
     # ---- forgeml export and forgeml serve
     def export_onnx(self, path: Path, check: bool = True) -> dict:
