@@ -202,6 +202,10 @@ def test_export_onnx_and_serve(cvae_run):
         bad = client.post("/v1/models/digits/generate", json={"n": 2, "label": "x"})
         assert bad.status_code == 422 and "not a class this model draws" in bad.text
         assert client.post("/v1/models/digits/predict", json={}).status_code == 409
+        listed = client.get("/v1/models")  # the listing the web page builds its form from
+        assert listed.status_code == 200
+        (model,) = listed.json()["models"]
+        assert model["route"] == "generate" and model["example"] == {"n": 8, "seed": 0, "label": "0"}
 
 
 def test_diverging_gan_stops_and_keeps_the_last_finite_checkpoint(tmp_path, monkeypatch):

@@ -266,3 +266,49 @@ def test_forecast_model_plots_its_history_forecast_and_intervals(page, forecast_
     _predict(page)
     assert page.locator("#error").is_visible() and "'soon'" in page.inner_text("#error-detail")
     assert page.locator("#result").is_hidden()
+
+
+@pytest.fixture(scope="module")
+def generation_server(tmp_path_factory):
+    """A tiny class-conditional VAE on digits, served alone: its route is generate, not predict."""
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    run = api.train({"name": "drawer", "runs_dir": str(tmp_path_factory.mktemp("runs")), "data": {"source": "bundled:digits"},
+                     "task": {"name": "generation", "conditional": True, "latent_dim": 8},
+                     "model": {"name": "vae", "width": 8}, "train": fast_train(epochs=1, batch_size=128),
+                     "tracking": {"uri": "none"}}, quiet=True)
+    url, server, thread = _serve(create_app(build_registry([str(run.run_dir)]), ServeSettings()))
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_generator_draws_the_asked_class_on_the_page(page, generation_server):
+    """The form is the route's request fields (n, seed, the class as a choice), filled from the model's example; the
+    drawn images are the ones the API draws with the same seed."""
+    import json
+
+    page.goto(generation_server + "/")
+    page.wait_for_selector("#model-select:not([disabled])")
+    assert page.inner_text("#predict-button") == "Generate"
+    assert page.input_value('#fields [data-field="n"]') == "8"
+    assert page.locator('#fields [data-field="label"] option').all_inner_texts()[1:] == [str(d) for d in range(10)]
+    _fill(page, "n", 3)
+    _fill(page, "seed", 7)
+    _fill(page, "label", "4")
+    _predict(page)
+    assert page.locator("#error").is_hidden()
+    drawn = page.locator('#bars [data-testid="drawn-image"]')
+    assert drawn.count() == 3 and {d.get_attribute("data-label") for d in drawn.all()} == {"4"}
+    assert page.inner_text("#prediction") == "3 images · 8×8 · seed 7"
+    assert json.loads(page.text_content("#raw-json"))["images"] == "[3 base64 PNG images]"
+    api_body = httpx.post(generation_server + "/v1/models/drawer/generate", json={"n": 3, "seed": 7, "label": "4"}).json()
+    assert [d.get_attribute("src").split(",", 1)[1] for d in drawn.all()] == api_body["images"]
+    if shot := os.environ.get("FORGEML_PAGE_SCREENSHOT"):
+        page.screenshot(path=shot.replace(".png", "_generate.png"), full_page=True)
+
+    # a number the route refuses: the server's message, no images
+    _fill(page, "n", 5000)
+    _predict(page)
+    assert page.locator("#error").is_visible() and page.locator("#result").is_hidden()

@@ -56,8 +56,9 @@ class ModelInfo(BaseModel):
     target: Optional[str]
     test_metrics: Optional[dict[str, Any]]
     horizon: Optional[int] = Field(None, description="forecast: the points forecast per series")
-    example: Optional[list[dict[str, Any]]] = Field(None, description="forecast: a history to try it with (the end of "
-                                                    "a series of the run's data)")
+    example: Optional[Union[list[dict[str, Any]], dict[str, Any]]] = Field(
+        None, description="a model on a route of its own: a body to try it with (forecast: a history, the end of a "
+                          "series of the run's data; generate: the fields of a request)")
 
 
 class ModelList(BaseModel):

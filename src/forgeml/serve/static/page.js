@@ -225,13 +225,101 @@
     images = {};
     renderMeta(m);
     const fields = $("fields");
-    fields.replaceChildren(...(!m ? [] : isForecast(m) ? [historyField(m)] : m.input_schema.map(fieldFor)));
+    fields.replaceChildren(...(!m ? [] : isForecast(m) ? [historyField(m)]
+      : isOwnBody(m) ? m.input_schema.map((spec) => bodyField(spec, m.example)) : m.input_schema.map(fieldFor)));
     $("predict-button").disabled = !m;
     $("predict-button").textContent = buttonText();
-    $("result-title").textContent = isForecast(m) ? "Forecast" : "Prediction";
+    $("result-title").textContent = isForecast(m) ? "Forecast" : isOwnBody(m) ? "Answer" : "Prediction";
     resetResult();
   }
-  const buttonText = () => (isForecast(current) ? "Forecast" : "Predict");
+  const capital = (word) => word.charAt(0).toUpperCase() + word.slice(1);
+  const buttonText = () => (isForecast(current) ? "Forecast" : isOwnBody(current) ? capital(current.route) : "Predict");
+
+  // ----- models answering on a route of their own with a JSON body of a few fields (a generator: "generate" with
+  // n, seed and a class): a field per request field (a whole number, or a choice when the schema lists the values),
+  // filled from the model's example; the answer's images are shown, the rest of it as JSON
+  const isOwnBody = (m) => Boolean(m && m.route !== "predict" && m.route !== "forecast");
+  function bodyField(spec, example) {
+    const id = safeId(spec.name);
+    const schema = spec.schema || {};
+    let input;
+    if (Array.isArray(schema.enum)) {
+      input = el("select", {id, "data-field": spec.name, "data-type": "choice"}, el("option", {value: "", text: "— default —"}));
+      for (const v of schema.enum) input.append(el("option", {value: String(v), text: String(v)}));
+    } else {
+      input = el("input", {id, type: spec.type === "integer" ? "number" : "text", "data-field": spec.name,
+                           "data-type": spec.type === "integer" ? "integer" : "string", placeholder: "default if empty"});
+      if (spec.type === "integer") input.step = "1";
+      if (schema.minimum != null) input.min = String(schema.minimum);
+      if (schema.maximum != null) input.max = String(schema.maximum);
+    }
+    if (example && example[spec.name] != null) input.value = String(example[spec.name]);
+    return el("div", {class: "field", "data-testid": "field-" + spec.name},
+      el("label", {for: id}, spec.name, el("span", {class: "type", text: spec.type})), input,
+      spec.description ? el("span", {class: "hint", text: spec.description}) : null);
+  }
+  function readBody() {
+    const body = {};
+    const problems = [];
+    for (const input of document.querySelectorAll("#fields [data-field]")) {
+      const value = input.value.trim();
+      if (value === "") continue;  // the server's default
+      if (input.dataset.type === "integer") {
+        if (input.validity.badInput || !Number.isInteger(Number(value))) problems.push([input.dataset.field, "not a whole number"]);
+        else body[input.dataset.field] = Number(value);
+      } else body[input.dataset.field] = value;
+    }
+    return [body, problems];
+  }
+  function renderOwnBody(m, body, ms) {
+    $("placeholder").hidden = true;
+    $("result").hidden = false;
+    $("confidence").replaceChildren();
+    const bars = $("bars");
+    bars.replaceChildren();
+    const shown = {...body};
+    if (Array.isArray(body.images)) {
+      const shape = Array.isArray(body.shape) ? ` · ${body.shape.slice(1).join("×")}` : "";
+      $("result-target").textContent = "Drawn images";
+      $("prediction").textContent = `${body.images.length} image${body.images.length === 1 ? "" : "s"}${shape}` +
+        (body.seed != null ? ` · seed ${body.seed}` : "");
+      const gallery = el("div", {class: "gallery", role: "list"});
+      body.images.forEach((png, i) => {
+        const label = Array.isArray(body.labels) && body.labels[i] != null ? String(body.labels[i]) : null;
+        gallery.append(el("figure", {role: "listitem"},
+          el("img", {src: `data:image/png;base64,${png}`, alt: label ? `drawn for class ${label}` : "drawn image",
+                     "data-testid": "drawn-image", "data-label": label ?? ""}),
+          label ? el("figcaption", {text: label}) : null));
+      });
+      bars.append(gallery);
+      shown.images = `[${body.images.length} base64 PNG images]`;  // the JSON below stays readable
+    } else {
+      $("result-target").textContent = `Answer of ${m.route}`;
+      $("prediction").textContent = "";
+    }
+    $("latency").textContent = `· ${modelId(m)} · ${Math.round(ms)} ms`;
+    $("raw-json").textContent = JSON.stringify(shown, null, 2);
+  }
+  async function ownBody(m) {
+    const [body, problems] = readBody();
+    if (problems.length) {
+      for (const [name, msg] of problems) markField(name, msg);
+      showError("Check the form", problems.map(([n, msg]) => `${n}: ${msg}`).join("; "));
+      return;
+    }
+    const url = `/v1/models/${encodeURIComponent(m.name)}/versions/${encodeURIComponent(m.version)}/${encodeURIComponent(m.route)}`;
+    const tic = performance.now();
+    const res = await fetch(url, {method: "POST", headers: headers(true), body: JSON.stringify(body)});
+    if (current !== m) return;
+    if (!res.ok) {
+      $("result").hidden = true;
+      $("placeholder").hidden = false;
+      const answer = await responseError(res);
+      if (answer && answer.field) markField(answer.field, null);
+      return;
+    }
+    renderOwnBody(m, await res.json(), performance.now() - tic);
+  }
 
   // ----- forecasting models (route "forecast"): a history in, the next points of each series out, plotted
   const isForecast = (m) => Boolean(m && m.route === "forecast");
@@ -430,6 +518,11 @@
     if (isForecast(m)) {
       if (KEY_REQUIRED) rememberKey();
       await busy("Forecasting", () => forecast(m));
+      return;
+    }
+    if (isOwnBody(m)) {
+      if (KEY_REQUIRED) rememberKey();
+      await busy(capital(m.route), () => ownBody(m));
       return;
     }
     const [row, problems] = readRow();
