@@ -1,5 +1,46 @@
-"""Rich progress for training (stderr). ``quiet`` gives an object with the same methods that prints nothing."""
+"""What a run shows on stderr: its messages (``stderr_say``), the training progress (``TrainProgress``; ``quiet``
+gives an object with the same methods that prints nothing) and a bar for other long work (``bar``)."""
 from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+Say = Callable[[str], None]
+
+
+def stderr_say(quiet: bool) -> Say:
+    """The run's messages (rich markup) on stderr; nothing when quiet. A non-quiet ``say`` carries
+    ``shows_progress``: work it is handed (the data preparation's generator) may show a bar too (``bar``)."""
+    if quiet:
+        return lambda msg: None
+    from rich.console import Console
+
+    console = Console(stderr=True)
+
+    def say(msg: str) -> None:
+        console.print(msg)
+
+    say.shows_progress = True
+    return say
+
+
+@contextmanager
+def bar(title: str, total: int, say: Say) -> Iterator[Callable[[int, str], None]]:
+    """A progress bar on stderr while the block runs, when ``say`` shows progress; yields ``update(done, info)``."""
+    if not getattr(say, "shows_progress", False):
+        yield lambda done, info="": None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn(f"[bold]{title}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        TextColumn("{task.fields[info]}"), console=Console(stderr=True))
+    task = progress.add_task(title, total=total, info="")
+    progress.start()
+    try:
+        yield lambda done, info="": progress.update(task, completed=done, info=info)
+    finally:
+        progress.stop()
 
 
 class TrainProgress:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from forgeml.errors import DataError
+from forgeml.progress import bar
 
 MIN_CLASS_ROWS = 10  # fewer rows of a class than this cannot show a generator what the class looks like
 
@@ -151,9 +152,8 @@ def _fit(net, z_cont: np.ndarray, nominal: list[np.ndarray], y: np.ndarray, epoc
     xn = torch.as_tensor(np.stack(nominal, axis=1) if nominal else np.zeros((len(y), 0), np.int64))
     yy = torch.as_tensor(y)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-5)
-    batch, loss_sum = min(256, max(32, len(y) // 8)), 0.0
-    bar = _bar(epochs) if getattr(say, "shows_progress", False) else None
-    try:
+    batch, loss_sum, steps = min(256, max(32, len(y) // 8)), 0.0, 0
+    with bar("balance generator epochs", epochs, say) as update:
         for epoch in range(epochs):
             order, loss_sum, steps = torch.randperm(len(yy)), 0.0, 0
             for i in range(0, len(yy), batch):
@@ -163,22 +163,8 @@ def _fit(net, z_cont: np.ndarray, nominal: list[np.ndarray], y: np.ndarray, epoc
                 loss.backward()
                 opt.step()
                 loss_sum, steps = loss_sum + loss.item(), steps + 1
-            if bar:
-                bar[0].update(bar[1], completed=epoch + 1, info=f"loss {loss_sum / steps:.3f}")
-    finally:
-        if bar:
-            bar[0].stop()
+            update(epoch + 1, f"loss {loss_sum / steps:.3f}")
     return loss_sum / max(steps, 1)
-
-
-def _bar(epochs: int):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("[bold]balance generator epochs"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=Console(stderr=True))
-    progress.start()
-    return progress, progress.add_task("fit", total=epochs, info="")
 
 
 def _conditional_vae(n_cont: int, levels: list[int], n_classes: int, latent: int = 16, width: int = 128):

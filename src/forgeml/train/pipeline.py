@@ -17,26 +17,11 @@ from forgeml import artifacts
 from forgeml.config import Config, build_config
 from forgeml.errors import RunError
 from forgeml.models import get_model, raw_outputs
+from forgeml.progress import Say, stderr_say  # noqa: F401  (stderr_say: re-exported)
 from forgeml.run import WEIGHTS, RunResult, run_config, signature
 from forgeml.tasks import family_of
 from forgeml.tasks.supervised import Prepared, params_for  # noqa: F401  (params_for: re-exported)
 from forgeml.train.choice import baseline_on_validation, choose, fmt
-
-Say = Callable[[str], None]
-
-
-def stderr_say(quiet: bool) -> Say:
-    if quiet:
-        return lambda msg: None
-    from rich.console import Console
-
-    console = Console(stderr=True)
-
-    def say(msg: str) -> None:
-        console.print(msg)
-
-    say.shows_progress = True  # long data preparation (the balance generator) may show a progress bar too
-    return say
 
 
 def prepare_for_training(cfg: Config, say: Say = lambda m: None) -> Prepared:
