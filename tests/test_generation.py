@@ -74,6 +74,8 @@ def test_gan_run_scores_its_samples_beside_the_baseline(gan_run):
         assert all(np.isfinite(scores[k]) for k in ("frechet_distance", "kid", "precision", "recall", "coverage"))
     assert m["test"]["n"] == m["baseline"]["test"]["n"] == gan_run.manifest["data"]["rows"]["test"]
     assert [h["val_loss"] for h in m["history"]] and all(np.isfinite(h["val_loss"]) for h in m["history"])
+    for h in m["history"]:  # both players' losses are logged; train_loss stays the first (the discriminator's)
+        assert np.isfinite(h["train_loss_g"]) and h["train_loss"] == pytest.approx(h["train_loss_d"])
     ckpt = json.loads((run / "checkpoints" / "gan" / "last.json").read_text())
     assert set(ckpt["optimizers"]) == {"d", "g"}  # both optimizers are checkpointed (resume keeps them)
     for plot in ("samples", "real_images", "samples_by_epoch", "interpolation"):

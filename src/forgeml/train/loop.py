@@ -166,6 +166,7 @@ def _fit(
         order = torch.randperm(n, generator=shuffle)
         poisson = privacy.batches() if privacy is not None else None
         running, seen = torch.zeros((), dtype=torch.float64, device=device), 0
+        by_loss: dict[str, torch.Tensor] = {}  # every optimizer's loss, when there are several (a GAN's d and g)
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         for b in range(batches_per_epoch):
@@ -201,6 +202,9 @@ def _fit(
                         opt.zero_grad(set_to_none=True)
                     if len(idx) and name == losses.first:  # a Poisson-sampled (DP) batch may be empty: its loss is nan
                         running.add_(loss.detach(), alpha=len(idx))  # stays on the device: no sync per step
+                    if len(idx) and len(optimizers) > 1:
+                        by_loss.setdefault(name, torch.zeros((), dtype=torch.float64, device=device)).add_(
+                            loss.detach(), alpha=len(idx))
             if do_step:
                 scaler.update()  # once per iteration, after every optimizer stepped
             seen += len(idx)
@@ -208,6 +212,7 @@ def _fit(
                 progress.step(b + 1, float(running) / max(1, seen))
         if parallel is not None:  # every rank's rows in the epoch's training loss
             running, seen = parallel.total(running), int(parallel.total(torch.tensor(seen)))
+            by_loss = {k: parallel.total(v) for k, v in by_loss.items()}
 
         # ---- validate (rank 0, or every rank when the weights are sharded), early-stop, checkpoint ----
         evaluator = parallel.trainer if parallel is not None and parallel.shards else model
@@ -216,6 +221,7 @@ def _fit(
                                                               device, precision, result.monitor)
         logs = {"epoch": epoch, "train_loss": float(running) / max(1, seen), "lr": next(iter(schedulers.values())).get_last_lr()[0],
                 "seconds": time.perf_counter() - tic}
+        logs.update({f"train_loss_{k}": float(v) / max(1, seen) for k, v in by_loss.items()})
         logs.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float)) and k != "n"})
         result.history.append(logs)
         score = logs.get(result.monitor)
@@ -277,7 +283,8 @@ def snapshot(net: torch.nn.Module, parallel=None) -> dict:
 
 class TaskLosses:
     """Iterate a task's ``(optimizer name, loss)`` pairs for one batch, each forward pass under autocast and each
-    backward pass outside it (PyTorch's advice). ``first``: the name of the first loss (the one logged as train_loss)."""
+    backward pass outside it (PyTorch's advice). ``first``: the name of the first loss (the one logged as train_loss; with several optimizers each is logged too,
+    as train_loss_NAME)."""
 
     def __init__(self, step, model, batch: dict, precision: str, device):
         self.steps, self.precision, self.device = step(model, batch), precision, device
