@@ -207,3 +207,10 @@ def test_unlabelled_in_domain_rows_join_the_transfer_set_labelled_by_the_teacher
     (tmp_path / "empty.csv").write_text("text\n")
     assert cli("compress", str(run), "--distill", "--student", "text", "--transfer", str(tmp_path / "empty.csv")) == 2
     assert "no rows" in capsys.readouterr().err
+    # texts the word-reading student cannot represent (its vocabulary is the training tweets'): refused, named
+    pd.DataFrame({"text": ["le chat dort sur la table", "nous partons demain matin vers la mer"] * 20}).to_csv(
+        tmp_path / "french.csv", index=False)
+    assert cli("compress", str(run), "--distill", "--student", "text", "--transfer", str(tmp_path / "french.csv")) == 2
+    err = capsys.readouterr().err
+    assert "100% of its words are outside the vocabulary the 'text' student reads" in err
+    assert "--student text:embeddings=minilm" in err and "Traceback" not in err

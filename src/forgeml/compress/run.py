@@ -114,9 +114,10 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
         if options.augment and not text_columns(splits.features):
             raise ConfigError("--augment makes perturbed copies of text features; this data has none")
         if options.transfer:
-            from forgeml.compress.transfer import read_transfer
+            from forgeml.compress.transfer import check_student_reads, read_transfer
 
             unlabelled = read_transfer(model, options.transfer, splits.features)
+            check_student_reads(unlabelled, splits, student, cfg.data, options.transfer)
     expected = manifest.get("data", {}).get("rows")
     actual = {s: len(rows) for s, rows in splits.raw.items()}
     if expected and expected != actual:

@@ -25,6 +25,40 @@ def read_transfer(model, path: str, features) -> pd.DataFrame:
     return extra
 
 
+UNREADABLE = 0.5  # a transfer set with more of its words outside the student's vocabulary than this is refused
+
+
+def check_student_reads(unlabelled: pd.DataFrame, splits, student, data_cfg, path: str) -> None:
+    """Refuse, before the teacher labels anything, a transfer file whose texts the student cannot represent: a
+    student that reads words (its vocabulary fitted on the training texts) sees a word it never met as [UNK], so
+    the teacher's labels on texts made mostly of such words teach it nothing it can read. A student with a
+    pretrained tokenizer (``text:embeddings=minilm``) reads any text: nothing to check."""
+    from forgeml.data import text as txt
+    from forgeml.features.preprocess import Preprocessor
+    from forgeml.models import get_model
+
+    spec = get_model(student.name)
+    if getattr(spec, "tokenizer_for", lambda params: "words")(student) != "words":
+        return
+    texts = [f for f in splits.features if f.type == "text"]
+    if not texts:
+        return
+    pre = Preprocessor.fit(splits.raw["train"], texts, data_cfg, text_tokenizer="words")
+
+    def unknown(rows: pd.DataFrame) -> float:
+        tokens = pre.transform(rows)["tokens"]
+        words = tokens != txt.PAD
+        return float((tokens[words] == txt.UNK).mean()) if words.any() else 0.0
+
+    share = unknown(unlabelled)
+    if share > UNREADABLE:
+        raise DataError(
+            f"--transfer {path}: {share:.0%} of its words are outside the vocabulary the {student.name!r} student reads "
+            f"(fitted on the {len(splits.raw['train'])} training texts, which have {unknown(splits.raw['train']):.0%} "
+            "unknown), so it would see mostly [UNK] where the teacher saw text. Give transfer texts of the training "
+            "data's language and domain, or a student with the teacher's tokenizer: --student text:embeddings=minilm")
+
+
 def transfer_rows(model, splits, augment: int, unlabelled: Optional[pd.DataFrame], seed: int,
                   say: Callable[[str], None]) -> Optional[tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
     """(rows, hard labels or NaN, the teacher's raw outputs) to add to the training rows, or None. ``unlabelled``:
