@@ -96,6 +96,25 @@ def test_distilling_a_table_model_and_lightgbm_into_a_small_mlp(table_runs):
         assert "labels_only" not in json.loads((run / "manifest.json").read_text())["variants"]
 
 
+def test_tune_distill_chooses_temperature_and_alpha_on_validation(table_runs, capsys):
+    """--tune-distill trains a student per (T, alpha) of the grid (and the given pair) and keeps the one best on
+    validation, its search in compression.json; the labels-only ablation still stands beside it."""
+    from forgeml.compress.distill import search_grid
+
+    run = table_runs["mlp"]
+    assert cli("compress", str(run), "--distill", "--student", "mlp:hidden=[8]", "--distill-epochs", "1",
+               "--tune-distill", "--temperature", "3") == 0
+    by = {v["variant"]: v for v in json.loads((run / "compression.json").read_text())["variants"]}
+    searched = by["distilled"]["searched"]
+    assert [(r["temperature"], r["alpha"]) for r in searched] == search_grid(3, 0.7)
+    assert len(searched) == 15 and all(r["metric"] == "val_accuracy" for r in searched)  # T 1, 2, 3, 4, 8 x alpha 3
+    best = max(searched, key=lambda r: r["score"])
+    assert (by["distilled"]["temperature"], by["distilled"]["alpha"]) == (best["temperature"], best["alpha"])
+    assert by["labels-only"]["alpha"] == 0
+    assert "chosen on validation: T=" in capsys.readouterr().err
+    assert cli("compress", str(run), "--quantize", "int8", "--tune-distill") == 2  # belongs to --distill
+
+
 def test_mlp_gets_both_static_and_dynamic_int8(table_runs):
     run = table_runs["mlp"]
     assert cli("compress", str(run), "--quantize", "int8", "--calibration", "64", "-q") == 0

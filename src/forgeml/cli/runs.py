@@ -83,6 +83,8 @@ def compress(
     distill_epochs: Optional[int] = typer.Option(None, help="student epochs (default: the run's train.epochs)"),
     temperature: float = typer.Option(4.0, help="distillation temperature T"),
     alpha: float = typer.Option(0.7, help="weight of the soft (teacher) loss; 1 - alpha goes to the hard labels"),
+    tune_distill: bool = typer.Option(False, "--tune-distill", help="choose the temperature and alpha on validation: "
+                                      "a student per pair of T 1, 2, 4, 8 and alpha 0.5, 0.7, 0.9 (and the given ones)"),
     augment: int = typer.Option(0, help="text data: perturbed copies of each training text labelled by the teacher"),
     transfer: Optional[str] = typer.Option(None, help="a file of unlabelled in-domain rows (the teacher's input "
                                            "columns) that the teacher labels for the student"),
@@ -100,7 +102,8 @@ def compress(
         raise ConfigError(f"--prune takes a ratio or comma-separated ratios such as 0.5 or 0.25,0.5,0.75; got {prune!r}") from None
     result = api.compress(run, quiet=quiet, quantize=quantize, prune=ratios, distill=distill, student=student,
                           calibration=calibration, fine_tune_epochs=fine_tune_epochs, distill_epochs=distill_epochs,
-                          temperature=temperature, alpha=alpha, augment=augment, transfer=transfer, threads=threads)
+                          temperature=temperature, alpha=alpha, augment=augment, transfer=transfer, threads=threads,
+                          tune=tune_distill)
     stdout().print(compression_table(result))
     run_dir = run_dir_of(run)
     typer.echo(f"wrote {run_dir / 'compression.json'}, {run_dir / 'plots' / 'compression.png'} and the report section", err=True)

@@ -86,6 +86,25 @@ def student_params(student: Union[str, dict], task, features) -> BaseModel:
                           f"{', '.join(params_class(name).model_fields)}") from None
 
 
+TEMPERATURES, ALPHAS = (1.0, 2.0, 4.0, 8.0), (0.5, 0.7, 0.9)  # compress --tune-distill's grid
+
+
+def search_grid(temperature: float, alpha: float) -> list[tuple[float, float]]:
+    """The (T, alpha) pairs --tune-distill trains, the given pair among them: T from 1 to 8 (how much of the teacher's
+    ranking of the wrong classes shows), alpha from 0.5 to 0.9 (how much the teacher weighs against the labels)."""
+    temperatures = sorted({*TEMPERATURES, float(temperature)})
+    alphas = sorted({*ALPHAS, float(alpha)} - {0.0})  # alpha 0 is the labels-only ablation, trained anyway
+    return [(t, a) for t in temperatures for a in alphas]
+
+
+def validation_score(result: "Distilled", task) -> dict:
+    """What a student scored on the validation split at its kept epoch: accuracy for classes, the loss otherwise."""
+    kept = result.fit.history[result.fit.best_epoch] if result.fit.best_epoch >= 0 else result.fit.history[-1]
+    if "labels" in task.tags and "val_accuracy" in kept:
+        return {"metric": "val_accuracy", "score": float(kept["val_accuracy"]), "higher_is_better": True}
+    return {"metric": "val_loss", "score": float(kept["val_loss"]), "higher_is_better": False}
+
+
 def distillation_loss(task, temperature: float, alpha: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss on packed targets: column 0 the hard (encoded) label, NaN for an unlabelled transfer row; the
     rest the teacher's raw outputs."""

@@ -36,6 +36,7 @@ class CompressOptions:
     alpha: float = 0.7
     augment: int = 0  # perturbed copies of each training text, labelled by the teacher (distillation transfer set)
     transfer: Optional[str] = None  # a file of unlabelled in-domain rows, labelled by the teacher (transfer set)
+    tune: bool = False  # choose the temperature and alpha on validation (forgeml.compress.distill.search_grid)
     threads: Optional[int] = None  # onnxruntime/torch threads while measuring (default: the library's own)
 
     def check(self) -> None:
@@ -56,8 +57,8 @@ class CompressOptions:
             raise ConfigError(f"--alpha (the weight of the teacher's soft targets) must be in [0, 1], got {self.alpha}")
         if self.distill_epochs is not None and self.distill_epochs < 1:
             raise ConfigError(f"--distill-epochs must be at least 1, got {self.distill_epochs}")
-        if not self.distill and (self.student or self.augment or self.transfer):
-            raise ConfigError("--student, --augment and --transfer belong to --distill; add --distill")
+        if not self.distill and (self.student or self.augment or self.transfer or self.tune):
+            raise ConfigError("--student, --augment, --transfer and --tune-distill belong to --distill; add --distill")
         if self.augment < 0:
             raise ConfigError(f"--augment must be >= 0 copies, got {self.augment}")
         if self.fine_tune_epochs < 1:
@@ -243,12 +244,16 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
     teacher = raw_outputs(model.estimator, model.model_name, enc["train"], model.task)
     transfer = transfer_rows(model, splits, options.augment, unlabelled, cfg.train.seed, say)
 
-    def student(variant: str, alpha: float, file: str):
-        """A student trained with this alpha, exported, saved and measured: (its result, the measured entry)."""
+    def trained(variant: str, temperature: float, alpha: float):
+        say(f"  distilling into a {student_params.name} student (T={temperature:g}, alpha={alpha:g}) ...")
+        return distill(teacher, splits, student_params, cfg.data, cfg.train, temperature, alpha,
+                       options.distill_epochs, progress=TrainProgress(variant, quiet), transfer=transfer)
+
+    def student(variant: str, temperature: float, alpha: float, file: str, result=None, searched=None):
+        """A student trained with this temperature and alpha (or ``result``, one already trained), exported, saved
+        and measured: (its result, the measured entry)."""
         tic = time.perf_counter()
-        say(f"  distilling into a {student_params.name} student (T={options.temperature:g}, alpha={alpha:g}) ...")
-        result = distill(teacher, splits, student_params, cfg.data, cfg.train, options.temperature, alpha,
-                         options.distill_epochs, progress=TrainProgress(variant, quiet), transfer=transfer)
+        result = result or trained(variant, temperature, alpha)
         net, pre = result.model.cpu().eval(), result.preprocessor
         kept = getattr(result.params, "kept_vocabulary", None)
         if kept:
@@ -258,17 +263,30 @@ def _distill_variant(model, student_params, enc, splits, cfg, options, measure_o
         artifacts.save_tensors(model.run_dir / f"model.{file}.safetensors", net.state_dict(),
                                metadata={"model": result.student, "variant": variant})
         entry = measure_onnx(variant, path, {"student": result.student, "params": sum(p.numel() for p in net.parameters()),
-                                             "temperature": options.temperature, "alpha": alpha,
+                                             "temperature": temperature, "alpha": alpha, "searched": searched,
                                              "transfer_rows": result.rows,
                                              "epochs_run": len(result.fit.history), "kept_vocabulary": kept,
                                              "seconds": round(time.perf_counter() - tic, 2)},
                              feed=ox.feeds(splits.raw["test"], pre))
         return result, entry
 
-    result, distilled = student("distilled", options.alpha, "distilled")
+    if options.tune:  # every (T, alpha) of the grid trains a student; the best on validation is the distilled one
+        from forgeml.compress.distill import search_grid, validation_score
+
+        tried = []
+        for t, a in search_grid(options.temperature, options.alpha):
+            got = trained(f"T={t:g} alpha={a:g}", t, a)
+            tried.append(({"temperature": t, "alpha": a, **validation_score(got, model.task)}, got))
+            say(f"    validation {tried[-1][0]['metric']} {tried[-1][0]['score']:.4f}")
+        best, best_result = max(tried, key=lambda r: r[0]["score"] if r[0]["higher_is_better"] else -r[0]["score"])
+        say(f"  chosen on validation: T={best['temperature']:g}, alpha={best['alpha']:g} ({best['metric']} {best['score']:.4f})")
+        result, distilled = student("distilled", best["temperature"], best["alpha"], "distilled", best_result,
+                                    [r for r, _ in tried])
+    else:
+        result, distilled = student("distilled", options.temperature, options.alpha, "distilled")
     pre, path, weights = result.preprocessor, model.run_dir / "model.distilled.onnx", model.run_dir / "model.distilled.safetensors"
-    if options.alpha > 0:  # the ablation: the same student on the labels alone shows what the teacher added
-        _, alone = student("labels-only", 0.0, "labels_only")
+    if options.alpha > 0 or options.tune:  # the ablation: the same student on the labels alone shows what the teacher added
+        _, alone = student("labels-only", options.temperature, 0.0, "labels_only")
         metric = "test_" + _metric_name(model.task)
         if distilled.get(metric) is not None and alone.get(metric) is not None:
             say(f"  the teacher's targets added {distilled[metric] - alone[metric]:+.4f} test {_metric_name(model.task)} "
