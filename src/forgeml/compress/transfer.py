@@ -40,7 +40,10 @@ def check_student_reads(unlabelled: pd.DataFrame, splits, student, data_cfg, pat
     spec = get_model(student.name)
     if getattr(spec, "tokenizer_for", lambda params: "words")(student) != "words":
         return
-    texts = [f for f in splits.features if f.type == "text"]
+    from forgeml.compress.run import text_columns
+
+    names = set(text_columns(splits.features))
+    texts = [f for f in splits.features if f.name in names]
     if not texts:
         return
     pre = Preprocessor.fit(splits.raw["train"], texts, data_cfg, text_tokenizer="words")
