@@ -148,6 +148,36 @@ def test_conditional_model_draws_the_asked_class(cvae_run, tmp_path):
     assert result["labels"] == ["3"] * 4 and all(f.name.endswith("_3.png") for f in result["files"])
 
 
+def test_the_vae_draws_from_a_gaussian_fitted_to_its_codes(cvae_run):
+    """FittedPrior's running statistics recover the codes' mean and covariance (per class when conditional), a run's
+    prior moved away from N(0, I), and weights saved before the prior existed load as N(0, I)."""
+    import torch
+
+    from forgeml.models.vae import VAE, FittedPrior
+    from forgeml.run import load
+
+    torch.manual_seed(0)
+    mix, shift = torch.tensor([[2.0, 0.0], [0.5, 1.0]]), torch.tensor([1.0, -1.0])
+    prior = FittedPrior(2, 0, momentum=0.5)
+    for _ in range(40):
+        prior.update(torch.randn(512, 2) @ mix.T + shift, None)
+    drawn = prior(torch.randn(50_000, 2))
+    assert torch.allclose(drawn.mean(0), shift, atol=0.1) and torch.allclose(torch.cov(drawn.T), mix @ mix.T, atol=0.25)
+    per_class = FittedPrior(2, 3, momentum=0.5)
+    for _ in range(20):
+        label = torch.randint(0, 3, (300,))
+        per_class.update(torch.randn(300, 2) * 0.1 + 5 * label[:, None].float(), label)
+    assert torch.allclose(per_class(torch.zeros(3, 2), torch.arange(3)), 5 * torch.arange(3.0)[:, None].expand(3, 2), atol=0.1)
+
+    scale = load(cvae_run.run_dir).network.prior.scale
+    assert scale.shape == (10, 8, 8) and not torch.allclose(scale, torch.eye(8).expand(10, 8, 8))
+    old = VAE([1, 8, 8], 4, 0, [0.5], [0.5], 8, 0.25)
+    state = {k: v for k, v in old.state_dict().items() if not k.startswith("prior.")}
+    again = VAE([1, 8, 8], 4, 0, [0.5], [0.5], 8, 0.25)
+    again.load_state_dict(state)  # strict: the missing prior is filled in as N(0, I)
+    assert torch.equal(again.prior.scale[0], torch.eye(4)) and not again.prior.mean.any()
+
+
 def test_evaluate_scores_a_run_again_as_training_scored_it(cvae_run, capsys):
     """forgeml evaluate retrains the (deterministic) scoring classifier from the run's config and draws from the test
     split's fixed noise: the scores equal the run's own test metrics."""
