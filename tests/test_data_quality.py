@@ -161,6 +161,11 @@ def test_threshold_tuned_for_recall_is_used_by_predict_evaluate_and_serve(in_tmp
     target = result.manifest["target"]
     t = target["threshold"]
     assert 0 < t < 0.5 and target["threshold_tuning"]["val_recall"] >= 0.9
+    # the validation scores are at the tuned threshold, as the test scores are
+    assert result.metrics["val"]["per_class"]["1"]["recall"] == pytest.approx(target["threshold_tuning"]["val_recall"])
+    # the baseline gets its own threshold by the same rule, on its own validation probabilities
+    base = result.metrics["baseline"]
+    assert base["val"]["per_class"]["1"]["recall"] >= 0.9 and base["val"]["threshold"] != t
     rows = pd.read_csv("imb.csv").drop(columns="y").iloc[:300]
     pred = api.predict(result.run_dir, rows)
     np.testing.assert_array_equal(pred["prediction"].to_numpy().astype(int), (pred["proba_1"] >= t).astype(int))

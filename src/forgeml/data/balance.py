@@ -126,4 +126,5 @@ def tune_threshold(y: np.ndarray, p_positive: np.ndarray, how: str, target_recal
         reaching = np.flatnonzero(recall >= target_recall)
         i = int(reaching[-1]) if len(reaching) else 0
     return {"threshold": float(thresholds[i]), "tuned_for": how if how == "f1" else f"recall>={target_recall:g}",
+            "how": how, "target_recall": target_recall,
             "val_precision": float(precision[i]), "val_recall": float(recall[i])}

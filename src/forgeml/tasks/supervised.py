@@ -176,8 +176,17 @@ class SupervisedTask(Task):
         return [plots.regression_fit(self.decode(data.y["test"]), self.decode(outputs["pred"]), folder / "regression.png")]
 
     def baseline_task(self, data: "Prepared", val_raw) -> "SupervisedTask":
-        """The task that scores the baseline's outputs (the same: its probabilities meet the same decision rule)."""
-        return self
+        """The task that scores the baseline's outputs: the same, except that a decision threshold tuned on validation
+        is tuned again, by the same rule, on the baseline's own validation probabilities (they have their own scale;
+        the model's threshold would put the baseline at an operating point tuned for another model)."""
+        tuned = self.state.get("threshold_tuning")
+        if not tuned or "how" not in tuned:
+            return self
+        from forgeml.data import balance
+
+        proba = self.outputs(val_raw)["proba"][:, 1]
+        own = balance.tune_threshold(data.y["val"], proba, tuned["how"], tuned.get("target_recall", 0.8))
+        return type(self)({**self.state, "threshold": own["threshold"], "threshold_tuning": own})
 
     @classmethod
     def split_rows(cls, cfg: Config) -> dict[str, pd.DataFrame]:

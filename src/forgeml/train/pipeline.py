@@ -293,7 +293,9 @@ def finish(cfg: Config, run_dir: Path, data: Prepared, chosen: dict, candidates:
     task, name, est = data.task, chosen["model"], chosen["estimator"]
     artifacts.check_run_folder(run_dir, cfg.to_yaml())
     outputs = {s: task.outputs(candidate_raw(chosen, s, data)) for s in ("val", "test")}
-    metrics: dict[str, Any] = {"val": chosen["val"], "test": task.metrics(data.y["test"], outputs["test"])}
+    # validation scored again: finalize may have changed the decision rule (a threshold tuned on validation)
+    metrics: dict[str, Any] = {"val": task.metrics(data.y["val"], outputs["val"]),
+                               "test": task.metrics(data.y["test"], outputs["test"])}
     metrics["primary_metric"] = task.primary_metric
     metrics["summary_keys"] = list(task.summary_keys)
     metrics["model"] = name
