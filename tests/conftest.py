@@ -139,6 +139,25 @@ def ran(tmp_path_factory):
     return {e.id: (root / e.id, run_entry(e.id, fast=True, out=root / e.id)[1]) for e in playbook.all_entries()}
 
 
+def run_metrics(folder, run: str) -> dict:
+    """metrics.json of a run a playbook entry wrote under its folder."""
+    import json
+
+    return json.loads((folder / "runs" / run / "metrics.json").read_text())
+
+
+def run_manifest(folder, run: str) -> dict:
+    import json
+
+    return json.loads((folder / "runs" / run / "manifest.json").read_text())
+
+
+def run_config_yaml(folder, run: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((folder / "runs" / run / "config.yaml").read_text())
+
+
 # ------------------------------------------------------------------------------------------------ series (forecasting)
 @pytest.fixture(scope="session")
 def air_csv(tmp_path_factory):

@@ -20,7 +20,9 @@ BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.pla
            "forgeml.playbook.inference", "forgeml.playbook.scratch", "forgeml.playbook.speed",
            "forgeml.playbook.trust", "forgeml.playbook.leakage", "forgeml.playbook.little_data",
            "forgeml.playbook.attention", "forgeml.playbook.forecasting", "forgeml.playbook.parallel",
-           "forgeml.playbook.anomalies", "forgeml.playbook.gan")
+           "forgeml.playbook.anomalies", "forgeml.playbook.gan",
+           "forgeml.playbook.recipes", "forgeml.playbook.serving_load", "forgeml.playbook.finetune",
+           "forgeml.playbook.cnn_scratch", "forgeml.playbook.bleu")
 
 
 @dataclass
