@@ -147,6 +147,31 @@ def test_images_cluster_on_their_pixels(in_tmp):
     assert [f["type"] for f in result.manifest["features"]] == ["image"]
 
 
+def test_images_cluster_on_an_autoencoders_embedding_when_asked(in_tmp):
+    """--model kmeans_embedding: K-Means on the codes of an autoencoder trained on the training images; model auto
+    keeps plain K-Means; the exported graph (encoder, then K-Means' distances) answers as the run does."""
+    from forgeml.models.kmeans_embedding import ENCODER_ATTR, codes
+    from forgeml.run import load
+
+    task = {"name": "clustering", "k": 10, "label": "label"}
+    auto = api.train({"name": "auto", "runs_dir": "runs", "data": {"source": "bundled:digits"}, "task": task,
+                      "tracking": {"uri": "none"}}, quiet=True)
+    assert auto.metrics["model"] == "kmeans"  # opt_in: trained only when named
+    result = api.train({"name": "embedded", "runs_dir": "runs", "data": {"source": "bundled:digits"}, "task": task,
+                        "model": {"name": "kmeans_embedding", "code": 8, "epochs": 5}, "tracking": {"uri": "none"}},
+                       quiet=True)
+    m = result.metrics["test"]
+    assert result.metrics["model"] == "kmeans_embedding" and m["clusters"] == 10 and 0 < m["ari"] <= 1
+    model = load(result.run_dir)
+    w1, _, w2, _ = getattr(model.estimator, ENCODER_ATTR)
+    assert w1.shape == (64, 256) and w2.shape == (256, 8) and model.estimator.cluster_centers_.shape == (10, 8)
+    rows = pd.DataFrame({"image": model.frame("bundled:digits")["image"][:5]})
+    arrays = model.preprocessor.transform(rows)
+    assert np.allclose(model.estimator.transform(codes(model.estimator, arrays)), model.raw(rows))
+    info = api.export(result.run_dir)
+    assert info["parity"]["max_abs_diff"] < 1e-4
+
+
 def test_bad_k_and_mixed_flags_are_clear_errors(wine_csv, in_tmp, capsys):
     base = ("train", "--data", wine_csv, "--task", "clustering", *TRACK)
     assert "at least 2 clusters" in user_error(capsys, *base, "--k", "1")

@@ -93,7 +93,7 @@ TASKS: Registry = Registry("task", builtin=(
 LEARNERS: Registry = Registry("model", builtin=(
     "forgeml.models.mlp", "forgeml.models.cnn", "forgeml.models.text", "forgeml.models.minilm", "forgeml.models.gbdt",
     "forgeml.models.detectors", "forgeml.models.autoencoder", "forgeml.models.deep_svdd", "forgeml.models.tfidf_linear",
-    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans",
+    "forgeml.models.pixels_linear", "forgeml.models.gbdt_tfidf", "forgeml.models.kmeans", "forgeml.models.kmeans_embedding",
     "forgeml.models.shallow", "forgeml.models.catboost_trees", "forgeml.models.gbdt_xt", "forgeml.models.ensemble",
     "forgeml.models.forecast_stats", "forgeml.models.forecast_lgbm", "forgeml.models.forecast_nbeats",
     "forgeml.models.forecast_lstm", "forgeml.models.forecast_transformer", "forgeml.models.gan", "forgeml.models.vae"))

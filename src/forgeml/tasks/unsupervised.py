@@ -44,7 +44,8 @@ def read_features(cfg, label: Optional[str], learner_tag: str, noun: tuple[str, 
     if not features:
         raise DataError(f"no feature columns left to {doing}")
     candidates = [cfg.model.name] if cfg.model.name != "auto" else \
-        [n for n in tagged if {f.type for f in features} <= LEARNERS.get(n).accepts]
+        [n for n in tagged if {f.type for f in features} <= LEARNERS.get(n).accepts
+         and "opt_in" not in LEARNERS.get(n).tags]  # opt_in: trained when named
     for name in candidates:
         if learner_tag not in LEARNERS.get(name).tags:
             raise ConfigError(f"model {name!r} is not {noun[1]}; choose one of: auto, {', '.join(tagged)}")
