@@ -5,7 +5,10 @@ labelled by the teacher. Each distillation also trains its labels-only ablation 
 the teacher's targets added with and without the unlabelled rows. All variants are scored on the run's own test
 split; a TF-IDF + logistic-regression baseline (the run's own baseline) stands beside them.
 
-    .venv/bin/python benchmarks/distill_transfer.py [--labelled 1500] [--unlabelled 5000] [--seed 0]
+    .venv/bin/python benchmarks/distill_transfer.py [--labelled 1500] [--unlabelled 5000] [--seed 0] [--tune]
+
+``--tune`` adds a third distillation with the unlabelled tweets whose temperature and alpha are chosen on validation
+(``compress --tune-distill``: a student per pair of the grid).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--student-epochs", type=int, default=30)
     ap.add_argument("--student", default="text:hidden=32,embedding_dim=64")
+    ap.add_argument("--tune", action="store_true", help="also choose T and alpha on validation (--tune-distill)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("distill_transfer_results.json")))
     args = ap.parse_args()
     from forgeml import api
@@ -54,6 +58,14 @@ def main() -> None:
             rows[f"student distilled, {label}"] = by["distilled"]["test_accuracy"]
             rows[f"student on labels alone, {label}"] = by["labels-only"]["test_accuracy"]
             print(label, by["distilled"]["transfer_rows"], by["distilled"]["test_accuracy"], by["labels-only"]["test_accuracy"],
+                  flush=True)
+        if args.tune:
+            result = api.compress(run.run_dir, quiet=True, distill=True, student=args.student, tune=True,
+                                  distill_epochs=args.student_epochs, transfer=str(tmp / "unlabelled.csv"))
+            tuned = {v["variant"]: v for v in result["variants"]}["distilled"]
+            label = f"student distilled, + {args.unlabelled} unlabelled tweets, T {tuned['temperature']:g} alpha {tuned['alpha']:g} chosen on validation"
+            rows[label] = tuned["test_accuracy"]
+            print(label, tuned["test_accuracy"], [(r["temperature"], r["alpha"], round(r["score"], 4)) for r in tuned["searched"]],
                   flush=True)
         n_test = run.manifest["data"]["rows"]["test"]
     print(machine())
