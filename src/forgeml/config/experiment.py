@@ -165,6 +165,12 @@ def build_config(data: dict, source: str = "options") -> Config:
         raise ConfigError(_format_errors(exc, source, data)) from None
 
 
+def run_config(run_dir: str | Path) -> Config:
+    """The config a run was trained with (its config.yaml), validated."""
+    path = Path(run_dir) / "config.yaml"
+    return build_config(load_config(path), str(path))
+
+
 def load_config(path: str | Path) -> dict:
     """Read a YAML config file into a plain dict (validated later, after CLI overrides are merged)."""
     import yaml

@@ -32,6 +32,18 @@ class KMeansParams(Strict):
     max_iter: int = Field(300, gt=0, description="Lloyd iterations per restart")
 
 
+def fit_for_task(task, x: np.ndarray, x_val: np.ndarray, n_init: int, max_iter: int, seed: int):
+    """One K-Means per k the task proposes on the points ``x``; the task chooses k from each fit's inertia and labels
+    (on x and x_val). The chosen fitted KMeans."""
+    from sklearn.cluster import KMeans
+
+    fits = {k: KMeans(n_clusters=k, n_init=n_init, max_iter=max_iter, random_state=seed).fit(x)
+            for k in task.k_candidates(len(x))}
+    k = task.choose_k({k: {"inertia": float(est.inertia_), "labels": np.concatenate([est.labels_, est.predict(x_val)])}
+                       for k, est in fits.items()}, np.concatenate([x, x_val]))
+    return fits[k]
+
+
 def matrix(estimator, arrays: dict) -> np.ndarray:
     return detector_matrix(arrays, getattr(estimator, LAYOUT_ATTR))
 
@@ -44,17 +56,10 @@ class KMeansClusterer(Learner):
     @staticmethod
     def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None,
             shapes: dict | None = None):
-        from sklearn.cluster import KMeans
-
         shapes = layout(shapes) if shapes else shapes_from_arrays(train, *([val] if val else []))
         x = detector_matrix(train, shapes)
         x_val = detector_matrix(val, shapes) if val else x[:0]
-        fits = {}
-        for k in task.k_candidates(len(x)):
-            fits[k] = KMeans(n_clusters=k, n_init=params.n_init, max_iter=params.max_iter, random_state=seed).fit(x)
-        k = task.choose_k({k: {"inertia": float(est.inertia_), "labels": np.concatenate([est.labels_, est.predict(x_val)])}
-                           for k, est in fits.items()}, np.concatenate([x, x_val]))
-        estimator = fits[k]
+        estimator = fit_for_task(task, x, x_val, params.n_init, params.max_iter, seed)
         setattr(estimator, LAYOUT_ATTR, shapes)
         return estimator
 

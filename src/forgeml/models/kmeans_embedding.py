@@ -16,8 +16,9 @@ from forgeml.config.base import Strict
 from forgeml.core import Learner
 from forgeml.models import LEARNERS
 from forgeml.models.detectors import LAYOUT_ATTR, detector_matrix, layout, load_skops, save_skops, shapes_from_arrays
-from forgeml.models.kmeans import MODEL_FILE, ONNX_INPUT, onnx_core
+from forgeml.models.kmeans import MODEL_FILE, ONNX_INPUT, fit_for_task, onnx_core
 
+CODES = "encoder/codes"
 ENCODER_ATTR = "forgeml_encoder_"  # [W1, b1, W2, b2] of the encoder (float32), stored on the fitted KMeans
 HIDDEN = 256
 
@@ -29,6 +30,7 @@ class KMeansEmbeddingParams(Strict):
     code: int = Field(16, ge=2, le=256, description="size of the autoencoder's code (the space K-Means clusters)")
     epochs: int = Field(60, ge=1, description="autoencoder training epochs (Adam, batches of 128)")
     n_init: int = Field(10, gt=0, description="k-means++ restarts per k; the lowest inertia is kept")
+    max_iter: int = Field(300, gt=0, description="Lloyd iterations per restart")
 
 
 def encode(weights: list[np.ndarray], x: np.ndarray) -> np.ndarray:
@@ -81,17 +83,12 @@ class KMeansEmbeddingClusterer(Learner):
     @staticmethod
     def fit(params, task, train: dict, y_train, val: dict, y_val, seed: int, threads, sample_weight=None,
             shapes: dict | None = None):
-        from sklearn.cluster import KMeans
-
         shapes = layout(shapes) if shapes else shapes_from_arrays(train, *([val] if val else []))
         x = detector_matrix(train, shapes).astype(np.float32)
         weights = train_autoencoder(x, params.code, params.epochs, seed)
         z = encode(weights, x).astype(np.float64)
         z_val = encode(weights, detector_matrix(val, shapes).astype(np.float32)).astype(np.float64) if val else z[:0]
-        fits = {k: KMeans(n_clusters=k, n_init=params.n_init, random_state=seed).fit(z) for k in task.k_candidates(len(z))}
-        k = task.choose_k({k: {"inertia": float(est.inertia_), "labels": np.concatenate([est.labels_, est.predict(z_val)])}
-                           for k, est in fits.items()}, np.concatenate([z, z_val]))
-        estimator = fits[k]
+        estimator = fit_for_task(task, z, z_val, params.n_init, params.max_iter, seed)
         setattr(estimator, LAYOUT_ATTR, shapes)
         setattr(estimator, ENCODER_ATTR, weights)
         return estimator
@@ -111,30 +108,21 @@ class KMeansEmbeddingClusterer(Learner):
 
     @staticmethod
     def export_core(estimator, input_shapes: dict, min_opset: int):
-        """'features' (the flattened pixels) -> the encoder -> K-Means' distances (models/kmeans.onnx_core)."""
-        from onnx import TensorProto, helper, numpy_helper
+        """'features' (the flattened pixels) -> the encoder -> K-Means' distances (models/kmeans.onnx_core, its input
+        renamed to the encoder's output)."""
+        from onnx import helper, numpy_helper
 
         w1, b1, w2, b2 = getattr(estimator, ENCODER_ATTR)
-        core = onnx_core(estimator, {"numeric": w2.shape[1]}, min_opset)  # K-Means on a 'features' of code width
-        g = core.graph
-        inits = [numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
-                 for a, name in ((w1, "encoder/w1"), (b1, "encoder/b1"), (w2, "encoder/w2"), (b2, "encoder/b2"))]
-        nodes = [helper.make_node("Gemm", ["pixels", "encoder/w1", "encoder/b1"], ["encoder/hidden"], name="encoder/gemm1"),
-                 helper.make_node("Relu", ["encoder/hidden"], ["encoder/relu"], name="encoder/relu"),
-                 helper.make_node("Gemm", ["encoder/relu", "encoder/w2", "encoder/b2"], [ONNX_INPUT], name="encoder/gemm2")]
-        graph = helper.make_graph(nodes + list(g.node), "kmeans_embedding",
-                                  [helper.make_tensor_value_info("pixels", TensorProto.FLOAT, [None, w1.shape[0]])],
-                                  list(g.output), inits + list(g.initializer))
-        model = helper.make_model(graph, opset_imports=list(core.opset_import), producer_name="forgeml")
-        return _renamed_input(model, ONNX_INPUT)
-
-
-def _renamed_input(model, name: str):
-    """The graph's input named ``name`` (what the export's wrapper feeds, as for kmeans): 'pixels' -> 'features'."""
-    g = model.graph
-    internal = "encoder/codes"
-    for node in g.node:  # the encoder's output ('features') becomes internal; its input takes the name 'features'
-        node.input[:] = [internal if i == name else (name if i == "pixels" else i) for i in node.input]
-        node.output[:] = [internal if o == name else o for o in node.output]
-    g.input[0].name = name
-    return model
+        model = onnx_core(estimator, {"numeric": w2.shape[1]}, min_opset)  # K-Means on a 'features' of code width
+        g = model.graph
+        for node in g.node:
+            node.input[:] = [CODES if i == ONNX_INPUT else i for i in node.input]
+        g.initializer.extend(numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)
+                             for a, name in ((w1, "encoder/w1"), (b1, "encoder/b1"), (w2, "encoder/w2"), (b2, "encoder/b2")))
+        encoder = [helper.make_node("Gemm", [ONNX_INPUT, "encoder/w1", "encoder/b1"], ["encoder/hidden"], name="encoder/gemm1"),
+                   helper.make_node("Relu", ["encoder/hidden"], ["encoder/relu"], name="encoder/relu"),
+                   helper.make_node("Gemm", ["encoder/relu", "encoder/w2", "encoder/b2"], [CODES], name="encoder/gemm2")]
+        for i, node in enumerate(encoder):
+            g.node.insert(i, node)
+        g.input[0].type.tensor_type.shape.dim[1].dim_value = w1.shape[0]  # the pixels' width, not the codes'
+        return model

@@ -1,6 +1,6 @@
 """A trained forecasting run, loaded: ``forgeml.load("runs/x").predict(history)`` forecasts the next ``horizon``
-points of every series in the history, with the run's intervals; ``backtest(data)`` scores the run's models on the
-last windows of each series (forgeml evaluate).
+points of every series in the history, with the run's intervals; ``evaluate_run(data)`` backtests the run's models
+on the last windows of each series (forgeml evaluate).
 
 The history is a table like the training data. Rows after a series' last value, with the target empty, carry the
 future values of the known covariates (a price plan, a temperature forecast): predict needs all ``horizon`` of them
@@ -195,7 +195,7 @@ class ForecastModel:
 
         return feeds(self, self._contexts(*self.read_history(self.frame(data, sep, encoding))))
 
-    def backtest(self, data=None, sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
+    def evaluate_run(self, data=None, sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
         """Metrics of the run's models on the last ``windows`` windows of each series of ``data`` (default: the
         run's own data, whose last windows are its test windows: the saved models never saw them)."""
         from forgeml.evaluate.forecast import mase_scale, score

@@ -115,14 +115,14 @@ class GenerationRun:
         """The generator scored again on the run's test split, as training scored it: the run's config reads and
         splits the images the same way and retrains the scoring classifier (deterministic: the same network as when
         the run trained), and the generator draws from the split's fixed noise (and classes)."""
-        from forgeml.config import build_config, load_config
+        from forgeml.config import run_config
         from forgeml.models import raw_outputs
         from forgeml.tasks.generation import Generation
 
         if data is not None:
             raise ConfigError("a generation run is scored against its own test split, in the feature space of the "
                               "classifier trained on its training images; drop --data")
-        cfg = build_config(load_config(self.run_dir / "config.yaml"), str(self.run_dir / "config.yaml"))
+        cfg = run_config(self.run_dir)
         prepared = Generation.prepare_run(cfg)
         task = prepared.task
         images = task.outputs(raw_outputs(self.network, self.model_name, prepared.enc["test"], task))
