@@ -411,8 +411,11 @@ def test_serve_options_reach_uvicorn_the_app_and_onnx_runtime(run_dir, monkeypat
     replaced: nothing listens here)."""
     import uvicorn
 
+    from forgeml.serve import workers as supervisor
+
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(supervisor, "check_port", lambda host, port: None)  # nothing listens: 8000 may be taken here
     monkeypatch.setenv(API_KEY_ENV, ENV_KEY)
     monkeypatch.setenv(CONFIG_ENV, "")  # serve --workers writes it for the workers; restored after the test
 
@@ -433,15 +436,43 @@ def test_serve_options_reach_uvicorn_the_app_and_onnx_runtime(run_dir, monkeypat
     assert app.state.settings.api_key == KEY and (kw["host"], kw["port"]) == ("127.0.0.1", 8000)
     assert app.state.registry.all()[0].session.get_session_options().intra_op_num_threads == 0
 
-    # --workers N: uvicorn starts N processes that each build the app from the environment, with the same options
-    assert cli("serve", str(run_dir), "--workers", "3", "--max-batch", "5", "--max-wait-ms", "0", "--max-body-mb", "2",
-               "--threads", "1") == 0
+    # --workers N: N processes that each build the app from the environment, with the same options. On Linux each
+    # has its own SO_REUSEPORT socket (serve/workers.py); elsewhere uvicorn's supervisor shares one socket.
+    supervised = []
+    monkeypatch.setattr(supervisor, "run", lambda *args: supervised.append(args))
+    workers_args = ["--workers", "3", "--max-batch", "5", "--max-wait-ms", "0", "--max-body-mb", "2", "--threads", "1"]
+    assert cli("serve", str(run_dir), *workers_args) == 0
+    if supervisor.balanced():
+        (host, port, n, options), = supervised
+        assert (host, port, n, options["proxy_headers"], options["log_level"]) == ("127.0.0.1", 8000, 3, False, "warning")
+    monkeypatch.setattr(supervisor, "balanced", lambda: False)
+    assert cli("serve", str(run_dir), *workers_args) == 0
     app, kw = calls[-1]
     assert app == "forgeml.serve.app:app_from_env" and kw["factory"] is True and kw["workers"] == 3
     worker = app_from_env()
     assert worker.state.settings == ServeSettings(max_batch=5, max_wait_ms=0.0, api_key=ENV_KEY, max_body_bytes=2 * 1024 * 1024)
     assert worker.state.registry.names() == ["churn:1"]
     assert worker.state.registry.all()[0].session.get_session_options().intra_op_num_threads == 1
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_already_listened_on_is_refused_before_any_model_loads(run_dir, workers, capsys, monkeypatch):
+    import socket
+
+    from forgeml.serve import registry
+
+    monkeypatch.setattr(registry, "build_registry", lambda *a: pytest.fail("loaded the models for a port it cannot use"))
+    # another forgeml serve --workers: its sockets are in a SO_REUSEPORT group, which a second group could join
+    taken = socket.socket()
+    taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        assert user_error(capsys, "serve", run_dir, "--port", str(port), "--workers", workers) == (
+            f"error: cannot listen on 127.0.0.1:{port}: Address already in use (is another server running there?)")
+    finally:
+        taken.close()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is not None,
@@ -507,3 +538,17 @@ def test_forgeml_api_key_environment_variable_and_two_workers(workers):
     assert len(children) == 2, [c.name for c in children]
     for child in children:
         assert "onnxruntime" in (child / "maps").read_text()
+
+    # each worker listens on a socket of its own in the port's SO_REUSEPORT group (not one socket they race on) ...
+    listening = {int(line.split()[9]) for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                 if line.split()[3] == "0A" and int(line.split()[1].split(":")[1], 16) == s.port}
+    owned = [{int(fd.readlink().name[8:-1]) for fd in (child / "fd").iterdir() if fd.readlink().name.startswith("socket:")}
+             & listening for child in children]
+    assert len(listening) == 2 and all(len(o) == 1 for o in owned) and owned[0] != owned[1], (listening, owned)
+    # ... so the kernel spreads new connections over both: 20 one-request connections, then each worker's own count
+    # (a scrape is answered by one worker; all 20 on one worker, or all 24 scrapes, would have odds of about 1e-6)
+    for _ in range(20):
+        assert _post(s.url + PREDICT, {"instances": [ROW]}, headers={"x-api-key": ENV_KEY}).status_code == 200
+    key = 'forgeml_requests_total{model="churn",route="/v1/models/{name}/predict",status="200"}'
+    counts = {_metrics(s.url)[key] for _ in range(24)}
+    assert len(counts) == 2 and sum(counts) == 21, counts

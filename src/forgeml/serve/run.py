@@ -25,6 +25,10 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, workers: 
     uvicorn = require("uvicorn", "serve", "forgeml serve")
     settings = ServeSettings(max_batch=max_batch, max_wait_ms=max_wait_ms, api_key=api_key or os.environ.get(API_KEY_ENV) or None,
                              max_body_bytes=int(max_body_mb * 1024 * 1024))
+    if not ray:  # Ray Serve's proxy takes the port later, in its own process
+        from forgeml.serve.workers import check_port
+
+        check_port(host, port)
     registry = build_registry(specs, precision, threads, default)  # load (and export) in this process: errors surface here
     if ray:
         from forgeml.serve.ray_serve import deploy
@@ -39,5 +43,11 @@ def serve(specs: list[str], host: str = "127.0.0.1", port: int = 8000, workers: 
     if workers == 1:
         uvicorn.run(create_app(registry, settings), **common)
     else:
+        from forgeml.serve import workers as supervisor
+
         os.environ[CONFIG_ENV] = settings_json(specs, precision, threads, default, settings)
-        uvicorn.run("forgeml.serve.app:app_from_env", factory=True, workers=workers, **common)
+        del registry  # it only checked the runs here: each worker loads its own
+        if supervisor.balanced():  # a socket per worker: the kernel spreads the connections (see serve/workers.py)
+            supervisor.run(host, port, workers, UVICORN)
+        else:
+            uvicorn.run(supervisor.APP, factory=True, workers=workers, **common)
