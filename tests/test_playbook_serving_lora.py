@@ -59,7 +59,7 @@ def test_the_server_is_stopped_even_when_the_load_fails(ran, monkeypatch):
     (proc, port), = started
     assert proc.poll() is not None  # terminated, not left listening
     with pytest.raises(OSError):
-        serving_load._get(port, "/readyz")
+        serving_load.http_get(port, "/readyz")
 
 
 def test_batch_rows_reads_the_servers_histogram(monkeypatch):
@@ -68,7 +68,7 @@ def test_batch_rows_reads_the_servers_histogram(monkeypatch):
     text = ('# HELP forgeml_batch_size rows per call\nforgeml_batch_size_bucket{le="1.0",model="cancer"} 3.0\n'
             'forgeml_batch_size_count{model="cancer"} 7.0\nforgeml_batch_size_sum{model="cancer"} 45.0\n'
             'forgeml_batch_size_sum{model="other"} 99.0\n')
-    monkeypatch.setattr(serving_load, "_get", lambda port, path: (200, text))
+    monkeypatch.setattr(serving_load, "http_get", lambda port, path: (200, text))
     assert serving_load.batch_rows(0) == (45.0, 7.0)
 
 

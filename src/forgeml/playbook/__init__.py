@@ -22,7 +22,8 @@ BUILTIN = ("forgeml.playbook.compute", "forgeml.playbook.training", "forgeml.pla
            "forgeml.playbook.attention", "forgeml.playbook.forecasting", "forgeml.playbook.parallel",
            "forgeml.playbook.anomalies", "forgeml.playbook.gan",
            "forgeml.playbook.recipes", "forgeml.playbook.serving_load", "forgeml.playbook.finetune",
-           "forgeml.playbook.cnn_scratch", "forgeml.playbook.bleu")
+           "forgeml.playbook.cnn_scratch", "forgeml.playbook.bleu", "forgeml.playbook.image_generation",
+           "forgeml.playbook.scale_out")
 
 
 @dataclass

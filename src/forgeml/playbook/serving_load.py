@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _get(port: int, path: str) -> tuple[int, str]:
+def http_get(port: int, path: str) -> tuple[int, str]:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
         data = b""
@@ -40,11 +40,13 @@ def _get(port: int, path: str) -> tuple[int, str]:
     return int(head.split()[1]), body.decode("utf-8", "replace")
 
 
-def start_server(run_dir: Path, max_batch: int, log: Path, timeout: float = 120) -> tuple[subprocess.Popen, int]:
-    """`forgeml serve RUN` on 127.0.0.1 and a free port, one inference thread; returns once /readyz answers 200."""
+def start_server(run_dir: Path, max_batch: int, log: Path, timeout: float = 120,
+                 workers: int = 1) -> tuple[subprocess.Popen, int]:
+    """`forgeml serve RUN` on 127.0.0.1 and a free port, one inference thread per worker process; returns once
+    /readyz answers 200."""
     port = free_port()
     cmd = [sys.executable, "-m", "forgeml.cli", "serve", f"{NAME}={run_dir}", "--host", "127.0.0.1", "--port", str(port),
-           "--max-batch", str(max_batch), "--threads", "1", "--precision", "fp32"]
+           "--max-batch", str(max_batch), "--threads", "1", "--precision", "fp32", "--workers", str(workers)]
     with open(log, "wb") as err:  # the child keeps its own copy of the handle
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
     deadline = time.time() + timeout
@@ -52,7 +54,7 @@ def start_server(run_dir: Path, max_batch: int, log: Path, timeout: float = 120)
         if proc.poll() is not None:
             raise RuntimeError(f"forgeml serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
         try:
-            if _get(port, "/readyz")[0] == 200:
+            if http_get(port, "/readyz")[0] == 200:
                 return proc, port
         except OSError:
             pass
@@ -73,7 +75,7 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 def batch_rows(port: int) -> tuple[float, float]:
     """The server's forgeml_batch_size histogram: (rows, ONNX Runtime calls) so far."""
-    text = _get(port, "/metrics")[1]
+    text = http_get(port, "/metrics")[1]
     got = {k: float(v) for k, v in re.findall(r'^forgeml_batch_size_(sum|count)\{model="' + NAME + r'"\} (\S+)$', text, re.M)}
     return got.get("sum", 0.0), got.get("count", 0.0)
 
@@ -130,6 +132,19 @@ def measure(run_dir: Path, max_batch: int, bodies: list[bytes], levels, seconds:
         return results
     finally:
         stop_server(proc)
+
+
+def served_model(fast: bool, out: Path) -> tuple:
+    """The entries' model, trained and exported (so no server start-up includes exporting), and one-row request
+    bodies drawn from its data: 600 (--fast) or 10,000."""
+    from forgeml import api
+    from forgeml.data.bundled import load_bundled
+
+    run = train(out, NAME, DATA, MODEL, train={"epochs": 2 if fast else 20, "threads": 1})
+    api.export(run.run_dir)
+    df, target = load_bundled("breast_cancer")
+    rows = df.drop(columns=[target]).sample(600 if fast else 10_000, replace=True, random_state=0).to_dict("records")
+    return run, [json.dumps({"instances": [r]}).encode() for r in rows]
 
 
 def _plot(path: Path, levels, results: dict[str, dict[int, dict]]) -> str:
@@ -197,15 +212,7 @@ def _plot(path: Path, levels, results: dict[str, dict[int, dict]]) -> str:
                    "每个请求里花在模型上的时间更多，对批处理更有利；更小的模型则相反。"},
 )
 def serving_under_load(fast: bool, out: Path) -> Evidence:
-    from forgeml import api
-    from forgeml.data.bundled import load_bundled
-
-    run = train(out, NAME, DATA, MODEL, train={"epochs": 2 if fast else 20, "threads": 1})
-    api.export(run.run_dir)
-    df, target = load_bundled("breast_cancer")
-    n = 600 if fast else 10_000
-    rows = df.drop(columns=[target]).sample(n, replace=True, random_state=0).to_dict("records")
-    bodies = [json.dumps({"instances": [r]}).encode() for r in rows]
+    run, bodies = served_model(fast, out)
     seconds = 2 if fast else 10
     results = {label: measure(run.run_dir, mb, bodies, LEVELS, seconds, out / f"server-{mb}.log")
                for label, mb in SETTINGS.items()}
