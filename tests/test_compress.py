@@ -178,6 +178,12 @@ def test_augment_needs_text(table_runs, capsys):
     assert "text features" in capsys.readouterr().err
 
 
+def test_a_negative_transfer_set_size_is_refused(table_runs, capsys):
+    assert cli("compress", str(table_runs["mlp"]), "--distill", "--student", "mlp", "--augment", "-1") == 2
+    err = capsys.readouterr().err
+    assert "--augment must be >= 0 copies, got -1" in err and "Traceback" not in err
+
+
 def test_compressing_again_keeps_earlier_variants(table_runs):
     run = table_runs["mlp"]
     assert cli("compress", str(run), "--quantize", "int8", "--calibration", "64", "-q") == 0

