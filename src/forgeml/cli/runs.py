@@ -105,6 +105,8 @@ def compress(
                           temperature=temperature, alpha=alpha, augment=augment, transfer=transfer, threads=threads,
                           tune=tune_distill)
     stdout().print(compression_table(result))
+    for warning in result.get("warnings", []):
+        typer.echo(f"warning: {warning}", err=True)
     run_dir = run_dir_of(run)
     typer.echo(f"wrote {run_dir / 'compression.json'}, {run_dir / 'plots' / 'compression.png'} and the report section", err=True)
 

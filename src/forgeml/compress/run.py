@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from forgeml import artifacts
+from forgeml.core import better
 from forgeml.compress.measure import speed
 from forgeml.errors import ConfigError, DataError
 
@@ -67,6 +68,20 @@ class CompressOptions:
 
 def _metric_name(task) -> str:
     return "accuracy" if "labels" in task.tags else task.primary_metric
+
+
+def weak_teacher(variants: list[dict], task) -> str | None:
+    """A warning when the teacher scores no better on test than the same student trained on the labels alone: a
+    student learns from a teacher only what the teacher knows beyond the labels (docs/compression.md, tweets)."""
+    by_name = {v["variant"]: v for v in variants}
+    metric = "test_" + _metric_name(task)
+    teacher, alone = by_name.get("fp32", {}).get(metric), by_name.get("labels-only", {}).get(metric)
+    if teacher is None or alone is None or better(metric, teacher, alone):
+        return None
+    return (f"the teacher ({_metric_name(task)} {teacher:.4f} on test) is no better than the student trained on the "
+            f"labels alone ({alone:.4f}): a student learns from its teacher only what the teacher knows beyond the "
+            "labels. Train a stronger teacher first, or keep the labels-only student (model.labels_only.onnx), which "
+            "is the same size.")
 
 
 def text_columns(features) -> list[str]:
@@ -185,6 +200,7 @@ def compress(run, options: CompressOptions, say: Callable[[str], None] = lambda 
 
     result = {"run": run_dir.name, "model": name, "task": task.name, "metric": _metric_name(task),
               "test_rows": len(splits.raw["test"]), "threads": torch.get_num_threads(), "variants": variants,
+              "warnings": [w for w in [weak_teacher(variants, task)] if w],
               "versions": artifacts.library_versions()}
     _write(run_dir, result, manifest)
     return result
