@@ -8,6 +8,7 @@ logistic-regression baseline (the run's own baseline) stands beside them. Sizes,
 
     .venv/bin/python benchmarks/distill_transfer.py [--data tweets|fine_foods] [--seeds 0 1 2]
                                                     [--labelled 1500] [--unlabelled 5000] [--tune]
+                                                    [--student SPEC] [--transfer-only] [--out FILE]
 
 ``--data``: a bundled text set (``tweets``: Android or iPhone; ``fine_foods``: a product review rated great or
 not). Each seed reshuffles which rows are labelled, the split, and every model's initialisation. ``--tune`` adds a
@@ -53,7 +54,8 @@ def one_seed(args, seed: int) -> dict:
                         quiet=True)
         acc["teacher (MiniLM-L6, fine-tuned)"] = run.metrics["test"]["accuracy"]
         acc["baseline (" + run.metrics["baseline"]["name"] + ")"] = run.metrics["baseline"]["test"]["accuracy"]
-        for label, extra in (("training rows only", {}), ("+ unlabelled", {"transfer": str(tmp / "unlabelled.csv")})):
+        passes = (("training rows only", {}), ("+ unlabelled", {"transfer": str(tmp / "unlabelled.csv")}))
+        for label, extra in passes[1:] if args.transfer_only else passes:
             result = api.compress(run.run_dir, quiet=True, distill=True, student=args.student,
                                   distill_epochs=args.student_epochs, **extra)
             by = {v["variant"]: v for v in result["variants"]}
@@ -111,6 +113,8 @@ def main() -> None:
     ap.add_argument("--teacher-epochs", type=int, default=3)
     ap.add_argument("--student-epochs", type=int, default=30)
     ap.add_argument("--student", default="text:hidden=32,embedding_dim=64")
+    ap.add_argument("--transfer-only", action="store_true", help="skip the distillation on the labelled training rows "
+                    "alone: two students per seed instead of four (the targets need only the pass with the unlabelled rows)")
     ap.add_argument("--tune", action="store_true", help="also choose T and alpha on validation (--tune-distill)")
     ap.add_argument("--out", default=None, help="default benchmarks/distill_transfer_<data>_results.json")
     args = ap.parse_args()
