@@ -26,19 +26,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
+from forgeml.playbook.scale_out import process_tree, rss_mb
 
 
 def _name(pid: int) -> str:
@@ -92,10 +80,10 @@ def main(argv=None) -> None:
                     pass
                 time.sleep(0.1)
             ready = time.perf_counter() - tic
-            workers = _children(server.pid)
+            workers = process_tree(server.pid)[1:]
             print(f"forgeml serve RUN --workers {args.workers}: /readyz 200 after {ready:.1f} s")
-            print(f"RSS: parent {_rss_mb(server.pid):.0f} MB; child processes: " +
-                  ", ".join(f"{_rss_mb(p):.0f} MB ({_name(p)})" for p in workers))
+            print(f"RSS: parent {rss_mb(server.pid):.0f} MB; child processes: " +
+                  ", ".join(f"{rss_mb(p):.0f} MB ({_name(p)})" for p in workers))
             row = {"student": "Yes", "balance": 1500, "income": 20000}
             with ThreadPoolExecutor(args.requests) as pool:
                 codes = list(pool.map(lambda _: _predict(f"{base}/v1/models/workers/predict", row), range(args.requests)))

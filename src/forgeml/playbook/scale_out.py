@@ -4,8 +4,9 @@ memory of every process, how the requests spread over the workers, throughput an
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-import subprocess
+import signal
 from pathlib import Path
 
 from forgeml.playbook import Evidence, entry
@@ -65,7 +66,10 @@ def measure(run_dir: Path, workers: int, bodies: list[bytes], seconds: float, lo
         stop_server(proc)
         for p in tree[1:]:  # a worker its supervisor failed to stop would keep the port and the memory
             if rss_mb(p):
-                subprocess.run(["kill", "-9", str(p)], check=False)
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except ProcessLookupError:  # it exited after all
+                    pass
 
 
 @entry(
