@@ -30,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table  # noqa: E402
 from serve_load import bodies_for, free_port, load, wait_ready  # noqa: E402
 
+from forgeml.processes import cpu_seconds  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
 VENVS = HERE.parent / ".bench-venvs"
@@ -50,23 +52,6 @@ def venv_python(peer: str) -> Path:
         subprocess.run([str(python), "-m", "pip", "install", "-q", *PINS[peer], f"onnxruntime=={onnxruntime.__version__}",
                         f"numpy=={numpy.__version__}"], check=True)
     return python
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and all its descendants (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                todo += [int(c) for c in children]
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-    return total
 
 
 def servers(run: Path, spec: dict, threads: int, peers: list[str]) -> dict:

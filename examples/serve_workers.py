@@ -26,7 +26,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from forgeml.playbook.scale_out import process_tree, rss_mb
+from forgeml.processes import process_tree, rss_mb
 
 
 def _name(pid: int) -> str:

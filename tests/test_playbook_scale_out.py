@@ -7,6 +7,7 @@ import re
 import pytest
 
 from forgeml.playbook import scale_out
+from forgeml.processes import process_tree, rss_mb
 
 
 def test_rows_are_one_and_two_workers_and_the_verdict_is_what_they_say(ran):
@@ -39,10 +40,10 @@ def test_the_process_tree_and_its_memory_are_read_from_proc():
 
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        tree = scale_out.process_tree(os.getpid())
+        tree = process_tree(os.getpid())
         assert tree[0] == os.getpid() and child.pid in tree
-        assert scale_out.rss_mb(os.getpid()) > 10
+        assert rss_mb(os.getpid()) > 10
     finally:
         child.kill()
         child.wait()
-    assert scale_out.rss_mb(child.pid) == 0.0  # gone: no error, no memory
+    assert rss_mb(child.pid) == 0.0  # gone: no error, no memory

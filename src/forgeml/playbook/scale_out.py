@@ -11,34 +11,11 @@ from pathlib import Path
 
 from forgeml.playbook import Evidence, entry
 from forgeml.playbook.serving_load import http_get, load, served_model, start_server, stop_server
+from forgeml.processes import process_tree, rss_mb
 
 WORKERS = (1, 2)
 CONCURRENCY = 32
 PREDICTS = re.compile(r'forgeml_requests_total\{[^}]*route="/v1/models/\{name\}/predict"[^}]*status="200"[^}]*\} (\S+)')
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its descendants (Linux /proc)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            for task in Path(f"/proc/{p}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:  # exited meanwhile
-            pass
-    return out
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def served_by_each(port: int, scrapes: int = 24) -> list[float]:
