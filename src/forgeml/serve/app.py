@@ -6,7 +6,8 @@ Each served model has its own routes, ``/v1/models/NAME/predict`` (its default v
 ``/v1/models/NAME/versions/V/predict`` (and ``.../explain``), whose request and response models are built from its
 run's signature (forgeml.serve.schemas), so /docs shows that model's own fields. The generic
 ``/v1/models/{name}/...`` routes answer the same for clients that take the name as a parameter; the schema leaves them
-out and lists each model's own.
+out and lists each model's own. A served model's predict and v2 infer paths are answered by the predict lane
+(forgeml.serve.lane) with the same handlers, without FastAPI's per-request machinery.
 
 Every failure a client can cause is a 4xx with an ErrorBody: 400 unreadable JSON, 401 missing/wrong API key, 404
 unknown model, 413 body too large, 422 a value the model cannot take (the message names the row and field).
@@ -24,12 +25,14 @@ from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.datastructures import Headers
 
 from forgeml.errors import ForgeMLError
 from forgeml.features.records import InputError
 from forgeml.serve import schemas
 from forgeml.serve.batching import Batcher
 from forgeml.serve.metrics import Metrics
+from forgeml.serve.lane import PredictLane
 from forgeml.serve.middleware import BodyLimit, Measure, error
 from forgeml.serve.registry import OutputError
 
@@ -81,8 +84,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         bearer = HTTPBearer(auto_error=False, description="the server's API key as a bearer token")
 
         def authorized(request: Request, _key=Security(key_header), _token=Security(bearer)) -> None:
-            given = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not given or not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+            if not _key_matches(request.headers, settings.api_key):
                 raise _Unauthorized
 
         auth, auth_errors = [Depends(authorized)], (401,)
@@ -105,12 +107,12 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         model = registry.get(name, version)
         return (model, None) if model is not None else (None, error(404, registry.missing(name, version)))
 
-    async def _instances(request: Request, limit: int, optional: tuple[str, ...] = ()):
+    def _instances(raw: bytes, limit: int, optional: tuple[str, ...] = ()):
         """(the JSON body, None), or (None, a 400/422 saying what is wrong with it). The body is parsed by hand
         so that deeply nested or non-finite JSON gets a 4xx instead of an exception."""
         shape = "{\"instances\": [{feature: value, ...}, ...]" + "".join(f", \"{k}\": ..." for k in optional) + "}"
         try:
-            body = json.loads(await request.body())
+            body = json.loads(raw)
         except (ValueError, RecursionError):
             return None, error(400, f"the body is not valid JSON (expected {shape})")
         if not isinstance(body, dict) or not isinstance(body.get("instances"), list) or set(body) - {"instances", *optional}:
@@ -126,13 +128,15 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         where = f"instances[{exc.row}]" + (f".{exc.field}" if exc.field else "") if exc.row is not None else "instances"
         return error(422, f"{where}: {exc}", field=exc.field, row=exc.row)
 
-    async def _predict_with(model, request: Request):
+    async def _predicted(model, read_body):
+        """The answer of a predict route (from FastAPI's routes and the predict lane, forgeml.serve.lane):
+        ``read_body()`` gives the request's body."""
         if model.route != "predict":
             return error(409, model.elsewhere("predict"))
         batcher = batchers[(model.name, model.version)]
         batcher.arriving += 1  # from here until queued: the batcher may wait (up to max_wait_ms) for this request
         try:
-            body, problem = await _instances(request, settings.max_instances)
+            body, problem = _instances(await read_body(), settings.max_instances)
             if problem:
                 return problem
             try:
@@ -149,6 +153,9 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         # a JSONResponse, not a dict: the response model documents the shape, re-validating it per request is waste
         return JSONResponse({"model": model.name, "version": model.version, **fields})
 
+    async def _predict_with(model, request: Request):
+        return await _predicted(model, request.body)
+
     async def _predict(name: str, version: Optional[str], request: Request):
         model, problem = _lookup(name, version)
         return problem or await _predict_with(model, request)
@@ -162,7 +169,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
 
         if model.route != "predict":
             return error(409, model.elsewhere("explain"))
-        body, problem = await _instances(request, EXPLAIN_MAX, optional=("method",))
+        body, problem = _instances(await request.body(), EXPLAIN_MAX, optional=("method",))
         if problem:
             return problem
         rows = body["instances"]
@@ -203,7 +210,7 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
         return await _answer_with(model, request)
 
     # ----- each served model's own routes, documented with its request and response models
-    request_models = []
+    request_models, lane = [], {}  # each predict and infer path -> its FastAPI route, path parameters, answer
     posted = schemas.errors(400, *auth_errors, 413, 422)
     for m in registry.all():
         if m.route != "predict":
@@ -220,7 +227,8 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
                               response_model=s.predict_response, responses=posted, tags=[m.name],
                               openapi_extra=schemas.body_doc(s.predict_request), summary=f"Predict with {what}",
                               operation_id=schemas.component_name(m.name, m.version, "predict" + op))
-            _label(app, f"{generic}/predict", m.name)
+            lane[f"{prefix}/predict"] = (_label(app, f"{generic}/predict", m.name), {},
+                                         lambda scope, read_body, m=m: _predicted(m, read_body))
             app.add_api_route(f"{prefix}/explain", _bound(_explain_with, m), methods=["POST"], dependencies=auth,
                               response_model=schemas.ExplainResponse, responses={**posted, **schemas.errors(409, 501)},
                               tags=[m.name], openapi_extra=schemas.body_doc(s.explain_request),
@@ -281,8 +289,8 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
 
     from forgeml.serve import v2
 
-    v2.add_routes(app, registry, batchers, auth, settings,
-                  ready=lambda: state["ready"] and all(b.running for b in batchers.values()))
+    lane.update(v2.add_routes(app, registry, batchers, auth, settings,
+                              ready=lambda: state["ready"] and all(b.running for b in batchers.values())))
 
     class Prometheus(Response):
         media_type = metrics.content_type
@@ -313,6 +321,9 @@ def create_app(registry, settings: Optional[ServeSettings] = None) -> FastAPI:
     app.openapi = openapi
     if settings.max_body_bytes:
         app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    key = settings.api_key
+    app.add_middleware(PredictLane, routes=lane, limit=settings.max_body_bytes,
+                       authorized=(lambda raw: _key_matches(Headers(raw=raw), key)) if key else None)
     app.add_middleware(Measure, metrics=metrics, models=set(registry.models))
     return app
 
@@ -341,10 +352,17 @@ def _own_routes(app: FastAPI, m, default: bool, handler, auth: list, posted: dic
         _label(app, f"{generic}/{m.route}", m.name)
 
 
-def _label(app: FastAPI, template: str, model: str) -> None:
-    """Metrics count the route just added under the generic route's template and the model's name."""
+def _label(app: FastAPI, template: str, model: str):
+    """Metrics count the route just added under the generic route's template and the model's name; the route."""
     route = app.router.routes[-1]
     route.metric_route, route.metric_model = template, model
+    return route
+
+
+def _key_matches(headers: Headers, key: str) -> bool:
+    """Whether the request sends the server's API key, as 'X-API-Key: KEY' or 'Authorization: Bearer KEY'."""
+    given = headers.get("x-api-key") or headers.get("authorization", "").removeprefix("Bearer ").strip()
+    return bool(given) and hmac.compare_digest(given.encode(), key.encode())
 
 
 class _Unauthorized(Exception):

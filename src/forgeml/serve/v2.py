@@ -15,6 +15,7 @@ from typing import Any, Optional
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 
 from forgeml import __version__
 from forgeml.features.records import InputError, printable
@@ -112,8 +113,9 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 # ------------------------------------------------------------------------------------------------ routes
-def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, ready) -> None:
-    """Add the v2 routes; ``ready()`` says whether the server is ready."""
+def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, ready) -> dict:
+    """Add the v2 routes; ``ready()`` says whether the server is ready. Returns the predict lane's entries for the
+    served models' infer paths (forgeml.serve.lane)."""
     tags = ["v2 (Open Inference Protocol)"]
 
     def lookup(name: str, version: Optional[str]):
@@ -142,13 +144,15 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
 
     async def infer(name: str, version: Optional[str], request: Request):
         model, problem = lookup(name, version)
-        if problem:
-            return problem
+        return problem or await infer_with(model, request.body, request.headers.get(HEADER_LENGTH))
+
+    async def infer_with(model, read_body, header_length: Optional[str]):
+        """The answer of an infer route (from FastAPI's routes and the predict lane, forgeml.serve.lane)."""
         batcher = batchers[(model.name, model.version)]
         batcher.arriving += 1  # until queued: the batcher may wait for this request (as for v1)
         try:
             try:
-                body, blob = tensors.parse(await request.body(), request.headers.get(HEADER_LENGTH))
+                body, blob = tensors.parse(await read_body(), header_length)
                 rows = tensors.instances(body, blob, model.signature, settings.max_instances)
                 feed = model.feed(rows)
             except TensorError as exc:
@@ -188,6 +192,7 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
     async def server_ready():
         return {"ready": True} if ready() else error(400, "the server is starting or stopping")
 
+    lane = {}
     for path, version_param in (("/v2/models/{name}", False), ("/v2/models/{name}/versions/{version}", True)):
         _route(app, path, "GET", metadata, version_param, auth, tags, "Model metadata: its input and output tensors",
                response_model=V2ModelMetadata, responses=_errors(404))
@@ -195,6 +200,13 @@ def add_routes(app: FastAPI, registry, batchers: dict, auth: list, settings, rea
                response_model=V2ModelReady, responses=_errors(400, 404))
         _route(app, path + "/infer", "POST", infer, version_param, auth, tags, "Inference with typed tensors",
                responses=INFER_ANSWER, openapi_extra=INFER_BODY, with_request=True)
+        route = app.router.routes[-1]
+        for m in registry.graphs():
+            if version_param or registry.default[m.name] == m.version:
+                params = {"name": m.name, **({"version": m.version} if version_param else {})}
+                lane[path.format(**params) + "/infer"] = (
+                    route, params, lambda scope, read_body, m=m: infer_with(m, read_body, Headers(scope=scope).get(HEADER_LENGTH)))
+    return lane
 
 
 def _route(app: FastAPI, path: str, method: str, handler, version_param: bool, auth, tags, summary: str,
