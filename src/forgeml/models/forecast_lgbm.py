@@ -18,6 +18,7 @@ from pydantic import Field
 
 from forgeml.config.base import Strict
 from forgeml.models import LEARNERS
+from forgeml.models.forecast_covariates import context_inputs, covariate_meta, gather, window_inputs
 from forgeml.models.forecast_windows import Windows, context_windows, lags_for, training_windows
 from forgeml.models.forecasters import Context, Forecaster
 
@@ -42,11 +43,12 @@ class LightGBMForecastParams(Strict):
 def _season_back(w: Windows, histories: list[np.ndarray], step: int, season: int) -> np.ndarray:
     """The value one season (or the fewest whole seasons) before origin + step, for each window, in its scale."""
     back = season * int(np.ceil(step / season)) if season > 1 else step
-    return _gather(histories, w.series, w.origin + step - 1 - back) / w.scale
+    return gather(histories, w.series, w.origin + step - 1 - back) / w.scale
 
 
-def _rows(w: Windows, histories, times_at, known_at, past_at, static_codes, horizon: int, season: int, freq: str):
-    """The feature matrix of every (window, step): [n * horizon, width], window-major."""
+def _rows(w: Windows, histories, times_at, given: dict, horizon: int, season: int, freq: str):
+    """The feature matrix of every (window, step): [n * horizon, width], window-major; ``given``: the windows'
+    covariates (forgeml.models.forecast_covariates)."""
     from forgeml.features.series import calendar
 
     n = len(w.origin)
@@ -56,12 +58,12 @@ def _rows(w: Windows, histories, times_at, known_at, past_at, static_codes, hori
     for k in range(1, horizon + 1):
         cols = [w.x, _season_back(w, histories, k, season)[:, None], summary, np.full((n, 1), k),
                 calendar(times_at(k), freq)]
-        if known_at is not None:
-            cols.append(known_at(k))
-        if past_at is not None:
-            cols.append(past_at)
-        if static_codes is not None:
-            cols.append(static_codes)
+        if "known" in given:
+            cols.append(given["known"][:, k - 1])
+        if "past" in given:
+            cols.append(given["past"])
+        if "static" in given:
+            cols.append(given["static"])
         blocks.append(np.concatenate(cols, axis=1))
     return np.stack(blocks, axis=1).reshape(n * horizon, -1).astype(np.float32)
 
@@ -77,10 +79,8 @@ class LightGBMForecaster(Forecaster):
 
         lags = lags_for(panel.season, horizon, params.lags)
         w = training_windows(panel, horizon, lags, min(params.max_windows, max(100, params.max_rows // horizon)))
-        statics = {c: sorted({str(s.static.get(c)) for s in panel.series}) for c in panel.static}
-        meta = {"lags": lags, "season": panel.season, "freq": panel.freq, "known": panel.known, "past": panel.past,
-                "static": statics, "horizon": horizon}
-        x = self._features(meta, w, [s.values for s in panel.series], panel.series, horizon, training=True)
+        meta = {"lags": lags, "season": panel.season, "freq": panel.freq, **covariate_meta(panel), "horizon": horizon}
+        x = self._features(meta, w, [s.values for s in panel.series], panel, horizon, training=True)
         y = w.y.reshape(-1)
         ok = np.isfinite(y)
         booster = lgb.train({"objective": params.objective, "learning_rate": params.learning_rate,
@@ -95,31 +95,23 @@ class LightGBMForecaster(Forecaster):
     def _categorical(meta: dict, width: int) -> list[int]:
         return list(range(width - len(meta["static"]), width)) if meta["static"] else []
 
-    def _features(self, meta: dict, w: Windows, histories, sources, horizon: int, training: bool) -> np.ndarray:
-        """``sources``: the panel's Series (training: times and covariates at every point) or the Contexts."""
+    def _features(self, meta: dict, w: Windows, histories, source, horizon: int, training: bool) -> np.ndarray:
+        """``source``: the panel (training: times and covariates at every point) or the Contexts."""
         import pandas as pd
 
-        freq, known, past = meta["freq"], meta["known"], meta["past"]
+        freq = meta["freq"]
         # times as nanoseconds, which pd.DatetimeIndex reads back (pandas 3 parses times in microseconds: their asi8
         # read as nanoseconds would put every time in January 1970 and the calendar would be constant)
-        if training:  # each series' times continued past its end, and its covariates, as arrays
+        if training:  # each series' times continued past its end
             stamps = [pd.date_range(s.times[0], periods=len(s.times) + horizon, freq=freq).as_unit("ns").asi8
-                      for s in sources]
-            times_at = lambda k: pd.DatetimeIndex(_gather(stamps, w.series, w.origin + k - 1))  # noqa: E731
-            covs = [_matrix(s.covariates, known + past) for s in sources]
-            known_at = (lambda k: _gather(covs, w.series, w.origin + k - 1)[:, :len(known)]) if known else None
-            past_at = _gather(covs, w.series, w.origin - 1)[:, len(known):] if past else None
+                      for s in source.series]
+            times_at = lambda k: pd.DatetimeIndex(gather(stamps, w.series, w.origin + k - 1))  # noqa: E731
+            given = window_inputs(meta, source, w, horizon)
         else:
-            stamps = [pd.DatetimeIndex(c.future).as_unit("ns").asi8 for c in sources]
-            times_at = lambda k: pd.DatetimeIndex(_gather(stamps, w.series, np.full(len(w.series), k - 1)))  # noqa: E731
-            future = [_matrix(c.future_known, known) for c in sources]
-            known_at = (lambda k: _gather(future, w.series, np.full(len(w.series), k - 1))) if known else None
-            history = [_matrix(c.covariates, past) for c in sources]
-            past_at = _gather(history, w.series, w.origin - 1) if past else None
-        codes = None
-        if meta["static"]:
-            codes = np.array([[_code(meta["static"][c], sources[i].static.get(c)) for c in meta["static"]] for i in w.series])
-        return _rows(w, histories, times_at, known_at, past_at, codes, horizon, meta["season"], freq)
+            stamps = [pd.DatetimeIndex(c.future).as_unit("ns").asi8 for c in source]
+            times_at = lambda k: pd.DatetimeIndex(gather(stamps, w.series, np.full(len(w.series), k - 1)))  # noqa: E731
+            given = context_inputs(meta, source, horizon)
+        return _rows(w, histories, times_at, given, horizon, meta["season"], freq)
 
     def forecast(self, model, contexts: list[Context], horizon: int) -> np.ndarray:
         meta = model["meta"]
@@ -150,47 +142,16 @@ class LightGBMForecaster(Forecaster):
 
 def graph_inputs(meta: dict, contexts: list[Context], horizon: int) -> dict[str, np.ndarray]:
     """The inputs besides the history that the exported graph reads (forecast_lgbm_onnx), for the Contexts predict
-    makes, as ``_features`` reads them: the calendar of each future time and the known covariates there [N, H, .],
-    the past covariates at the history's last time [N, P], the static columns' level codes [N, S]."""
+    makes, as ``_features`` reads them: the calendar of each future time [N, H, C] and the covariates
+    (forgeml.models.forecast_covariates)."""
     from forgeml.features.series import calendar
 
     steps = np.arange(horizon)
-    at = lambda rows, i: rows[np.clip(i, 0, len(rows) - 1)]  # noqa: E731  (as _gather clips)
-    out = {"calendar": np.stack([calendar(at(c.future, steps), meta["freq"]) for c in contexts])}
-    if meta["known"]:
-        out["known"] = np.stack([at(_matrix(c.future_known, meta["known"]), steps) for c in contexts])
-    if meta["past"]:
-        out["past"] = np.stack([at(_matrix(c.covariates, meta["past"]), len(c.history) - 1) for c in contexts])
-    if meta["static"]:
-        out["static"] = np.array([[_code(levels, c.static.get(col)) for col, levels in meta["static"].items()]
-                                  for c in contexts])
-    return {k: v.astype(np.float32) for k, v in out.items()}
+    cal = np.stack([calendar(c.future[np.clip(steps, 0, len(c.future) - 1)], meta["freq"]) for c in contexts])
+    return {"calendar": cal.astype(np.float32), **context_inputs(meta, contexts, horizon)}
 
 
 def _threads() -> int:
     from forgeml.cpus import usable_cpus
 
     return usable_cpus()
-
-
-def _matrix(frame, columns: list[str]) -> np.ndarray:
-    if frame is None or not columns or len(frame) == 0:
-        return np.full((1, len(columns)), np.nan)
-    return frame[columns].to_numpy(dtype=np.float64)
-
-
-def _gather(arrays: list[np.ndarray], series: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """arrays[series[j]][positions[j]] for every j, positions clipped to each array (a covariate past its end keeps
-    its last value)."""
-    out = np.empty((len(series),) + arrays[0].shape[1:], dtype=arrays[0].dtype)
-    for i in np.unique(series):
-        rows = series == i
-        out[rows] = arrays[i][np.clip(positions[rows], 0, len(arrays[i]) - 1)]
-    return out
-
-
-def _code(levels: list[str], value) -> float:
-    try:
-        return float(levels.index(str(value)))
-    except ValueError:
-        return np.nan

@@ -61,6 +61,7 @@ class GraphFeatures:
 
     def __init__(self, booster, meta: dict, horizon: int):
         from forgeml.features.series import calendar_columns
+        from forgeml.models.forecast_covariates import input_specs
 
         self.booster, self.meta, self.horizon = booster, meta, horizon
         h, freq = horizon, meta["freq"]
@@ -68,20 +69,7 @@ class GraphFeatures:
                         "columns": calendar_columns(freq),
                         "how": f"the calendar of each of the next {h} times (the {freq} steps after the history's "
                                "last), as forgeml.features.series.calendar(times, freq) gives it"}]
-        if meta["known"]:
-            self.inputs.append({"name": "known", "dtype": "float32", "shape": ["series", h, len(meta["known"])],
-                                "columns": list(meta["known"]),
-                                "how": f"the known covariates' values at each of the next {h} times"})
-        if meta["past"]:
-            self.inputs.append({"name": "past", "dtype": "float32", "shape": ["series", len(meta["past"])],
-                                "columns": list(meta["past"]),
-                                "how": "the past covariates' values at the history's last time"})
-        if meta["static"]:
-            listed = "; ".join(f"{c}: {', '.join(v[:8])}{' ...' if len(v) > 8 else ''}" for c, v in meta["static"].items())
-            self.inputs.append({"name": "static", "dtype": "float32", "shape": ["series", len(meta["static"])],
-                                "columns": list(meta["static"]), "levels": meta["static"],
-                                "how": "each static column's level code: the index of the series' value (as text) in "
-                                       f"that column's sorted levels (levels; {listed}), NaN for a level not listed"})
+        self.inputs += input_specs(meta, h)
         self.width = int(meta["lags"]) + 5 + sum(i["shape"][-1] for i in self.inputs)
 
     @property

@@ -12,25 +12,24 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from forgeml.config.base import Strict
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import NetForecaster, seasonal_positions
+from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
 
 
-class LSTMForecastParams(Strict):
+class LSTMForecastParams(WindowNetParams):
     """An LSTM over lag windows of every series."""
 
     name: Literal["lstm"] = "lstm"
-    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
     hidden: int = Field(64, ge=4, description="LSTM state size")
     layers: int = Field(1, ge=1)
-    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
 
 
 class WindowLSTM(nn.Module):
-    def __init__(self, lags: int, horizon: int, season: int, hidden: int, layers: int):
+    def __init__(self, lags: int, horizon: int, season: int, hidden: int, layers: int,
+                 covariates: Optional[Covariates] = None):
         super().__init__()
         self.lstm = nn.LSTM(3, hidden, num_layers=layers, batch_first=True)
+        self.covariates = covariates  # adds its step-by-step correction
         self.head = nn.Linear(hidden, horizon)
         self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
         phase = 2 * math.pi * torch.arange(lags, dtype=torch.float32) / max(season, 1)
@@ -44,7 +43,8 @@ class WindowLSTM(nn.Module):
         steps = torch.cat([(x - 1).unsqueeze(-1), phase], dim=-1)  # level 1 -> 0
         zeros = torch.zeros_like(steps[:, :1, :1]).permute(1, 0, 2).expand(self.lstm.num_layers, -1, self.lstm.hidden_size)
         out, _ = self.lstm(steps, (zeros.contiguous(), zeros.contiguous()))
-        return x[:, self.naive] + self.head(out[:, -1])
+        forecast = x[:, self.naive] + self.head(out[:, -1])
+        return forecast if self.covariates is None else forecast + self.covariates(batch)
 
 
 @LEARNERS.register("lstm", tags={"forecaster", "global", "many_series"})
@@ -54,4 +54,4 @@ class LSTMForecaster(NetForecaster):
 
     @staticmethod
     def network(meta: dict) -> WindowLSTM:
-        return WindowLSTM(meta["lags"], meta["horizon"], meta["season"], meta["hidden"], meta["layers"])
+        return WindowLSTM(meta["lags"], meta["horizon"], meta["season"], meta["hidden"], meta["layers"], covariates_of(meta))

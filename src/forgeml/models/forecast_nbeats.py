@@ -1,6 +1,7 @@
 """An N-BEATS-style global network (Oreshkin et al. 2020, the generic architecture): a stack of fully connected
 blocks, each reading what the blocks before it left unexplained of the window (its backcast is subtracted) and adding
-its part of the forecast. Trained and saved as forecasting's networks are (forgeml.models.forecast_nets)."""
+its part of the forecast. With covariates, their step-by-step correction is added (forgeml.models.forecast_nets.
+Covariates). Trained and saved as forecasting's networks are (forgeml.models.forecast_nets)."""
 from __future__ import annotations
 
 from typing import Literal, Optional
@@ -9,26 +10,24 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from forgeml.config.base import Strict
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import NetForecaster, seasonal_positions
+from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
 
 
-class NBeatsParams(Strict):
+class NBeatsParams(WindowNetParams):
     """N-BEATS (generic blocks) on lag windows of every series."""
 
     name: Literal["nbeats"] = "nbeats"
-    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
     blocks: int = Field(3, ge=1)
     width: int = Field(256, ge=8)
     layers: int = Field(2, ge=1, description="hidden layers per block")
-    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
 
 
 class NBeats(nn.Module):
-    def __init__(self, lags: int, horizon: int, season: int, blocks: int, width: int, layers: int):
+    def __init__(self, lags: int, horizon: int, season: int, blocks: int, width: int, layers: int,
+                 covariates: Optional[Covariates] = None):
         super().__init__()
-        self.lags, self.horizon = lags, horizon
+        self.lags, self.horizon, self.covariates = lags, horizon, covariates
 
         def block():
             dims = [lags] + [width] * layers
@@ -45,7 +44,7 @@ class NBeats(nn.Module):
             out = block(residual)
             residual = residual - out[:, :self.lags]
             forecast = forecast + out[:, self.lags:]
-        return forecast
+        return forecast if self.covariates is None else forecast + self.covariates(batch)
 
 
 @LEARNERS.register("nbeats", tags={"forecaster", "global", "many_series"})
@@ -55,4 +54,5 @@ class NBeatsForecaster(NetForecaster):
 
     @staticmethod
     def network(meta: dict) -> NBeats:
-        return NBeats(meta["lags"], meta["horizon"], meta["season"], meta["blocks"], meta["width"], meta["layers"])
+        return NBeats(meta["lags"], meta["horizon"], meta["season"], meta["blocks"], meta["width"], meta["layers"],
+                      covariates_of(meta))

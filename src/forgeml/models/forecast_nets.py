@@ -5,21 +5,121 @@ already forecasts like seasonal naive).
 
 forgeml's loop trains them (optimizer, schedule, early stopping, precision, threads as in every torch run) on
 windows of every series, validated on each series' latest windows; the weights and a JSON of the network's shape are
-saved (safetensors, no pickle). They read the window only (no covariates).
+saved (safetensors, no pickle).
+
+Beside the window they read the run's covariates (``covariates: true``, the default, when the run has some): the
+known covariates at each point to forecast, the past-only ones at the origin, and the static columns one-hot. A small
+network shared by every step turns them into a correction of that step's forecast (``Covariates``). Known and past
+values are standardized with the training windows' mean and spread; a missing value reads as the mean (0).
+
+Why a step-by-step correction and not the covariates concatenated to the window (N-BEATSx's way): on daily stores
+with a known promotion (tests/conftest.py's promo_panel, 30 epochs) N-BEATS' test MASE was 0.418 with the step
+correction, 0.505 with the concatenation and 0.758 without covariates; the LSTM's 0.618, 0.998 and 0.897. The
+calendar of each step as one more input made both worse (N-BEATS 0.526 on the stores; on elecdemand 0.703 against
+0.606 without it) and is not read.
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
+from pydantic import Field
+from torch import nn
 
+from forgeml.config.base import Strict
 from forgeml.core import Task
+from forgeml.models.forecast_covariates import context_inputs, covariate_meta, input_specs, window_inputs
 from forgeml.models.forecast_windows import context_windows, lags_for, training_windows
 from forgeml.models.forecasters import Context, Forecaster
 
 WEIGHTS, META = "forecaster.safetensors", "forecaster.json"
+
+
+class WindowNetParams(Strict):
+    """What every window network takes (each adds its shape and its ``name``)."""
+
+    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
+    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
+    covariates: bool = Field(True, description="read the run's known, past and static covariates beside the window "
+                                               "(when it has some)")
+
+
+NO_COVARIATES = {"known": [], "past": [], "static": {}}
+
+
+class Covariates(nn.Module):
+    """What the covariates add to a network's forecast, step by step: one small network, shared by every step k,
+    reads the known covariates at k, the past ones at the origin (standardized; missing -> 0) and each static
+    column one-hot (an unseen level: all zeros), and gives a correction to step k's forecast (in the window's scale,
+    so a covariate's effect scales with the series' level, as a promotion's lift does). Its last layer starts at
+    zero: an untrained network forecasts as it would without covariates. ``meta``:
+    forgeml.models.forecast_covariates.covariate_meta plus the training means and spreads (``known_mean``,
+    ``known_std``, ``past_mean``, ``past_std``)."""
+
+    def __init__(self, meta: dict, horizon: int, hidden: int = 32):
+        super().__init__()
+        self.known, self.past, self.horizon = len(meta["known"]), len(meta["past"]), horizon
+        for kind in ("known", "past"):
+            if meta[kind]:
+                self.register_buffer(f"{kind}_mean", torch.tensor(meta[f"{kind}_mean"], dtype=torch.float32))
+                self.register_buffer(f"{kind}_std", torch.tensor(meta[f"{kind}_std"], dtype=torch.float32))
+        self.levels = [len(levels) for levels in meta["static"].values()]
+        self.register_buffer("codes", torch.arange(max(self.levels, default=0), dtype=torch.float32), persistent=False)
+        width = self.known + self.past + sum(self.levels)
+        self.effect = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.effect[-1].weight)
+        nn.init.zeros_(self.effect[-1].bias)
+
+    @staticmethod
+    def _standard(x, mean, std):
+        z = (x - mean) / std
+        return torch.where(torch.isnan(z), torch.zeros_like(z), z)
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        """[N, H]: each step's correction."""
+        steps = []  # [N, H, .] parts
+        if self.known:
+            steps.append(self._standard(batch["known"], self.known_mean, self.known_std))
+        once = []  # [N, .] parts, the same at every step
+        if self.past:
+            once.append(self._standard(batch["past"], self.past_mean, self.past_std))
+        for j, n in enumerate(self.levels):
+            once.append((batch["static"][:, j:j + 1] == self.codes[:n]).to(torch.float32))
+        if once:
+            flat = torch.cat(once, dim=1)
+            # broadcast by adding zeros shaped from the input: expand(N, H, .) would fix N in torch.export
+            steps.append(flat[:, None, :] + torch.zeros(self.horizon, 1, device=flat.device))
+        return self.effect(torch.cat(steps, dim=2)).squeeze(-1)
+
+
+def attributes(meta: dict, n_series: int) -> dict:
+    """``meta`` without the static columns that name each series apart (a level per series: an identity, not an
+    attribute). One-hot, such a column gives every series its own bias, which no new series can use: on fpp3's
+    us_employment (148 series, each its own Title) it moved N-BEATS' test MASE from 0.347 to 0.390 and the LSTM's
+    from 0.362 to 0.375. LightGBM still reads it, as a categorical feature."""
+    static = {c: levels for c, levels in meta["static"].items() if not (n_series > 1 and len(levels) == n_series)}
+    return {**meta, "static": static}
+
+
+def covariates_of(meta: dict) -> Optional[Covariates]:
+    """The network's covariate reader, from its saved shape (None when it reads none: runs before covariates, too)."""
+    cov = meta.get("covariates", NO_COVARIATES)
+    return Covariates(cov, meta["horizon"]) if cov["known"] or cov["past"] or cov["static"] else None
+
+
+def covariate_stats(meta: dict, given: dict[str, np.ndarray]) -> dict:
+    """``meta`` with the mean and spread of the known and past covariates over the training windows."""
+    out = dict(meta)
+    for kind, axes in (("known", (0, 1)), ("past", (0,))):
+        if meta[kind]:
+            with np.errstate(all="ignore"):
+                mean = np.nan_to_num(np.nanmean(given[kind], axis=axes))
+                std = np.nan_to_num(np.nanstd(given[kind], axis=axes))
+            out[f"{kind}_mean"], out[f"{kind}_std"] = mean.tolist(), np.where(std > 1e-8, std, 1.0).tolist()
+    return out
 
 
 def seasonal_positions(lags: int, horizon: int, season: int) -> torch.Tensor:
@@ -90,13 +190,17 @@ class NetForecaster(Forecaster):
         if latest.all() or not latest.any():
             latest[:] = False
             latest[-max(1, len(latest) // 10):] = True
-        meta = {"lags": lags, "horizon": horizon, "season": panel.season,
+        cov = attributes(covariate_meta(panel), len(panel.series)) if params.covariates else NO_COVARIATES
+        given = window_inputs(cov, panel, w, horizon)
+        meta = {"lags": lags, "horizon": horizon, "season": panel.season, "covariates": covariate_stats(cov, given),
                 **{k: getattr(params, k) for k in self.shape_keys}}
         torch.manual_seed(seed)
         net = self.network(meta)
         # windows are small rows: a batch of 64 (the default for tables) makes an epoch needlessly slow
         cfg = train.model_copy(update={"seed": seed, "batch_size": 256 if train.batch_size == 64 else train.batch_size})
-        info = loop(net, WindowLoss(), {"window": w.x[~latest]}, w.y[~latest], {"window": w.x[latest]}, w.y[latest], cfg)
+        x = {"window": w.x, **given}
+        info = loop(net, WindowLoss(), {k: v[~latest] for k, v in x.items()}, w.y[~latest],
+                    {k: v[latest] for k, v in x.items()}, w.y[latest], cfg)
         net.eval()
         return {"net": net, "meta": meta, "history": info.history}
 
@@ -105,11 +209,19 @@ class NetForecaster(Forecaster):
 
         if not contexts:
             return np.zeros((0, horizon))
-        w = context_windows(contexts, model["meta"]["lags"])
-        return predict_raw(model["net"], {"window": w.x}) * w.scale[:, None]
+        meta = model["meta"]
+        w = context_windows(contexts, meta["lags"])
+        given = context_inputs(meta.get("covariates", NO_COVARIATES), contexts, horizon)
+        return predict_raw(model["net"], {"window": w.x, **given}) * w.scale[:, None]
 
     def window_network(self, model):
         return model["net"], model["meta"]["lags"]
+
+    def window_inputs(self, model, horizon: int) -> list[dict]:
+        return input_specs(model["meta"].get("covariates", NO_COVARIATES), horizon)
+
+    def window_feeds(self, model, contexts: list[Context], horizon: int) -> dict:
+        return context_inputs(model["meta"].get("covariates", NO_COVARIATES), contexts, horizon)
 
     def save(self, model, folder) -> None:
         from forgeml import artifacts

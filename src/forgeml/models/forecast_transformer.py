@@ -12,26 +12,25 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from forgeml.config.base import Strict
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import NetForecaster, seasonal_positions
+from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
 
 
-class TransformerForecastParams(Strict):
+class TransformerForecastParams(WindowNetParams):
     """A transformer encoder over lag windows of every series."""
 
     name: Literal["transformer"] = "transformer"
-    lags: Optional[int] = Field(None, ge=2, description="window length (default: two seasons or two horizons, at least 8)")
     d_model: int = Field(32, ge=4, description="token width")
     heads: int = Field(4, ge=1, description="attention heads (lowered to a divisor of d_model)")
     layers: int = Field(2, ge=1)
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
-    max_windows: int = Field(20000, ge=100, description="origins sampled (strided, latest kept) across all series")
 
 
 class WindowTransformer(nn.Module):
-    def __init__(self, lags: int, horizon: int, season: int, d_model: int, heads: int, layers: int, dropout: float):
+    def __init__(self, lags: int, horizon: int, season: int, d_model: int, heads: int, layers: int, dropout: float,
+                 covariates: Optional[Covariates] = None):
         super().__init__()
+        self.covariates = covariates  # adds its step-by-step correction
         self.embed = nn.Linear(3, d_model)
         self.pos = nn.Parameter(0.02 * torch.randn(lags, d_model))
         # torch.onnx's dynamo exporter traces the plain ops (attention, LayerNorm, ReLU), not the eval-mode fused
@@ -56,7 +55,8 @@ class WindowTransformer(nn.Module):
         steps = torch.cat([(x - 1).unsqueeze(-1), self.phase.expand(x.shape[0], -1, -1)], dim=-1)  # level 1 -> 0
         # x.shape[0], not len(x): len() makes torch.export fix the batch size
         out = self.encoder(self.embed(steps) + self.pos)
-        return x[:, self.naive] + self.head(out[:, -1])
+        forecast = x[:, self.naive] + self.head(out[:, -1])
+        return forecast if self.covariates is None else forecast + self.covariates(batch)
 
 
 # opt_in: model auto leaves it out (another network to train in every run, and on AirPassengers its test MASE, 1.28,
@@ -69,4 +69,4 @@ class TransformerForecaster(NetForecaster):
     @staticmethod
     def network(meta: dict) -> WindowTransformer:
         return WindowTransformer(meta["lags"], meta["horizon"], meta["season"], meta["d_model"], meta["heads"],
-                                 meta["layers"], meta["dropout"])
+                                 meta["layers"], meta["dropout"], covariates_of(meta))

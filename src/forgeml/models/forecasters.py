@@ -50,6 +50,14 @@ class Forecaster(Learner):
         write as ONNX (forgeml.tasks.forecast_onnx); None otherwise."""
         return None
 
+    def window_inputs(self, model, horizon: int) -> list[dict]:
+        """The inputs a window network reads beside the history (its covariates), as the manifest describes them."""
+        return []
+
+    def window_feeds(self, model, contexts: list["Context"], horizon: int) -> dict:
+        """Those inputs' values for the Contexts predict makes."""
+        return {}
+
     def graph_features(self, model, horizon: int):
         """When the model is trees over features a graph can compute from a history and a few more inputs (the global
         LightGBM), what forgeml export needs to write it as ONNX (forgeml.tasks.forecast_onnx_lgbm): an object with

@@ -12,7 +12,9 @@ interval half-width is the run's conformal quantile times the series' mean absol
 scale) times sqrt(step). The history must be regular (gaps filled, as ``forgeml
 predict`` fills them) and one season and two points long at least (torch's exporter reads a single seasonal difference
 as a broadcast). A run with LightGBM takes more inputs, what the values do not give: the calendar of the future times,
-the covariates, the static codes (forgeml.models.forecast_lgbm_onnx; the graph is joined in forecast_onnx_lgbm).
+the covariates, the static codes (forgeml.models.forecast_lgbm_onnx; the graph is joined in forecast_onnx_lgbm). A
+network that reads covariates takes them the same way (known, past, static; forgeml.models.forecast_covariates), and
+its graph is built by the same joining code (with no trees).
 Statistical models re-run their smoothing over each history: runs that use them are served as they are (``forgeml
 serve``'s forecast route).
 """
@@ -45,13 +47,13 @@ class HistoryForecaster(nn.Module):
             out += [pred - half[:, i], pred + half[:, i]]
         return tuple(out)
 
-    def forecasts(self, history: torch.Tensor) -> list[torch.Tensor]:
-        """Each network's forecast [N, H]."""
+    def forecasts(self, history: torch.Tensor, given: dict | None = None) -> list[torch.Tensor]:
+        """Each network's forecast [N, H]; ``given``: the graph's other inputs (the covariates networks read)."""
         full = torch.cat([history[:, :1].expand(-1, max(self.lags)), history], dim=1)
         preds = []
         for net, lags in zip(self.nets, self.lags):
             level = history_level(history, lags)
-            preds.append(net({"window": full[:, -lags:] / level}) * level)
+            preds.append(net({"window": full[:, -lags:] / level, **(given or {})}) * level)
         return preds
 
     def half_widths(self, history: torch.Tensor) -> torch.Tensor:
@@ -63,20 +65,25 @@ class HistoryForecaster(nn.Module):
         return self.q[None, :, None] * scale[:, None, None] * self.steps[None, None, :]
 
 
-def members(model) -> tuple[list[tuple[nn.Module, int]], list]:
-    """The (network, window length) of each window network of the run's model, and the graph features
-    (Forecaster.graph_features) of each member with trees; RunError naming what cannot be exported."""
+INPUT_ORDER = ("history", "calendar", "known", "past", "static")
+
+
+def members(model) -> tuple[list[tuple[nn.Module, int]], list, list[dict]]:
+    """The (network, window length) of each window network of the run's model, the graph features
+    (Forecaster.graph_features) of each member with trees, and the inputs the networks read besides the history
+    (their covariates); RunError naming what cannot be exported."""
     from forgeml.models import LEARNERS
 
-    nets, trees, left = [], [], []
+    nets, trees, net_inputs, left = [], [], [], []
     for learner, fitted in model.members:
         net = learner.window_network(fitted)
         tree = None if net else learner.graph_features(fitted, model.horizon)
         nets += [net] if net else []
+        net_inputs += learner.window_inputs(fitted, model.horizon) if net else []
         trees += [tree] if tree else []
         left += [] if net or tree else [learner.name]
     if not left:
-        return nets, trees
+        return nets, trees, net_inputs
     forecasters = [(n, LEARNERS.get(n)) for n in LEARNERS.tagged("forecaster")]
     windows = [n for n, cls in forecasters if getattr(cls, "exports_window", False)]
     graphs = [n for n, cls in forecasters if getattr(cls, "exports_graph", False)]
@@ -95,8 +102,10 @@ def spec(model) -> tuple[list[dict], list[dict]]:
     inputs = [{"name": "history", "dtype": "float32", "shape": ["series", "length"], "columns": [s["target"]],
                "how": f"each series' values, oldest first, at its regular {s['freq']} steps (gaps filled), at least "
                       f"one season and two points ({s['season'] + 2}); series of one request share the length"}]
-    for tree in members(model)[1]:
-        inputs += [i for i in tree.inputs if i["name"] not in {j["name"] for j in inputs}]
+    _, trees, net_inputs = members(model)
+    for i in net_inputs + [i for tree in trees for i in tree.inputs]:
+        inputs += [] if i["name"] in {j["name"] for j in inputs} else [i]
+    inputs.sort(key=lambda i: INPUT_ORDER.index(i["name"]))
     outputs = [{"name": "forecast", "dtype": "float32", "shape": ["series", h], "how": f"the next {h} points"}]
     for lv in sorted(s["levels"]):
         outputs += [{"name": f"lo_{lv}", "dtype": "float32", "shape": ["series", h], "how": f"the {lv}% interval's lower end"},
@@ -121,11 +130,12 @@ def build(model):
     levels = sorted(s["levels"])
     quantiles = [float(s["interval_quantiles"][str(lv)] if str(lv) in s["interval_quantiles"]
                        else s["interval_quantiles"][lv]) for lv in levels]
-    nets, trees = members(model)
+    nets, trees, net_inputs = members(model)
     core = HistoryForecaster(nets, s["season"], model.horizon, quantiles).eval()
     series = torch.export.Dim("series", min=1)
     dims = {0: series, 1: torch.export.Dim("length", min=s["season"] + 2, max=100_000)}
-    if trees:  # LightGBM: its feature rows in torch, its trees spliced in after them (forecast_onnx_lgbm)
+    if trees or net_inputs:  # LightGBM: its feature rows in torch, its trees spliced in after them (forecast_onnx_lgbm);
+        # networks that read covariates take them as more inputs, as LightGBM does
         from forgeml.tasks.forecast_onnx_lgbm import build_with_trees
 
         return build_with_trees(model, core, trees, levels, dims, series)
@@ -158,6 +168,8 @@ def feeds(model, contexts: list) -> dict[str, np.ndarray]:
     and what the trees' features need besides (the calendar, the covariates, the static codes)."""
     width = min(len(c.history) for c in contexts)
     out = {"history": np.stack([c.history[-width:] for c in contexts]).astype(np.float32)}
+    for learner, fitted in model.members:
+        out.update(learner.window_feeds(fitted, contexts, model.horizon))
     for tree in members(model)[1]:
         out.update(tree.feeds(contexts))
     return out

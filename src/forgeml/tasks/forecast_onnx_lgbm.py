@@ -1,7 +1,8 @@
 """``forgeml export`` of a forecasting run with trees over window features (the global LightGBM), alone or averaged
-with window networks (forgeml.tasks.forecast_onnx): one graph, two parts joined by tensor name.
+with window networks (forgeml.tasks.forecast_onnx), or of networks that read covariates (no trees): one graph, two
+parts joined by tensor name.
 
-    history, calendar[, known, past, static] ─► torch (torch.onnx): each tree member's feature rows [N * H, F] and
+    history[, calendar, known, past, static] ─► torch (torch.onnx): each tree member's feature rows [N * H, F] and
                                                 level [N, 1], the networks' summed forecast [N, H], each interval's
                                                 half-width [N, H]
                                               ─► the trees (forgeml's LightGBM converter, onnxmltools), spliced in
@@ -31,7 +32,7 @@ class Parts(nn.Module):
 
     def forward(self, history: torch.Tensor, *others: torch.Tensor):
         given = dict(zip(self.names, others))
-        out = [torch.stack(self.base.forecasts(history)).sum(dim=0)] if len(self.base.nets) else []
+        out = [torch.stack(self.base.forecasts(history, given)).sum(dim=0)] if len(self.base.nets) else []
         for tree in self.trees:
             out += list(tree(history, given))
         half = self.base.half_widths(history)
