@@ -77,12 +77,13 @@ def _parallel(fn, items: list, n_jobs: Optional[int] = None) -> list:
 
 class LocalForecaster(Forecaster):
     """A model fitted per series: ``estimate(history, season, params) -> spec`` (JSON) and ``predict(spec, history,
-    horizon, season) -> [horizon]``. On many series (more than task.slow_max_series) its parameters are not
-    estimated again for the test windows: the smoothing runs on through the validation points (statsforecast's
-    refit=False)."""
+    horizon, season) -> [horizon]``. Its parameters are estimated again for the test windows, on fit + validation,
+    even on many series: keeping the validation fit's (statsforecast's refit=False) made ETS's test MASE on
+    us_employment 0.527 against 0.350 refitted. The validation fit's last 8 seasons start in October 2007 and hold the
+    2008-09 recession, the refit's start after it: for one series the first chose a damped trend still heading down,
+    the second a rising one."""
 
     file = FILE
-    refits = False
 
     def estimate(self, history: np.ndarray, season: int, params) -> dict:
         """The series' parameters, from ``history`` (its last TAIL_SEASONS seasons at most); {} when none fit."""

@@ -37,7 +37,6 @@ class Context:
 class Forecaster(Learner):
     accepts = frozenset({"series"})
     file = "forecaster.json"
-    refits = True  # fitted again on fit + validation for the test windows (False: the validation fit goes on)
 
     def fit(self, params, panel, horizon: int, seed: int):
         raise NotImplementedError

@@ -208,25 +208,19 @@ class Forecasting(Task):
                      LEARNERS.get(n).tags]  # a slow one only where it is a candidate (see prepare_run)
         fitted: dict[str, dict] = {}
 
-        many = len(panel.series) > data.opts.slow_max_series
-
-        def fit_forecast(name: str, fit_on: "Panel", origins: list[list[int]], model=None):
-            """``name`` fitted on ``fit_on`` (or ``model`` as it is), forecasting from ``origins``: [series, windows, h]."""
+        def fit_forecast(name: str, fit_on: "Panel", origins: list[list[int]]):
+            """``name`` fitted on ``fit_on``, forecasting from ``origins``: [series, windows, h]."""
             learner = LEARNERS.get(name)()
             params = _params(cfg, name)
-            if model is None:
-                model = learner.fit(params, fit_on, h, cfg.train.seed,
-                                    **({"train": cfg.train, "loop": loop} if "global" in learner.tags else {}))
+            model = learner.fit(params, fit_on, h, cfg.train.seed,
+                                **({"train": cfg.train, "loop": loop} if "global" in learner.tags else {}))
             pred = learner.forecast(model, contexts_at(panel, origins, h), h)
             return model, pred.reshape(len(panel.series), len(origins[0]), h), params
 
         def run_candidate(name: str, part: str) -> np.ndarray:
             tic = time.perf_counter()
-            # on many series a local model's smoothing runs on through validation instead of estimating again
-            reuse = part == "test" and many and not LEARNERS.get(name).refits and "val" in fitted.get(name, {})
             model, pred, params = fit_forecast(name, fit_panel if part == "val" else refit_panel,
-                                               val_origins if part == "val" else test_origins,
-                                               fitted[name]["val"]["model"] if reuse else None)
+                                               val_origins if part == "val" else test_origins)
             fitted.setdefault(name, {})[part] = {"model": model, "pred": pred, "seconds": time.perf_counter() - tic,
                                                  "params": params}
             return pred
