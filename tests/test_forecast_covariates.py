@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from forgeml import api
+from forgeml.errors import DataError
 from forgeml.models.forecast_covariates import context_inputs, covariate_meta, window_inputs
 from forgeml.models.forecast_windows import training_windows
 
@@ -59,7 +60,7 @@ def test_a_network_learns_a_known_promotion_and_predict_needs_its_plan(tmp_path)
     meta = json.loads((with_cov.run_dir / "forecasters" / "nbeats" / "forecaster.json").read_text())
     assert meta["covariates"]["known"] == ["promo"] and meta["covariates"]["static"] == {"region": ["north", "south"]}
     assert 0.2 < meta["covariates"]["known_mean"][0] < 0.3  # the share of promotion days: the standardization's mean
-    with pytest.raises(Exception, match=r"known covariates \['promo'\] are missing"):
+    with pytest.raises(DataError, match=r"known covariates \['promo'\] are missing"):
         api.predict(with_cov.run_dir, df)
     future = _plan(df)
     out = api.predict(with_cov.run_dir, pd.concat([df, future], ignore_index=True))
