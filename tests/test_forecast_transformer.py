@@ -27,6 +27,9 @@ def _windows(net, n: int, seed: int = 0) -> torch.Tensor:
 
 def test_trains_on_air_passengers(air):
     m = air.metrics
+    # its quantile outputs or split conformal, whichever scored better on the validation windows (task.intervals auto)
+    assert m["intervals"]["kind"] in ("quantile", "conformal")
+    assert set(m["intervals"]["cross_fitted_wql"]) == {"quantile", "conformal"}
     mase, naive = m["test"]["mase"], m["references"]["seasonal naive"]["test"]["mase"]
     print(f"transformer test MASE {mase:.4f}, seasonal naive {naive:.4f}")
     assert m["model"] == "transformer" and air.manifest["target"]["season"] == 12
@@ -87,7 +90,7 @@ def test_the_network_exports_to_onnx_with_a_free_batch_size(air):
         with torch.no_grad():
             want = net({"window": x}).numpy()
         got = session.run(None, {"window": x.numpy()})[0]
-        assert got.shape == (n, 12)
+        assert got.shape == want.shape == (n, 12, 5)  # the median and the 80% and 95% intervals' ends
         diff = float(np.abs(got - want).max())
         print(f"batch {n}: max |onnx - torch| = {diff:.2e}")
         assert diff < 1e-4

@@ -13,7 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
+from forgeml.models.forecast_nets import (Covariates, NetForecaster, QuantileHead, WindowNetParams, covariates_of,
+                                         network_quantiles, seasonal_positions)
 
 
 class LSTMForecastParams(WindowNetParams):
@@ -26,12 +27,13 @@ class LSTMForecastParams(WindowNetParams):
 
 class WindowLSTM(nn.Module):
     def __init__(self, lags: int, horizon: int, season: int, hidden: int, layers: int,
-                 covariates: Optional[Covariates] = None):
+                 covariates: Optional[Covariates] = None, quantiles: list[float] = (0.5,)):
         super().__init__()
         self.lstm = nn.LSTM(3, hidden, num_layers=layers, batch_first=True)
         self.covariates = covariates  # adds its step-by-step correction
         self.head = nn.Linear(hidden, horizon)
         self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
+        self.quantiles = QuantileHead(lags, horizon, list(quantiles))  # last: the layers above draw their init as before
         phase = 2 * math.pi * torch.arange(lags, dtype=torch.float32) / max(season, 1)
         self.register_buffer("phase", torch.stack([phase.sin(), phase.cos()], dim=1), persistent=False)
 
@@ -44,14 +46,16 @@ class WindowLSTM(nn.Module):
         zeros = torch.zeros_like(steps[:, :1, :1]).permute(1, 0, 2).expand(self.lstm.num_layers, -1, self.lstm.hidden_size)
         out, _ = self.lstm(steps, (zeros.contiguous(), zeros.contiguous()))
         forecast = x[:, self.naive] + self.head(out[:, -1])
-        return forecast if self.covariates is None else forecast + self.covariates(batch)
+        median = forecast if self.covariates is None else forecast + self.covariates(batch)
+        return self.quantiles(x, median)
 
 
-@LEARNERS.register("lstm", tags={"forecaster", "global", "many_series"})
+@LEARNERS.register("lstm", tags={"forecaster", "global", "many_series", "quantiles"})
 class LSTMForecaster(NetForecaster):
     Params = LSTMForecastParams
     shape_keys = ("hidden", "layers")
 
     @staticmethod
     def network(meta: dict) -> WindowLSTM:
-        return WindowLSTM(meta["lags"], meta["horizon"], meta["season"], meta["hidden"], meta["layers"], covariates_of(meta))
+        return WindowLSTM(meta["lags"], meta["horizon"], meta["season"], meta["hidden"], meta["layers"], covariates_of(meta),
+                          network_quantiles(meta))

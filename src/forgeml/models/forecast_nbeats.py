@@ -11,7 +11,8 @@ from pydantic import Field
 from torch import nn
 
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
+from forgeml.models.forecast_nets import (Covariates, NetForecaster, QuantileHead, WindowNetParams, covariates_of,
+                                         network_quantiles, seasonal_positions)
 
 
 class NBeatsParams(WindowNetParams):
@@ -25,7 +26,7 @@ class NBeatsParams(WindowNetParams):
 
 class NBeats(nn.Module):
     def __init__(self, lags: int, horizon: int, season: int, blocks: int, width: int, layers: int,
-                 covariates: Optional[Covariates] = None):
+                 covariates: Optional[Covariates] = None, quantiles: list[float] = (0.5,)):
         super().__init__()
         self.lags, self.horizon, self.covariates = lags, horizon, covariates
 
@@ -36,6 +37,7 @@ class NBeats(nn.Module):
 
         self.blocks = nn.ModuleList(block() for _ in range(blocks))
         self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
+        self.quantiles = QuantileHead(lags, horizon, list(quantiles))  # last: the layers above draw their init as before
 
     def forward(self, batch: dict) -> torch.Tensor:
         x = batch["window"]
@@ -44,10 +46,11 @@ class NBeats(nn.Module):
             out = block(residual)
             residual = residual - out[:, :self.lags]
             forecast = forecast + out[:, self.lags:]
-        return forecast if self.covariates is None else forecast + self.covariates(batch)
+        median = forecast if self.covariates is None else forecast + self.covariates(batch)
+        return self.quantiles(x, median)
 
 
-@LEARNERS.register("nbeats", tags={"forecaster", "global", "many_series"})
+@LEARNERS.register("nbeats", tags={"forecaster", "global", "many_series", "quantiles"})
 class NBeatsForecaster(NetForecaster):
     Params = NBeatsParams
     shape_keys = ("blocks", "width", "layers")
@@ -55,4 +58,4 @@ class NBeatsForecaster(NetForecaster):
     @staticmethod
     def network(meta: dict) -> NBeats:
         return NBeats(meta["lags"], meta["horizon"], meta["season"], meta["blocks"], meta["width"], meta["layers"],
-                      covariates_of(meta))
+                      covariates_of(meta), network_quantiles(meta))

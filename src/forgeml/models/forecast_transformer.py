@@ -13,7 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from forgeml.models import LEARNERS
-from forgeml.models.forecast_nets import Covariates, NetForecaster, WindowNetParams, covariates_of, seasonal_positions
+from forgeml.models.forecast_nets import (Covariates, NetForecaster, QuantileHead, WindowNetParams, covariates_of,
+                                         network_quantiles, seasonal_positions)
 
 
 class TransformerForecastParams(WindowNetParams):
@@ -28,7 +29,7 @@ class TransformerForecastParams(WindowNetParams):
 
 class WindowTransformer(nn.Module):
     def __init__(self, lags: int, horizon: int, season: int, d_model: int, heads: int, layers: int, dropout: float,
-                 covariates: Optional[Covariates] = None):
+                 covariates: Optional[Covariates] = None, quantiles: list[float] = (0.5,)):
         super().__init__()
         self.covariates = covariates  # adds its step-by-step correction
         self.embed = nn.Linear(3, d_model)
@@ -47,6 +48,7 @@ class WindowTransformer(nn.Module):
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.register_buffer("naive", seasonal_positions(lags, horizon, season), persistent=False)
+        self.quantiles = QuantileHead(lags, horizon, list(quantiles))  # last: the layers above draw their init as before
         phase = 2 * math.pi * torch.arange(lags, dtype=torch.float32) / max(season, 1)
         self.register_buffer("phase", torch.stack([phase.sin(), phase.cos()], dim=1), persistent=False)
 
@@ -56,12 +58,13 @@ class WindowTransformer(nn.Module):
         # x.shape[0], not len(x): len() makes torch.export fix the batch size
         out = self.encoder(self.embed(steps) + self.pos)
         forecast = x[:, self.naive] + self.head(out[:, -1])
-        return forecast if self.covariates is None else forecast + self.covariates(batch)
+        median = forecast if self.covariates is None else forecast + self.covariates(batch)
+        return self.quantiles(x, median)
 
 
 # opt_in: model auto leaves it out (another network to train in every run, and on AirPassengers its test MASE, 1.28,
 # is behind the statistical models'); --model transformer trains it
-@LEARNERS.register("transformer", tags={"forecaster", "global", "many_series", "opt_in"})
+@LEARNERS.register("transformer", tags={"forecaster", "global", "many_series", "opt_in", "quantiles"})
 class TransformerForecaster(NetForecaster):
     Params = TransformerForecastParams
     shape_keys = ("d_model", "heads", "layers", "dropout")
@@ -69,4 +72,5 @@ class TransformerForecaster(NetForecaster):
     @staticmethod
     def network(meta: dict) -> WindowTransformer:
         return WindowTransformer(meta["lags"], meta["horizon"], meta["season"], meta["d_model"], meta["heads"],
-                                 meta["layers"], meta["dropout"], covariates_of(meta))
+                                 meta["layers"], meta["dropout"], covariates_of(meta),
+                                 network_quantiles(meta))

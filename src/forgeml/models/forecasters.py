@@ -9,7 +9,8 @@ the N-BEATS-style network) learn one model over every series' windows.
 
 Tags: ``forecast_baseline`` (a classic statistical baseline: the best of them on validation stands beside every run),
 ``global`` (one model over all series; it uses covariates), ``many_series`` (cheap enough to run by default on a
-table of many series), ``opt_in`` (``model: auto`` leaves it out; it trains when named).
+table of many series), ``opt_in`` (``model: auto`` leaves it out; it trains when named), ``quantiles`` (its fit takes the run's interval
+``levels`` and it may learn their quantiles: ``forecast_quantiles``).
 """
 from __future__ import annotations
 
@@ -44,9 +45,15 @@ class Forecaster(Learner):
     def forecast(self, model, contexts: list[Context], horizon: int) -> np.ndarray:
         raise NotImplementedError
 
+    def forecast_quantiles(self, model, contexts: list[Context], horizon: int, quantiles: list[float]):
+        """[n, horizon, len(quantiles)]: the model's own quantiles of each forecast (a network trained with quantile
+        outputs), or None when it gives point forecasts only (the family's intervals are then split conformal)."""
+        return None
+
     def window_network(self, model):
-        """(network, window length) when the model is a torch network over a scaled window that forgeml export can
-        write as ONNX (forgeml.tasks.forecast_onnx); None otherwise."""
+        """(network, window length, the quantiles the last axis of its output [N, H, Q] holds) when the model is a
+        torch network over a scaled window that forgeml export can write as ONNX (forgeml.tasks.forecast_onnx); None
+        otherwise."""
         return None
 
     def window_inputs(self, model, horizon: int) -> list[dict]:

@@ -5,11 +5,13 @@ points with the run's intervals, with onnxruntime alone.
     history [series, length] float32 ─► each network's window, scaled by its level ─► the mean of the members
                                       ├► LightGBM's feature rows ─► its trees ─► x level ┘
                                       └► the series' MASE scale ─► forecast ± quantile x scale x sqrt(step)
+                                                                   (or the networks' own quantiles ± correction x scale)
 
 The graph does what ``forgeml predict`` does after reading a history: a history shorter than a network's window is
 padded at the front with its first value, the window is divided by the mean absolute value of its last points, and the
 interval half-width is the run's conformal quantile times the series' mean absolute seasonal difference (MASE's
-scale) times sqrt(step). The history must be regular (gaps filled, as ``forgeml
+scale) times sqrt(step); for a run whose intervals are the networks' own quantiles (CQR), each end is the networks'
+mean quantile moved outward by the run's correction times that scale. The history must be regular (gaps filled, as ``forgeml
 predict`` fills them) and one season and two points long at least (torch's exporter reads a single seasonal difference
 as a broadcast). A run with LightGBM takes more inputs, what the values do not give: the calendar of the future times,
 the covariates, the static codes (forgeml.models.forecast_lgbm_onnx; the graph is joined in forecast_onnx_lgbm). A
@@ -29,47 +31,71 @@ from forgeml.models.forecast_nets import history_level
 
 
 class HistoryForecaster(nn.Module):
-    """history [N, T] -> forecast [N, H], then (lo, hi) [N, H] per interval level."""
+    """history [N, T] -> forecast [N, H], then (lo, hi) [N, H] per interval level. ``nets``: (network, window
+    length, the quantiles its output holds) per network (Forecaster.window_network); ``quantiles``: the run's
+    calibrated number per level; ``ends``: for a run whose intervals are the networks' own quantiles (CQR), the
+    levels' ends (forecast_backtest.interval_ends), which every network holds; else None."""
 
-    def __init__(self, nets: list[tuple[nn.Module, int]], season: int, horizon: int, quantiles: list[float]):
+    def __init__(self, nets: list[tuple[nn.Module, int, list[float]]], season: int, horizon: int,
+                 quantiles: list[float], ends: list[float] | None = None):
         super().__init__()
-        self.nets = nn.ModuleList(net for net, _ in nets)
-        self.lags = [lags for _, lags in nets]
+        self.nets = nn.ModuleList(net for net, _, _ in nets)
+        self.lags = [lags for _, lags, _ in nets]
+        self.medians = [learned.index(0.5) for _, _, learned in nets]
+        self.own = None if ends is None else [[learned.index(q) for q in ends] for _, _, learned in nets]
         self.season = max(int(season), 1)
         self.register_buffer("steps", torch.arange(1, horizon + 1, dtype=torch.float32).sqrt())
         self.register_buffer("q", torch.tensor(quantiles, dtype=torch.float32))
 
     def forward(self, history: torch.Tensor):
-        pred = torch.stack(self.forecasts(history)).mean(dim=0)
-        half = self.half_widths(history)
+        outs = self.outputs(history)
+        pred = torch.stack(self.medians_of(outs)).mean(dim=0)
         out = [pred]
-        for i in range(len(self.q)):
-            out += [pred - half[:, i], pred + half[:, i]]
+        for below, above in self.offsets(history, outs, pred):
+            out += [pred - below, pred + above]
         return tuple(out)
 
-    def forecasts(self, history: torch.Tensor, given: dict | None = None) -> list[torch.Tensor]:
-        """Each network's forecast [N, H]; ``given``: the graph's other inputs (the covariates networks read)."""
+    def outputs(self, history: torch.Tensor, given: dict | None = None) -> list[torch.Tensor]:
+        """Each network's quantiles [N, H, Q] (Q = 1: the median alone); ``given``: the graph's other inputs (the
+        covariates networks read)."""
         full = torch.cat([history[:, :1].expand(-1, max(self.lags)), history], dim=1)
-        preds = []
+        outs = []
         for net, lags in zip(self.nets, self.lags):
             level = history_level(history, lags)
-            preds.append(net({"window": full[:, -lags:] / level, **(given or {})}) * level)
-        return preds
+            outs.append(net({"window": full[:, -lags:] / level, **(given or {})}) * level.unsqueeze(-1))
+        return outs
 
-    def half_widths(self, history: torch.Tensor) -> torch.Tensor:
-        """[N, levels, H]: each interval's half-width."""
+    def medians_of(self, outs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Each network's forecast [N, H]: its median."""
+        return [out[..., m] for out, m in zip(outs, self.medians)]
+
+    def offsets(self, history: torch.Tensor, outs: list[torch.Tensor], pred: torch.Tensor | None):
+        """Per level, how far below and above the members' mean forecast ``pred`` [N, H] its interval reaches.
+        Split conformal: both the half-width, quantile x the series' MASE scale x sqrt(step). CQR (every member is a
+        network with quantiles; ``pred`` is their mean median): the networks' mean lower and upper quantile, moved
+        outward by the correction x the scale."""
         seasonal = (history[:, self.season:] - history[:, :-self.season]).abs().mean(dim=1)
         naive = (history[:, 1:] - history[:, :-1]).abs().mean(dim=1)
         one = torch.ones_like(naive)
         scale = torch.where(seasonal > 1e-12, seasonal, torch.where(naive > 1e-12, naive, one))  # evaluate.mase_scale
-        return self.q[None, :, None] * scale[:, None, None] * self.steps[None, None, :]
+        out = []
+        for i in range(len(self.q)):
+            if self.own is None:
+                half = self.q[i] * scale[:, None] * self.steps[None, :]
+                out.append((half, half))
+                continue
+            lo = torch.stack([o[..., idx[2 * i]] for o, idx in zip(outs, self.own)]).mean(dim=0)
+            hi = torch.stack([o[..., idx[2 * i + 1]] for o, idx in zip(outs, self.own)]).mean(dim=0)
+            widen = self.q[i] * scale[:, None]
+            out.append((pred - lo + widen, hi - pred + widen))
+        return out
 
 
 INPUT_ORDER = ("history", "calendar", "known", "past", "static")
 
 
-def members(model) -> tuple[list[tuple[nn.Module, int]], list, list[dict]]:
-    """The (network, window length) of each window network of the run's model, the graph features
+def members(model) -> tuple[list[tuple[nn.Module, int, list[float]]], list, list[dict]]:
+    """The (network, window length, its output's quantiles) of each window network of the run's model, the graph features
     (Forecaster.graph_features) of each member with trees, and the inputs the networks read besides the history
     (their covariates); RunError naming what cannot be exported."""
     from forgeml.models import LEARNERS
@@ -126,12 +152,16 @@ def build(model):
     from forgeml.errors import require
 
     require("onnxscript", "export", "forgeml export (torch's ONNX exporter needs it)")
+    from forgeml.tasks.forecast_backtest import interval_ends
+
     s = model.state
     levels = sorted(s["levels"])
     quantiles = [float(s["interval_quantiles"][str(lv)] if str(lv) in s["interval_quantiles"]
                        else s["interval_quantiles"][lv]) for lv in levels]
     nets, trees, net_inputs = members(model)
-    core = HistoryForecaster(nets, s["season"], model.horizon, quantiles).eval()
+    # "quantile": every member is a network whose outputs hold the levels' ends (forecasting.py chose CQR)
+    ends = interval_ends(levels) if s.get("intervals") == "quantile" else None
+    core = HistoryForecaster(nets, s["season"], model.horizon, quantiles, ends).eval()
     series = torch.export.Dim("series", min=1)
     dims = {0: series, 1: torch.export.Dim("length", min=s["season"] + 2, max=100_000)}
     if trees or net_inputs:  # LightGBM: its feature rows in torch, its trees spliced in after them (forecast_onnx_lgbm);

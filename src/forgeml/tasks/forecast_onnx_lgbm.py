@@ -3,10 +3,11 @@ with window networks (forgeml.tasks.forecast_onnx), or of networks that read cov
 parts joined by tensor name.
 
     history[, calendar, known, past, static] ─► torch (torch.onnx): each tree member's feature rows [N * H, F] and
-                                                level [N, 1], the networks' summed forecast [N, H], each interval's
-                                                half-width [N, H]
+                                                level [N, 1], the networks' summed forecast [N, H], how far each
+                                                interval reaches below and above the forecast [N, H]
                                               ─► the trees (forgeml's LightGBM converter, onnxmltools), spliced in
-                                              ─► [N, H] x level ─► the mean of the members ─► forecast, lo_*, hi_*
+                                              ─► [N, H] x level ─► the mean of the members ─► forecast,
+                                                 lo_* = forecast - below, hi_* = forecast + above
 
 The member's own object (Forecaster.graph_features; forgeml.models.forecast_lgbm_onnx) gives the torch module that
 computes its feature rows, the inputs it reads besides the history, and its trees as an ONNX model.
@@ -24,7 +25,7 @@ NETWORKS = "members/networks"
 
 class Parts(nn.Module):
     """(history, the other inputs in ``names`` order) -> [the networks' summed forecast], then each tree member's
-    (feature rows, level), then each interval's half-width."""
+    (feature rows, level), then how far each interval reaches below and above the forecast."""
 
     def __init__(self, base: HistoryForecaster, trees: list[nn.Module], names: list[str]):
         super().__init__()
@@ -32,11 +33,13 @@ class Parts(nn.Module):
 
     def forward(self, history: torch.Tensor, *others: torch.Tensor):
         given = dict(zip(self.names, others))
-        out = [torch.stack(self.base.forecasts(history, given)).sum(dim=0)] if len(self.base.nets) else []
+        outs = self.base.outputs(history, given) if len(self.base.nets) else []
+        out = [torch.stack(self.base.medians_of(outs)).sum(dim=0)] if outs else []
         for tree in self.trees:
             out += list(tree(history, given))
-        half = self.base.half_widths(history)
-        return tuple(out + [half[:, i] for i in range(half.shape[1])])
+        # CQR's offsets are measured from the members' mean forecast: then every member is a network (no trees)
+        pred = out[0] / len(outs) if self.base.own is not None else None
+        return tuple(out + [part for pair in self.base.offsets(history, outs, pred) for part in pair])
 
 
 def build_with_trees(model, base: HistoryForecaster, trees: list, levels: list[int], dims: dict, series):
@@ -50,7 +53,8 @@ def build_with_trees(model, base: HistoryForecaster, trees: list, levels: list[i
     for i in inputs[1:]:
         example[i["name"]] = torch.zeros(2, *i["shape"][1:])
     own = ([NETWORKS] if len(base.nets) else []) + [f"trees{t}/{part}" for t in range(len(trees))
-                                                    for part in ("features", "level")] + [f"half_{lv}" for lv in levels]
+                                                    for part in ("features", "level")] + [
+        f"{side}_{lv}" for lv in levels for side in ("below", "above")]
     parts = Parts(base, [t.module() for t in trees], list(example)[1:]).eval()
     proto = to_onnx(parts, example, own, (dims, tuple({0: series} for _ in inputs[1:])))  # forward(history, *others)
     graph = proto.graph
@@ -70,8 +74,8 @@ def build_with_trees(model, base: HistoryForecaster, trees: list, levels: list[i
     nodes += [helper.make_node("Sum", preds, ["post/sum"], "post/sum"),
               helper.make_node("Div", ["post/sum", "post/members"], ["forecast"], "post/mean")]
     for lv in levels:
-        nodes += [helper.make_node("Sub", ["forecast", f"half_{lv}"], [f"lo_{lv}"], f"post/lo_{lv}"),
-                  helper.make_node("Add", ["forecast", f"half_{lv}"], [f"hi_{lv}"], f"post/hi_{lv}")]
+        nodes += [helper.make_node("Sub", ["forecast", f"below_{lv}"], [f"lo_{lv}"], f"post/lo_{lv}"),
+                  helper.make_node("Add", ["forecast", f"above_{lv}"], [f"hi_{lv}"], f"post/hi_{lv}")]
     graph.node.extend(nodes)
     graph.initializer.extend(inits)
     del graph.output[:]

@@ -129,6 +129,17 @@ class ForecastModel:
     def _forecast(self, contexts: list) -> np.ndarray:
         return np.mean([learner.forecast(model, contexts, self.horizon) for learner, model in self.members], axis=0)
 
+    def _bands(self, contexts: list, pred: np.ndarray, scales: np.ndarray) -> dict:
+        """level -> (lo, hi) [len(contexts), horizon], as training calibrated them: around the members' own
+        quantiles (averaged) for a run whose intervals are CQR (``intervals: quantile``), else split conformal."""
+        from forgeml.tasks.forecast_backtest import bands, interval_ends, own_bands
+
+        levels, own = sorted(self.state["levels"]), None
+        if self.state.get("intervals") == "quantile":
+            own = own_bands(np.mean([learner.forecast_quantiles(model, contexts, self.horizon, interval_ends(levels))
+                                     for learner, model in self.members], axis=0), levels)
+        return bands(pred, scales, self.state["interval_quantiles"], self.horizon, own)
+
     # ---- the capabilities
     def predict(self, data, sep: Optional[str] = None, encoding: Optional[str] = None) -> pd.DataFrame:
         """The next ``horizon`` points of each series, with the intervals: one row per series and time."""
@@ -137,12 +148,11 @@ class ForecastModel:
     def forecast_panel(self, panel, future: dict) -> pd.DataFrame:
         """predict's table for a history read as a Panel (and the known covariates' future rows per series)."""
         from forgeml.evaluate.forecast import mase_scale
-        from forgeml.tasks.forecast_backtest import bands
 
         contexts = self._contexts(panel, future)
         pred = self._forecast(contexts)
         scales = np.array([mase_scale(c.history, self.state["season"]) for c in contexts])
-        lo_hi = bands(pred, scales, self.state["interval_quantiles"], self.horizon)
+        lo_hi = self._bands(contexts, pred, scales)
         id_name = self.state.get("id_col") or "series"
         out = pd.DataFrame({id_name: np.repeat([c.id for c in contexts], self.horizon),
                             self.state["time_col"]: np.concatenate([c.future for c in contexts]),
@@ -199,7 +209,7 @@ class ForecastModel:
         """Metrics of the run's models on the last ``windows`` windows of each series of ``data`` (default: the
         run's own data, whose last windows are its test windows: the saved models never saw them)."""
         from forgeml.evaluate.forecast import mase_scale, score
-        from forgeml.tasks.forecast_backtest import backtest_origins, bands
+        from forgeml.tasks.forecast_backtest import backtest_origins
 
         if data is None:
             data = self.config().data.source
@@ -209,10 +219,14 @@ class ForecastModel:
         if short:
             raise DataError(f"series {short[0]!r} is too short to score {w} window(s) of {h} points after enough history")
         origins = [backtest_origins(len(s.values), h, w, "test") for s in panel.series]
-        pred = self._forecast(self._contexts(panel, {}, origins)).reshape(len(panel.series), w, h)
+        contexts = self._contexts(panel, {}, origins)
+        pred = self._forecast(contexts)
         actual = np.stack([np.stack([s.values[t:t + h] for t in o]) for s, o in zip(panel.series, origins)])
         scales = np.array([mase_scale(s.values[:o[0]], self.state["season"]) for s, o in zip(panel.series, origins)])
-        out = score(actual, pred, scales, bands(pred, scales, self.state["interval_quantiles"], h), panel.ids)
+        lo_hi = self._bands(contexts, pred, np.repeat(scales, w))
+        shape = (len(panel.series), w, h)
+        out = score(actual, pred.reshape(shape), scales, {lv: (lo.reshape(shape), hi.reshape(shape))
+                                                          for lv, (lo, hi) in lo_hi.items()}, panel.ids)
         out["task"] = self.task.name
         out["data"] = str(data)
         return out

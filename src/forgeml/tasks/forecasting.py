@@ -12,8 +12,11 @@ The split is in time, per series (``windows`` W, ``horizon`` H, T points):
    combination) competes too. The best statistical baseline on validation is the run's baseline.
 3. The kept model and the baseline are fitted again on fit + validation and forecast the test windows, which nothing
    fitted on or chose by. Seasonal naive is scored there too (MASE's reference).
-4. Intervals: the kept model's validation errors, divided by the series' MASE scale and by sqrt(step), give one
-   quantile per level (split conformal); an interval is the forecast plus or minus it, times scale and sqrt(step).
+4. Intervals, calibrated on the kept model's validation windows (forgeml.tasks.forecast_backtest): when every
+   member gives its own quantiles (the networks' quantile outputs), conformalized quantile regression: the model's
+   interval, widened or narrowed by how far validation points fell outside it. Otherwise split conformal: the
+   validation errors, divided by the series' MASE scale and by sqrt(step), give one quantile per level; an interval
+   is the forecast plus or minus it, times scale and sqrt(step).
 
 Series too short for the backtest (2WH points plus two horizons to fit on) are named and left out of training and
 scoring; predict still forecasts them. The run keeps the models fitted on fit + validation: predict forecasts from the
@@ -25,16 +28,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from forgeml.core import Task
 from forgeml.errors import ConfigError, DataError
 from forgeml.tasks import TASKS
-from forgeml.tasks.forecast_backtest import (CALIBRATION_POINTS, backtest_origins, bands, contexts_at, cut,
-                                             earlier_origins, interval_quantiles, scaled_errors)
+from forgeml.tasks.forecast_backtest import (backtest_origins, bands, calibrate, calibration_rows, contexts_at, cut,
+                                             interval_ends, interval_kind, interval_quantiles, own_bands, scaled_errors)
+from forgeml.tasks.forecast_config import ForecastingConfig, options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,29 +47,8 @@ if TYPE_CHECKING:
 Say = Callable[[str], None]
 COMBINATION = "combination"
 SLOW_MAX_SEASON = 12  # a slow learner's (not tagged many_series: seasonal ARIMA) cost grows with the season
+INTERVAL_KINDS = {"quantile": "the model's own quantiles, conformalized", "conformal": "split conformal"}
 MODELS = "forecasters"  # RUN/forecasters/<model>/: the kept model's files (each member of a combination)
-
-
-class ForecastingConfig(BaseModel):
-    """``task: {name: forecasting, horizon: 12, id_col: store, known: [price]}``"""
-
-    model_config = ConfigDict(extra="forbid")
-    horizon: Optional[int] = Field(None, description="points to forecast (default: one season, e.g. 12 for monthly)")
-    id_col: Optional[str] = Field(None, description="the column naming each series of a long table (none: one series)")
-    time_col: Optional[str] = Field(None, description="the time column (default: data.split.time_col, or a column named "
-                                                      "time, ds, date, Month...)")
-    season: Optional[int] = Field(None, ge=1, description="seasonal period (default: from the frequency: 12 monthly, "
-                                                          "4 quarterly, 7 daily, 24 hourly, 48 half-hourly)")
-    freq: Optional[str] = Field(None, description="pandas frequency (default: inferred), e.g. MS, QS, D, h, 30min")
-    windows: int = Field(2, ge=1, description="backtest windows of horizon points, for validation and again for test")
-    gaps: Literal["fill", "refuse"] = Field("fill", description="missing times inside a series: interpolate or refuse")
-    known: list[str] = Field(default_factory=list, description="covariates known in the future (calendar, price, a "
-                                                               "weather forecast); predict needs their future values")
-    levels: list[int] = Field(default_factory=lambda: [80, 95], description="prediction interval levels, percent")
-    ensemble: int = Field(3, ge=0, description="model auto also tries the mean of this many best candidates (0: off)")
-    slow_max_series: int = Field(20, ge=0, description="model auto leaves the slow learners (ARIMA) out on more series "
-                                                       "than this, or on a season above 12")
-    leaderboard: bool = Field(False, description="score every candidate on the test windows, not only the kept one")
 
 
 @dataclass
@@ -87,10 +69,6 @@ class SeriesData:
         points = sum(len(s.values) for s in self.panel.series)
         n = len(self.panel.series)
         return {"train": points - 2 * n * w * h, "val": n * w * h, "test": n * w * h}
-
-
-def _options(cfg) -> ForecastingConfig:
-    return ForecastingConfig.model_validate({k: v for k, v in dict(cfg.task.model_extra or {}).items()})
 
 
 def target_column(df: pd.DataFrame, given: Optional[str], implied: Optional[str], skip: set) -> str:
@@ -129,7 +107,7 @@ class Forecasting(Task):
 
         from forgeml.errors import require
 
-        opts = _options(cfg)
+        opts = options(cfg)
         require("statsmodels", "forecast", "forecasting (its statistical baselines)")
         if opts.horizon is not None and opts.horizon <= 0:
             raise ConfigError(f"horizon = {opts.horizon}: forecast at least one point (--horizon 12)")
@@ -208,22 +186,34 @@ class Forecasting(Task):
                      LEARNERS.get(n).tags]  # a slow one only where it is a candidate (see prepare_run)
         fitted: dict[str, dict] = {}
 
+        levels = self.state["levels"]
+
         def fit_forecast(name: str, fit_on: "Panel", origins: list[list[int]]):
-            """``name`` fitted on ``fit_on``, forecasting from ``origins``: [series, windows, h]."""
+            """``name`` fitted on ``fit_on``, forecasting from ``origins``: the model, the forecasts [series, windows,
+            h], the params, and the model's own quantiles [series, windows, h, 2 x levels] (None if it has none)."""
             learner = LEARNERS.get(name)()
             params = _params(cfg, name)
             model = learner.fit(params, fit_on, h, cfg.train.seed,
-                                **({"train": cfg.train, "loop": loop} if "global" in learner.tags else {}))
-            pred = learner.forecast(model, contexts_at(panel, origins, h), h)
-            return model, pred.reshape(len(panel.series), len(origins[0]), h), params
+                                **({"train": cfg.train, "loop": loop} if "global" in learner.tags else {}),
+                                **({"levels": levels} if "quantiles" in learner.tags else {}))
+            contexts = contexts_at(panel, origins, h)
+            shape = (len(panel.series), len(origins[0]), h)
+            own = learner.forecast_quantiles(model, contexts, h, interval_ends(levels))
+            return (model, learner.forecast(model, contexts, h).reshape(shape), params,
+                    None if own is None else own.reshape(*shape, -1))
 
         def run_candidate(name: str, part: str) -> np.ndarray:
             tic = time.perf_counter()
-            model, pred, params = fit_forecast(name, fit_panel if part == "val" else refit_panel,
-                                               val_origins if part == "val" else test_origins)
+            model, pred, params, own = fit_forecast(name, fit_panel if part == "val" else refit_panel,
+                                                    val_origins if part == "val" else test_origins)
             fitted.setdefault(name, {})[part] = {"model": model, "pred": pred, "seconds": time.perf_counter() - tic,
-                                                 "params": params}
+                                                 "params": params, "own": own}
             return pred
+
+        def mean_own(part: str, names: list[str]):
+            """The members' own quantiles, averaged (None unless every member has them)."""
+            owns = [fitted[m][part]["own"] for m in names]
+            return None if any(o is None for o in owns) else np.mean(owns, axis=0)
 
         # 1. validation: every candidate and every baseline
         val_scores = {}
@@ -246,19 +236,26 @@ class Forecasting(Task):
                   if cfg.model.name == "auto" else "--model")
         say(f"kept [bold]{kept}[/] ({reason}); baseline: {base} (the best statistical baseline on validation)")
 
-        # intervals from the kept model's validation errors (split conformal, scaled, growing with sqrt(step)); on
-        # few series, windows before validation add errors until there are CALIBRATION_POINTS of them
+        # intervals, calibrated on the kept model's validation windows (on few series, windows before validation join
+        # until there are CALIBRATION_POINTS points): CQR around the members' own quantiles, or split conformal
+        # (forecast_backtest); task.intervals auto picks between them by cross-fitting on those windows
         val_pred = np.mean([fitted[m]["val"]["pred"] for m in kept_members], axis=0)
-        errors = [scaled_errors(actual["val"], val_pred, scales["val"])]
-        for ends in earlier_origins(panel, [o[0] for o in val_origins], h, CALIBRATION_POINTS - val_pred.size):
-            pred = np.mean([fit_forecast(m, cut(panel, ends), [[e] for e in ends])[1] for m in kept_members], axis=0)
-            truth = np.stack([s.values[e:e + h] for s, e in zip(panel.series, ends)])[:, None]
-            errors.append(scaled_errors(truth, pred, np.array([mase_scale(s.values[:e], panel.season)
-                                                               for s, e in zip(panel.series, ends)])))
-        self.state["interval_quantiles"] = interval_quantiles(np.concatenate(errors), self.state["levels"])
-        self.state["calibration_points"] = int(sum(e.size for e in errors))
-        base_q = interval_quantiles(scaled_errors(actual["val"], fitted[base]["val"]["pred"], scales["val"]),
-                                    self.state["levels"])
+
+        def forecast_from(ends: list[int]):
+            runs = [fit_forecast(m, cut(panel, ends), [[e] for e in ends]) for m in kept_members]
+            owns = [r[3] for r in runs]
+            return np.mean([r[1] for r in runs], axis=0), None if any(o is None for o in owns) else np.mean(owns, axis=0)
+
+        rows = calibration_rows(panel, [o[0] for o in val_origins], h,
+                                (actual["val"], val_pred, mean_own("val", kept_members), scales["val"]), forecast_from)
+        kind, tried = interval_kind(rows, data.opts.intervals, levels)
+        if tried:
+            say(f"  intervals: {INTERVAL_KINDS[kind]} (cross-fitted weighted quantile loss on validation: "
+                f"{', '.join(f'{INTERVAL_KINDS[k]} {v:.4f}' for k, v in tried.items())})")
+        self.state["intervals"] = kind
+        self.state["interval_quantiles"] = calibrate(kind, rows, levels)
+        self.state["calibration_points"] = int(rows[0].size)
+        base_q = interval_quantiles(scaled_errors(actual["val"], fitted[base]["val"]["pred"], scales["val"]), levels)
 
         # 2. test: refit on fit + validation, forecast the test windows
         scored = dict.fromkeys(kept_members + [base, "seasonal_naive"] +
@@ -267,13 +264,15 @@ class Forecasting(Task):
             run_candidate(name, "test")
         ids = panel.ids
 
-        def test_metrics(pred, q) -> dict:
-            return score(actual["test"], pred, scales["test"], bands(pred, scales["test"], q, h), ids)
+        def test_metrics(pred, lo_hi: dict) -> dict:
+            return score(actual["test"], pred, scales["test"], lo_hi, ids)
 
         kept_pred = np.mean([fitted[m]["test"]["pred"] for m in kept_members], axis=0)
-        metrics = {"val": _summary(val_scores[kept]), "test": test_metrics(kept_pred, self.state["interval_quantiles"])}
+        kept_bands = bands(kept_pred, scales["test"], self.state["interval_quantiles"], h,
+                           own_bands(mean_own("test", kept_members), levels) if kind == "quantile" else None)
+        metrics = {"val": _summary(val_scores[kept]), "test": test_metrics(kept_pred, kept_bands)}
         metrics["test"]["tables"] = {"per-series errors": metrics["test"].pop("per_series")}
-        base_test = test_metrics(fitted[base]["test"]["pred"], base_q)
+        base_test = test_metrics(fitted[base]["test"]["pred"], bands(fitted[base]["test"]["pred"], scales["test"], base_q, h))
         base_test.pop("per_series")
         naive_test = score(actual["test"], fitted["seasonal_naive"]["test"]["pred"], scales["test"])
         board = [[n, _r(val_scores[n]["mase"]), _r(score(actual["test"], fitted[n]["test"]["pred"], scales["test"])["mase"])
@@ -290,7 +289,9 @@ class Forecasting(Task):
                         "references": {"seasonal naive": {"test": _summary(naive_test)}},
                         "candidates": [{"model": n, "val": _summary(val_scores[n]),
                                         "seconds": round(fitted[n]["val"]["seconds"], 3)} for n in data.candidates],
-                        "choice": {"kept": kept, "reason": reason, "metric": "mase"}})
+                        "choice": {"kept": kept, "reason": reason, "metric": "mase"},
+                        "intervals": {"kind": kind, "calibration_points": self.state["calibration_points"],
+                                      **({"cross_fitted_wql": tried} if tried else {})}})
         if data.skipped:
             metrics["skipped_series"] = data.skipped
         m, b, nv = metrics["test"]["mase"], base_test["mase"], naive_test["mase"]
@@ -302,7 +303,7 @@ class Forecasting(Task):
         from forgeml import artifacts
         from forgeml.evaluate.report import rerender
 
-        made = self._plots(panel, test_origins, kept_pred, scales["test"], {kept: metrics["test"]["by_step"],
+        made = self._plots(panel, test_origins, kept_pred, kept_bands, {kept: metrics["test"]["by_step"],
                            f"baseline {base}": base_test["by_step"], "seasonal naive": naive_test["by_step"]},
                            run_dir / "plots")
         metrics["plots"] = [p.stem for p in made]
@@ -339,19 +340,16 @@ class Forecasting(Task):
         tracker.final(metrics, run_dir, model_files=files)
         return metrics, manifest
 
-    def _plots(self, panel, origins, pred, scales, curves: dict, folder: Path) -> list[Path]:
+    def _plots(self, panel, origins, pred, lo_hi: dict, curves: dict, folder: Path) -> list[Path]:
+        """History and test windows with their intervals (``lo_hi``: level -> [series, windows, h]) for 4 series."""
         from forgeml.evaluate.forecast import by_step_plot, forecast_plot
 
-        h, q = self.horizon, self.state["interval_quantiles"]
-        shown = []
-        for i in range(min(4, len(panel.series))):
-            s = panel.series[i]
+        h, shown = self.horizon, []
+        for i, s in enumerate(panel.series[:4]):
             start = max(0, origins[i][0] - max(4 * panel.season, 3 * h))
-            windows = []
-            for j, t in enumerate(origins[i]):
-                lo_hi = bands(pred[i:i + 1, j:j + 1], scales[i:i + 1], q, h)
-                windows.append((s.times[t:t + h], s.values[t:t + h], pred[i, j],
-                                {lv: (lo[0, 0], hi[0, 0]) for lv, (lo, hi) in lo_hi.items()}))
+            windows = [(s.times[t:t + h], s.values[t:t + h], pred[i, j], {lv: (lo[i, j], hi[i, j]) for lv, (lo, hi)
+                                                                           in lo_hi.items()})
+                       for j, t in enumerate(origins[i])]
             shown.append({"id": s.id, "times": s.times[start:origins[i][0] + 1], "values": s.values[start:origins[i][0] + 1],
                           "windows": windows})
         return [forecast_plot(shown, f"time ({panel.freq})", folder / "forecasts.png"),
