@@ -57,9 +57,9 @@ def width_80(run_dir) -> float:
     panel, _ = model.read_history(model.frame(model.config().data.source))
     h, w = model.horizon, int(model.state["windows"])
     origins = [backtest_origins(len(s.values), h, w, "test") for s in panel.series]
-    contexts = model._contexts(panel, {}, origins)
+    contexts = model.contexts_of(panel, {}, origins)
     scales = np.repeat([mase_scale(s.values[:o[0]], model.state["season"]) for s, o in zip(panel.series, origins)], w)
-    lo, hi = model._bands(contexts, model._forecast(contexts), scales)[80]
+    lo, hi = model.interval_bands(contexts, model.forecast_contexts(contexts), scales)[80]
     return float(((hi - lo) / scales[:, None]).mean())
 
 

@@ -195,7 +195,7 @@ def test_a_combination_with_a_member_without_quantiles_is_split_conformal_in_pre
     want = both.predict(df)
     alone = [api.predict(r, df)["forecast"] for r in (nbeats_run.run_dir, trees.run_dir)]
     np.testing.assert_allclose(want["forecast"], np.mean(alone, axis=0))
-    info = export(both, tmp_path / "both.onnx", both._contexts(*both.read_history(df)))
+    info = export(both, tmp_path / "both.onnx", both.contexts_of(*both.read_history(df)))
     assert info["parity"]["max_rel_diff"] < 1e-4
     session = ort.InferenceSession(str(tmp_path / "both.onnx"))
     got = dict(zip([o.name for o in session.get_outputs()], session.run(None, both.onnx_feeds(df))))

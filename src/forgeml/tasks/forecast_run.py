@@ -99,7 +99,7 @@ class ForecastModel:
             future = {k: g.set_index("_time")[known] for k, g in rows.groupby("_id")}
         return panel, future
 
-    def _contexts(self, panel, future: dict, origins: Optional[list[list[int]]] = None) -> list:
+    def contexts_of(self, panel, future: dict, origins: Optional[list[list[int]]] = None) -> list:
         from forgeml.features.series import future_times
         from forgeml.models.forecasters import Context
         from forgeml.tasks.forecast_backtest import contexts_at
@@ -126,10 +126,10 @@ class ForecastModel:
             out.append(Context(s.id, s.values, s.times, times, s.covariates, ahead, s.static))
         return out
 
-    def _forecast(self, contexts: list) -> np.ndarray:
+    def forecast_contexts(self, contexts: list) -> np.ndarray:
         return np.mean([learner.forecast(model, contexts, self.horizon) for learner, model in self.members], axis=0)
 
-    def _bands(self, contexts: list, pred: np.ndarray, scales: np.ndarray) -> dict:
+    def interval_bands(self, contexts: list, pred: np.ndarray, scales: np.ndarray) -> dict:
         """level -> (lo, hi) [len(contexts), horizon], as training calibrated them: around the members' own
         quantiles (averaged) for a run whose intervals are CQR (``intervals: quantile``), else split conformal."""
         from forgeml.tasks.forecast_backtest import bands, interval_ends, own_bands
@@ -149,10 +149,10 @@ class ForecastModel:
         """predict's table for a history read as a Panel (and the known covariates' future rows per series)."""
         from forgeml.evaluate.forecast import mase_scale
 
-        contexts = self._contexts(panel, future)
-        pred = self._forecast(contexts)
+        contexts = self.contexts_of(panel, future)
+        pred = self.forecast_contexts(contexts)
         scales = np.array([mase_scale(c.history, self.state["season"]) for c in contexts])
-        lo_hi = self._bands(contexts, pred, scales)
+        lo_hi = self.interval_bands(contexts, pred, scales)
         id_name = self.state.get("id_col") or "series"
         out = pd.DataFrame({id_name: np.repeat([c.id for c in contexts], self.horizon),
                             self.state["time_col"]: np.concatenate([c.future for c in contexts]),
@@ -190,7 +190,7 @@ class ForecastModel:
             try:
                 panel, future = self.read_history(self.frame(self.config().data.source))
                 ends = [[max(len(s.values) - self.horizon, 0)] for s in panel.series] if self.state.get("known") else None
-                contexts = self._contexts(panel, future, ends)
+                contexts = self.contexts_of(panel, future, ends)
             except (OSError, ValueError, ForgeMLError):  # the data moved or changed: the manifest says parity was not checked
                 contexts = None
         return export(self, Path(path), contexts)
@@ -203,7 +203,7 @@ class ForecastModel:
         manifest's ``export.onnx.inputs`` describe them. The graph's rows follow the series in predict's order."""
         from forgeml.tasks.forecast_onnx import feeds
 
-        return feeds(self, self._contexts(*self.read_history(self.frame(data, sep, encoding))))
+        return feeds(self, self.contexts_of(*self.read_history(self.frame(data, sep, encoding))))
 
     def evaluate_run(self, data=None, sep: Optional[str] = None, encoding: Optional[str] = None) -> dict:
         """Metrics of the run's models on the last ``windows`` windows of each series of ``data`` (default: the
@@ -219,11 +219,11 @@ class ForecastModel:
         if short:
             raise DataError(f"series {short[0]!r} is too short to score {w} window(s) of {h} points after enough history")
         origins = [backtest_origins(len(s.values), h, w, "test") for s in panel.series]
-        contexts = self._contexts(panel, {}, origins)
-        pred = self._forecast(contexts)
+        contexts = self.contexts_of(panel, {}, origins)
+        pred = self.forecast_contexts(contexts)
         actual = np.stack([np.stack([s.values[t:t + h] for t in o]) for s, o in zip(panel.series, origins)])
         scales = np.array([mase_scale(s.values[:o[0]], self.state["season"]) for s, o in zip(panel.series, origins)])
-        lo_hi = self._bands(contexts, pred, np.repeat(scales, w))
+        lo_hi = self.interval_bands(contexts, pred, np.repeat(scales, w))
         shape = (len(panel.series), w, h)
         out = score(actual, pred.reshape(shape), scales, {lv: (lo.reshape(shape), hi.reshape(shape))
                                                           for lv, (lo, hi) in lo_hi.items()}, panel.ids)

@@ -211,9 +211,7 @@ class Forecasting(Task):
             return pred
 
         def mean_own(part: str, names: list[str]):
-            """The members' own quantiles, averaged (None unless every member has them)."""
-            owns = [fitted[m][part]["own"] for m in names]
-            return None if any(o is None for o in owns) else np.mean(owns, axis=0)
+            return mean_quantiles([fitted[m][part]["own"] for m in names])
 
         # 1. validation: every candidate and every baseline
         val_scores = {}
@@ -243,8 +241,7 @@ class Forecasting(Task):
 
         def forecast_from(ends: list[int]):
             runs = [fit_forecast(m, cut(panel, ends), [[e] for e in ends]) for m in kept_members]
-            owns = [r[3] for r in runs]
-            return np.mean([r[1] for r in runs], axis=0), None if any(o is None for o in owns) else np.mean(owns, axis=0)
+            return np.mean([r[1] for r in runs], axis=0), mean_quantiles([r[3] for r in runs])
 
         rows = calibration_rows(panel, [o[0] for o in val_origins], h,
                                 (actual["val"], val_pred, mean_own("val", kept_members), scales["val"]), forecast_from)
@@ -373,6 +370,11 @@ class Forecasting(Task):
         from forgeml.tasks.forecast_run import ForecastModel
 
         return ForecastModel(run_dir, manifest)
+
+
+def mean_quantiles(owns: list):
+    """Members' own quantiles, averaged; None unless every member has them."""
+    return None if any(o is None for o in owns) else np.mean(owns, axis=0)
 
 
 def _params(cfg, name: str):
